@@ -1,0 +1,11 @@
+"""The Celery app. Tasks live in each Django app's `tasks.py`; the beat schedule is in settings."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kfadmin.settings")
+
+app = Celery("kfadmin")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
