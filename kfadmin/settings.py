@@ -26,6 +26,8 @@ VAR_DIR = BASE_DIR / "var"
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = secret_key("SECRET_KEY", debug=DEBUG, keep_file=BASE_DIR / ".local" / "secret_key")
+# Keys that encrypt secrets stored in the database; the first encrypts, all decrypt.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEY", [])
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 

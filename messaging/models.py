@@ -1,0 +1,128 @@
+"""The permanent chat archive and the messages people send from kfadmin."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Agent, OfficialAccount
+from sessions_app.models import Customer
+
+
+def record_digest(worker: str, openid: str, opercode: int, text: str) -> bytes:
+    """What identifies a record's content; with (time, seq) it is the archive's natural key."""
+    payload = "\x1f".join((worker, openid, str(opercode), text)).encode()
+    return hashlib.sha256(payload).digest()[:16]
+
+
+class MessageRecord(models.Model):
+    """One `getmsglist` record (or the same fact learned from a callback or our own send).
+
+    WeChat records carry no id, so the key is (account, time, digest, seq): `seq` is the
+    record's position among identical records of the same second, so two identical
+    messages in one second are both kept, and re-syncing a window adds nothing.
+    """
+
+    class Source(models.TextChoices):
+        SYNC = "sync", _("history sync")
+        CALLBACK = "callback", _("callback")
+        KFADMIN = "kfadmin", _("sent from kfadmin")
+
+    class OperCode(models.IntegerChoices):
+        QUEUED = 1000, _("session queued")
+        ACCEPTED = 1001, _("session accepted")
+        CREATED = 1002, _("session started by an agent")
+        TRANSFERRED = 1003, _("session transferred")
+        CLOSED = 1004, _("session closed")
+        GRABBED = 1005, _("session grabbed")
+        RECEIVED_BY_OA = 2001, _("customer message")
+        AGENT_SENT = 2002, _("agent message")
+        AGENT_RECEIVED = 2003, _("customer message")
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="records")
+    time = models.DateTimeField()
+    worker = models.CharField(max_length=64, blank=True)
+    openid = models.CharField(max_length=64)
+    opercode = models.IntegerField()
+    text = models.TextField(blank=True)
+    digest = models.BinaryField(max_length=16)
+    seq = models.PositiveSmallIntegerField(default=0)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.SYNC)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["official_account", "time", "digest", "seq"], name="record_natural_key"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["official_account", "time", "id"], name="record_account_time"),
+            models.Index(fields=["official_account", "openid", "time", "id"], name="record_openid_time"),
+            models.Index(fields=["official_account", "worker", "time", "id"], name="record_worker_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.time:%Y-%m-%d %H:%M:%S} {self.openid} {self.opercode}"
+
+    @property
+    def is_customer_message(self) -> bool:
+        return self.opercode in (2001, 2003)
+
+    @property
+    def is_agent_message(self) -> bool:
+        return self.opercode == 2002
+
+    @property
+    def is_session_event(self) -> bool:
+        return 1000 <= self.opercode < 2000
+
+
+class OutboundMessage(models.Model):
+    """A message a person sent (or tried to send) from kfadmin; the page polls its status."""
+
+    class MsgType(models.TextChoices):
+        TEXT = "text", _("Text")
+        IMAGE = "image", _("Image")
+        VOICE = "voice", _("Voice")
+        VIDEO = "video", _("Video")
+        MUSIC = "music", _("Music")
+        NEWS = "news", _("News (link)")
+        MPNEWS = "mpnews", _("Article (media id)")
+        MPNEWSARTICLE = "mpnewsarticle", _("Published article")
+        MSGMENU = "msgmenu", _("Menu")
+        WXCARD = "wxcard", _("Card")
+        MINIPROGRAMPAGE = "miniprogrampage", _("Mini-program page")
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENDING = "sending", _("sending")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="outbound")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="outbound")
+    agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="outbound")
+    msgtype = models.CharField(max_length=16, choices=MsgType.choices)
+    payload = models.JSONField(help_text="The wire object for this msgtype, e.g. {'content': '…'}.")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    errcode = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, help_text="What went wrong, in plain words.")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["customer", "created_at"], name="outbound_customer_created"),
+            models.Index(fields=["official_account", "status"], name="outbound_account_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.msgtype} to {self.customer} ({self.status})"

@@ -1,0 +1,79 @@
+"""Customers (openids of an official account) and their kf sessions, including the queue."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Agent, OfficialAccount
+
+
+class Customer(models.Model):
+    """A WeChat user as the official account knows them, with their reply window.
+
+    WeChat accepts kf messages only after the customer interacted: a message grants
+    5 sends within 48 h, a menu click / follow / scan 3 within a minute. kfadmin
+    derives the window from records, callbacks and its own sends.
+    """
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="customers")
+    openid = models.CharField(max_length=64)
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    last_message_at = models.DateTimeField(null=True, blank=True, help_text="Latest message from the customer.")
+    window_expires_at = models.DateTimeField(null=True, blank=True)
+    window_remaining = models.PositiveSmallIntegerField(default=0)
+    # Last interaction of any kind, for the typing indicator's 30-second rule.
+    last_interaction_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["official_account", "openid"], name="customer_unique_openid"),
+        ]
+        indexes = [models.Index(fields=["official_account", "-last_seen_at"], name="customer_recent")]
+
+    def __str__(self) -> str:
+        return self.openid
+
+    def window_open(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        return bool(self.window_expires_at and self.window_expires_at > now and self.window_remaining > 0)
+
+
+class KfSession(models.Model):
+    """A customer waiting for, or being served by, one agent."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting", _("waiting")
+        OPEN = "open", _("open")
+        CLOSED = "closed", _("closed")
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="kf_sessions")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="sessions")
+    agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions")
+    state = models.CharField(max_length=8, choices=State.choices)
+    created_at = models.DateTimeField(default=timezone.now, help_text="Queued, or WeChat's createtime.")
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    latest_time = models.DateTimeField(null=True, blank=True, help_text="The customer's latest message.")
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            # A customer is in at most one live session (waiting or open) at a time.
+            models.UniqueConstraint(
+                fields=["customer"], condition=~Q(state="closed"), name="kfsession_one_live_per_customer"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["official_account", "state", "created_at"], name="kfsession_state_created"),
+            models.Index(fields=["agent", "state"], name="kfsession_agent_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer} · {self.state}"
