@@ -1,0 +1,141 @@
+"""Who may see what: the one place for permission checks on pages and fragments.
+
+A dashboard user works on one official account at a time (kept in the session),
+chosen among those a `Membership` gives them. Every view that shows or changes
+account data is wrapped in `account_view(...)`, which resolves the account and the
+user's role before the view runs and answers 403 otherwise — fragments included,
+since a fragment endpoint can be requested directly.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from accounts.models import Agent, Membership, OfficialAccount
+
+SESSION_KEY = "kfadmin_account_id"
+
+SUPERVISOR = Membership.Role.SUPERVISOR
+AGENT = Membership.Role.AGENT
+AUDITOR = Membership.Role.AUDITOR
+ALL_ROLES = (SUPERVISOR, AGENT, AUDITOR)
+
+
+@dataclass(frozen=True)
+class AccountContext:
+    account: OfficialAccount
+    role: str
+    # For the agent role: the kf account this person works as.
+    agent: Agent | None = None
+
+    @property
+    def role_label(self) -> str:
+        return str(Membership.Role(self.role).label)
+
+    @property
+    def is_supervisor(self) -> bool:
+        return self.role == SUPERVISOR
+
+    @property
+    def is_agent(self) -> bool:
+        return self.role == AGENT
+
+    @property
+    def is_auditor(self) -> bool:
+        return self.role == AUDITOR
+
+    @property
+    def can_send(self) -> bool:
+        return self.role in (SUPERVISOR, AGENT)
+
+
+def accounts_for_user(user) -> QuerySet[OfficialAccount]:
+    """The official accounts a user may open. Superusers (operators) see all of them."""
+    accounts = OfficialAccount.objects.filter(is_active=True)
+    if user.is_superuser:
+        return accounts
+    return accounts.filter(memberships__user=user).distinct()
+
+
+def _context_for(user, account: OfficialAccount) -> AccountContext | None:
+    membership = (
+        Membership.objects.filter(user=user, official_account=account).select_related("agent").first()
+    )
+    if membership is not None:
+        agent = membership.agent if membership.role == AGENT else None
+        return AccountContext(account=account, role=membership.role, agent=agent)
+    if user.is_superuser:
+        return AccountContext(account=account, role=SUPERVISOR)
+    return None
+
+
+def current_context(request: HttpRequest) -> AccountContext | None:
+    """The account the user is working on, falling back to the first they may open."""
+    cached = getattr(request, "_kf_context", None)
+    if cached is not None:
+        return cached
+    user = request.user
+    if not user.is_authenticated:
+        return None
+    allowed = accounts_for_user(user)
+    account_id = request.session.get(SESSION_KEY)
+    account = allowed.filter(pk=account_id).first() if account_id else None
+    if account is None:
+        account = allowed.first()
+        if account is None:
+            return None
+        request.session[SESSION_KEY] = account.pk
+    context = _context_for(user, account)
+    request._kf_context = context
+    return context
+
+
+def context_switch(request: HttpRequest, account_id: int) -> AccountContext:
+    """Make `account_id` the current account, if the user may open it."""
+    account = accounts_for_user(request.user).filter(pk=account_id).first()
+    if account is None:
+        raise PermissionDenied("You have no access to that official account.")
+    request.session[SESSION_KEY] = account.pk
+    request._kf_context = None
+    context = current_context(request)
+    assert context is not None
+    return context
+
+
+def account_view(*roles: str) -> Callable:
+    """Decorate a view taking (request, ctx, ...): ctx is the AccountContext.
+
+    With no official account the user sees a page saying so; with the wrong role, 403.
+    """
+    allowed_roles: Iterable[str] = roles or ALL_ROLES
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            ctx = current_context(request)
+            if ctx is None:
+                return render(request, "core/no_account.html", status=403)
+            if ctx.role not in allowed_roles:
+                raise PermissionDenied("Your role does not allow this.")
+            return view(request, ctx, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def header_context(request: HttpRequest) -> dict:
+    """Template context for the header: the account switcher and the user's role."""
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    return {
+        "kf_ctx": current_context(request),
+        "kf_accounts": list(accounts_for_user(request.user).only("id", "name")),
+    }
