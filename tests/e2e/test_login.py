@@ -1,0 +1,21 @@
+import pytest
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_supervisor_logs_in_and_out_in_the_browser(page, live_server, login, django_user_model):
+    user = django_user_model.objects.create_user("mei", password="correct horse battery")
+    login(user, "correct horse battery")
+    assert page.locator(".username").inner_text().startswith("mei")
+    page.click("form[action='/logout/'] button")
+    page.wait_for_url(f"{live_server.url}/login/")
+
+
+def test_a_wrong_password_shows_an_error_and_stays_on_login(page, live_server, django_user_model):
+    django_user_model.objects.create_user("mei", password="correct horse battery")
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", "mei")
+    page.fill("input[name=password]", "wrong")
+    page.click("button[type=submit]")
+    assert page.url.startswith(f"{live_server.url}/login/")
+    assert page.locator("[role=alert]").is_visible()
