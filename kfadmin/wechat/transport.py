@@ -1,0 +1,221 @@
+"""HTTP transport: one ``requests.Session``, timeouts on every call, no retries.
+
+Retrying is decided above this layer (the token refresh in the client, Celery for
+transient failures), so a request is sent exactly once per :meth:`Transport.send`.
+Every failure becomes a :class:`~kfadmin.wechat.errors.WeChatError`; secrets in the
+URL (``access_token``, ``secret``) are redacted before anything is logged or put in
+an exception message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from .errors import WeChatResponseError, WeChatTransportError, error_from_response
+
+__all__ = ["ApiRequest", "Transport", "UploadFile", "encode_json", "redact", "redact_url"]
+
+logger = logging.getLogger("kfadmin.wechat")
+
+DEFAULT_BASE_URL = "https://api.weixin.qq.com"
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+USER_AGENT = "kfadmin-wechat/1.0"
+
+_SENSITIVE_QUERY_KEYS = ("access_token", "secret")
+_SENSITIVE_QUERY_RE = re.compile(r"((?:access_token|secret)=)[^&#\s'\"]*", re.IGNORECASE)
+
+
+def encode_json(payload: Mapping[str, Any]) -> bytes:
+    """Serialise a request body the way WeChat needs it: raw UTF-8, no ``\\uXXXX``
+    escapes (errcode 40033) and no HTML escaping (``<a href>`` links in text)."""
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with the values of ``access_token`` and ``secret`` replaced by ``***``."""
+    return _SENSITIVE_QUERY_RE.sub(r"\1***", url)
+
+
+def redact(text: str, secrets: Sequence[str] = ()) -> str:
+    """Redact sensitive query values and any literal secret from free text."""
+    text = redact_url(text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class UploadFile:
+    """One multipart file part. Content is bytes so a resend carries the same file."""
+
+    field_name: str
+    filename: str
+    content: bytes = field(repr=False)
+    content_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A fully built request, independent of the access token.
+
+    The client keeps this object to resend the identical request after refreshing
+    the token. ``params`` excludes ``access_token``, which :meth:`Transport.send` puts
+    first, as gochat's sorted query does.
+    """
+
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...] = ()
+    body: bytes | None = None
+    files: tuple[UploadFile, ...] = ()
+
+    def __repr__(self) -> str:
+        # Bodies and params may hold the AppSecret (token requests); keep them out.
+        return f"ApiRequest({self.method} {self.path})"
+
+    @classmethod
+    def json(
+        cls,
+        path: str,
+        payload: Mapping[str, Any],
+        params: Sequence[tuple[str, str]] = (),
+    ) -> ApiRequest:
+        return cls("POST", path, tuple(params), encode_json(payload))
+
+
+class Transport:
+    """Sends :class:`ApiRequest` objects and turns answers into dicts or errors."""
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float | tuple[float, float] = 10.0,
+        session: requests.Session | None = None,
+    ):
+        if not timeout:
+            # A missing timeout lets one stuck connection hang a worker forever.
+            raise ValueError("A timeout is required for WeChat requests.")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        if session is None:
+            session = requests.Session()
+            # Our own session announces itself; a session passed in keeps its headers.
+            session.headers["User-Agent"] = USER_AGENT
+        self.session = session
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={self.base_url!r}, timeout={self.timeout!r})"
+
+    def send(self, request: ApiRequest, access_token: str | None = None) -> dict[str, Any]:
+        """Send ``request`` once and return the decoded JSON object.
+
+        Raises :class:`WeChatTransportError` (timeout, connection failure, HTTP status
+        >= 400, body that is not a JSON object) or the typed error for a non-zero
+        ``errcode``.
+        """
+        params: list[tuple[str, str]] = []
+        if access_token is not None:
+            params.append(("access_token", access_token))
+        params.extend(request.params)
+        secrets = [access_token or ""] + [
+            v for k, v in request.params if k in _SENSITIVE_QUERY_KEYS
+        ]
+
+        headers: dict[str, str] = {"Accept": "application/json"}
+        files = None
+        if request.files:
+            # requests writes the multipart body (and its boundary header) itself.
+            files = {
+                part.field_name: (part.filename, part.content, part.content_type)
+                for part in request.files
+            }
+        elif request.body is not None:
+            headers["Content-Type"] = JSON_CONTENT_TYPE
+
+        prepared = self.session.prepare_request(
+            requests.Request(
+                request.method,
+                self.base_url + request.path,
+                params=params,
+                data=request.body if files is None else None,
+                files=files,
+                headers=headers,
+            )
+        )
+        shown_url = redact(prepared.url or "", secrets)
+        settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
+
+        started = time.monotonic()
+        failure: str | None = None
+        response: requests.Response | None = None
+        try:
+            response = self.session.send(prepared, timeout=self.timeout, **settings)
+        except requests.Timeout as exc:
+            failure = f"timed out after {self.timeout}s ({type(exc).__name__})"
+        except requests.ConnectionError as exc:
+            failure = f"connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
+        except requests.RequestException as exc:
+            failure = f"request failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
+        elapsed_ms = (time.monotonic() - started) * 1000
+
+        # Raised outside the except blocks so the original exception, whose message
+        # contains the unredacted URL, is not chained into tracebacks.
+        if failure is not None or response is None:
+            message = f"{request.method} {shown_url}: {failure}"
+            logger.warning("WeChat request failed: %s", message)
+            raise WeChatTransportError(message)
+
+        logger.debug(
+            "WeChat %s %s -> HTTP %s in %.0f ms",
+            request.method,
+            shown_url,
+            response.status_code,
+            elapsed_ms,
+        )
+        if response.status_code >= 400:
+            message = f"{request.method} {shown_url}: HTTP {response.status_code}"
+            logger.warning("WeChat request failed: %s", message)
+            raise WeChatTransportError(message, http_status=response.status_code)
+
+        data = _decode_json_object(response.content)
+        if data is None:
+            message = f"{request.method} {shown_url}: the answer is not a JSON object"
+            logger.warning("WeChat request failed: %s", message)
+            raise WeChatTransportError(message, http_status=response.status_code)
+
+        errcode = data.get("errcode", 0)
+        if errcode in (None, 0, "0", ""):
+            # List endpoints answer without any errcode on success.
+            return data
+        try:
+            code = int(errcode)
+        except (TypeError, ValueError):
+            raise WeChatResponseError(
+                None, f"{request.method} {request.path}: errcode {errcode!r} is not a number."
+            ) from None
+        errmsg = str(data.get("errmsg", ""))
+        logger.info(
+            "WeChat %s %s answered errcode %s (%s)",
+            request.method,
+            shown_url,
+            code,
+            redact(errmsg, secrets),
+        )
+        raise error_from_response(code, errmsg)
+
+
+def _decode_json_object(content: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
