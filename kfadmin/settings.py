@@ -128,12 +128,13 @@ CELERY_BROKER_URL = broker_url("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("out", "processed"):
+    for _sub in ("out", "processed", "control"):
         (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
 CELERY_RESULT_BACKEND = None
@@ -142,6 +143,52 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Sync schedule and queues ---------------------------------------------------------
+# Seconds between two runs of each periodic sync (per official account).
+SYNC_ONLINE_SECONDS = env_int("SYNC_ONLINE_SECONDS", 15, minimum=5)
+SYNC_QUEUE_SECONDS = env_int("SYNC_QUEUE_SECONDS", 15, minimum=5)
+SYNC_AGENTS_SECONDS = env_int("SYNC_AGENTS_SECONDS", 300, minimum=15)
+SYNC_SESSIONS_SECONDS = env_int("SYNC_SESSIONS_SECONDS", 60, minimum=15)
+SYNC_HISTORY_SECONDS = env_int("SYNC_HISTORY_SECONDS", 300, minimum=60)
+
+# Sync work and sends go to separate queues, so a long backfill never delays a
+# supervisor's message. First matching pattern wins.
+CELERY_TASK_ROUTES = {
+    "*.send_*": {"queue": "send"},
+    "*.sync_*": {"queue": "sync"},
+    "*.backfill_*": {"queue": "sync"},
+}
+# Exactly one beat process runs this. Each entry fans out one task per active
+# official account; `expires` drops a run that waited longer than its interval (the
+# next one is already due), so a busy worker does not pile up stale syncs.
+CELERY_BEAT_SCHEDULE = {
+    "sync-online": {
+        "task": "accounts.tasks.sync_all_online_task",
+        "schedule": SYNC_ONLINE_SECONDS,
+        "options": {"expires": SYNC_ONLINE_SECONDS},
+    },
+    "sync-queue": {
+        "task": "sessions_app.tasks.sync_all_queue_task",
+        "schedule": SYNC_QUEUE_SECONDS,
+        "options": {"expires": SYNC_QUEUE_SECONDS},
+    },
+    "sync-sessions": {
+        "task": "sessions_app.tasks.sync_all_sessions_task",
+        "schedule": SYNC_SESSIONS_SECONDS,
+        "options": {"expires": SYNC_SESSIONS_SECONDS},
+    },
+    "sync-agents": {
+        "task": "accounts.tasks.sync_all_agents_task",
+        "schedule": SYNC_AGENTS_SECONDS,
+        "options": {"expires": SYNC_AGENTS_SECONDS},
+    },
+    "sync-history": {
+        "task": "messaging.tasks.sync_all_history_task",
+        "schedule": SYNC_HISTORY_SECONDS,
+        "options": {"expires": SYNC_HISTORY_SECONDS},
+    },
+}
 
 LOGGING = {
     "version": 1,
