@@ -12,4 +12,5 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
+    path("wechat/callback/", include("messaging.urls_callback")),
 ]

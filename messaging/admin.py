@@ -1,0 +1,38 @@
+"""Admin for the chat archive and outbound messages (read-only)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from accounts.admin import ReadOnlyAdmin
+from messaging.models import MessageRecord, OutboundMessage
+
+
+@admin.register(MessageRecord)
+class MessageRecordAdmin(ReadOnlyAdmin):
+    list_display = ["time", "official_account", "openid", "worker", "opercode", "short_text", "source"]
+    list_filter = ["official_account", "source", "opercode"]
+    search_fields = ["openid", "worker"]
+    date_hierarchy = "time"
+    exclude = ["digest"]
+    readonly_fields = ["digest_hex"]
+    # The archive can hold millions of rows: no COUNT(*) over all of them per page.
+    show_full_result_count = False
+
+    @admin.display(description=_("text"))
+    def short_text(self, obj: MessageRecord) -> str:
+        return obj.text if len(obj.text) <= 60 else obj.text[:59] + "…"
+
+    @admin.display(description=_("digest"))
+    def digest_hex(self, obj: MessageRecord) -> str:
+        return bytes(obj.digest).hex()
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "official_account", "customer", "agent", "msgtype", "status", "errcode", "attempts", "sent_at"]
+    list_filter = ["official_account", "status", "msgtype"]
+    search_fields = ["customer__openid", "agent__kf_account", "error"]
+    date_hierarchy = "created_at"
+    list_select_related = ["customer", "agent", "official_account"]

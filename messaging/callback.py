@@ -1,0 +1,242 @@
+"""The callback receiver: WeChat's message push for one official account.
+
+`GET /wechat/callback/<appid>/` answers WeChat's URL verification; `POST` receives
+pushes in plaintext, compatible or safe (AES) mode (wechat-kf-api.md §7). Customer
+messages and the kf session events (`kf_create_session`, `kf_close_session`,
+`kf_switch_session`) are archived as `MessageRecord(source=callback)`; the customer's
+reply window and the session rows follow. Follow, menu-click and scan events open
+the short reply window.
+
+WeChat waits 5 seconds and then retries the same push (three attempts), so the work
+is a few small writes in one transaction, and a redelivered push changes nothing.
+Anything that is not a valid push for a known account gets a 4xx with a short
+sentence and changes nothing. Tokens and keys never reach the log.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from datetime import UTC, datetime
+
+from django.contrib.auth.decorators import login_not_required
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from accounts.models import OfficialAccount
+from accounts.sync import agent_get_or_stub
+from kfadmin.wechat import (
+    CallbackMessage,
+    WeChatCallbackError,
+    WeChatCrypto,
+    check_signature,
+    msg_signature,
+    parse_message,
+    parse_xml,
+)
+from messaging.models import MessageRecord, record_digest
+from sessions_app.models import Customer, KfSession
+from sessions_app.services import Touch, customer_touch, customer_window_close
+
+logger = logging.getLogger(__name__)
+
+# What the archive shows for a message that is not text (as WeChat's records do).
+_PLACEHOLDERS = {
+    "image": "[image]",
+    "voice": "[voice]",
+    "video": "[video]",
+    "shortvideo": "[video]",
+    "location": "[location]",
+    "link": "[link]",
+    "file": "[file]",
+}
+# Events that grant the short reply window (3 sends within a minute).
+_WINDOW_EVENTS = {"subscribe", "scan", "click", "scancode_push", "scancode_waitmsg"}
+_SESSION_EVENTS = {
+    "kf_create_session": MessageRecord.OperCode.ACCEPTED,
+    "kf_close_session": MessageRecord.OperCode.CLOSED,
+    "kf_switch_session": MessageRecord.OperCode.TRANSFERRED,
+}
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+# --------------------------------------------------------------------------- view
+
+
+@csrf_exempt
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def wechat_callback(request: HttpRequest, appid: str) -> HttpResponse:
+    account = OfficialAccount.objects.filter(appid=appid, is_active=True).first()
+    if account is None:
+        return _text(404, "Unknown official account.")
+    if not account.callback_token:
+        return _text(404, "This official account has no callback token configured.")
+    token = account.callback_token
+    query = request.GET
+    timestamp = query.get("timestamp", "")
+    nonce = query.get("nonce", "")
+    if not check_signature(token, query.get("signature", ""), timestamp, nonce):
+        logger.warning("Callback for appid %s refused: bad signature.", appid)
+        return _text(403, "Signature check failed.")
+
+    if request.method == "GET":
+        # URL verification: echo echostr back verbatim.
+        return _text(200, query.get("echostr", ""))
+
+    try:
+        if query.get("encrypt_type", "").lower() == "aes":
+            xml = _decrypt(account, request.body, query.get("msg_signature", ""), timestamp, nonce)
+            if xml is None:
+                logger.warning("Callback for appid %s refused: bad msg_signature.", appid)
+                return _text(403, "Message signature check failed.")
+        else:
+            xml = request.body
+        message = parse_message(xml)
+    except WeChatCallbackError as exc:
+        logger.warning("Callback for appid %s refused: %s", appid, exc.errmsg)
+        return _text(400, exc.errmsg)
+    if account.original_id and message.to_user != account.original_id:
+        return _text(400, "The push is addressed to another official account.")
+
+    callback_message_record(account=account, message=message)
+    # An empty passive reply: acknowledged, nothing sent back to the customer.
+    return _text(200, "success")
+
+
+def _decrypt(account: OfficialAccount, body: bytes, signature: str, timestamp: str, nonce: str) -> str | None:
+    """The plaintext XML of an AES push; None when msg_signature does not match."""
+    if not account.encoding_aes_key:
+        raise WeChatCallbackError(None, "This official account has no EncodingAESKey configured.")
+    encrypted = parse_xml(body).get("Encrypt", "")
+    if not encrypted:
+        raise WeChatCallbackError(None, "The callback body has no <Encrypt> element.")
+    expected = msg_signature(account.callback_token, timestamp, nonce, encrypted)
+    if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
+        return None
+    crypto = WeChatCrypto(account.callback_token, account.encoding_aes_key, account.appid)
+    return crypto.decrypt_message(body, signature, timestamp, nonce)
+
+
+# --------------------------------------------------------------------------- service
+
+
+@transaction.atomic
+def callback_message_record(*, account: OfficialAccount, message: CallbackMessage) -> bool:
+    """Apply one push. Returns False when it was a redelivery (nothing changed)."""
+    openid = message.from_user
+    at = datetime.fromtimestamp(message.create_time, tz=UTC) if message.create_time else timezone.now()
+    event = message.event.lower() if message.is_event else ""
+
+    if not message.is_event:
+        text = message.content if message.msg_type == "text" else _PLACEHOLDERS.get(
+            message.msg_type, f"[{message.msg_type}]"
+        )
+        if not _archive(account, at=at, worker="", openid=openid, opercode=MessageRecord.OperCode.RECEIVED_BY_OA, text=text):
+            return False
+        customer = customer_touch(account, openid, at, Touch.MESSAGE)
+        KfSession.objects.filter(customer=customer, state=KfSession.State.WAITING).update(
+            latest_time=at, updated_at=timezone.now()
+        )
+        return True
+
+    if event in _SESSION_EVENTS:
+        opercode = _SESSION_EVENTS[event]
+        # Shaped like WeChat's own record of the event (the agent, no text), so the
+        # history sync later finds it under the same natural key.
+        worker = message.to_kf_account if event == "kf_switch_session" else message.kf_account
+        if not _archive(account, at=at, worker=worker, openid=openid, opercode=opercode, text=""):
+            return False
+        _session_apply(account, openid=openid, at=at, event=event, kf_account=worker)
+        return True
+
+    if event in _WINDOW_EVENTS:
+        # Events carry no id: WeChat's dedup key is (FromUserName, CreateTime), which
+        # the touch rule already honours (an interaction is counted once).
+        customer_touch(account, openid, at, Touch.EVENT)
+        return True
+    if event == "unsubscribe":
+        customer = Customer.objects.filter(official_account=account, openid=openid).first()
+        if customer is not None:
+            customer_window_close(customer)
+        return True
+    logger.info("Callback for appid %s: %s %s ignored.", account.appid, message.msg_type, event)
+    return True
+
+
+def _archive(
+    account: OfficialAccount, *, at: datetime, worker: str, openid: str, opercode: int, text: str
+) -> bool:
+    """Store the record under its natural key; False if this push was stored before."""
+    digest = record_digest(worker, openid, int(opercode), text)
+    try:
+        with transaction.atomic():
+            MessageRecord.objects.create(
+                official_account=account,
+                time=at,
+                worker=worker,
+                openid=openid,
+                opercode=int(opercode),
+                text=text,
+                digest=digest,
+                seq=0,
+                source=MessageRecord.Source.CALLBACK,
+            )
+    except IntegrityError:
+        existing = MessageRecord.objects.filter(
+            official_account=account, time=at, digest=digest, seq=0
+        ).values_list("source", flat=True).first()
+        # Our own earlier copy: a WeChat retry. A copy from the history sync: the
+        # session effects have not been applied by a callback yet.
+        return existing != MessageRecord.Source.CALLBACK
+    return True
+
+
+def _session_apply(account: OfficialAccount, *, openid: str, at: datetime, event: str, kf_account: str) -> None:
+    """Move the customer's live session as the event says, unless the rows already
+    know something newer (pushes can arrive late or out of order)."""
+    Customer.objects.get_or_create(
+        official_account=account, openid=openid, defaults={"first_seen_at": at, "last_seen_at": at}
+    )
+    # Lock order shared with the syncs: the customer, then their sessions.
+    customer = Customer.objects.select_for_update().get(official_account=account, openid=openid)
+    now = timezone.now()
+    live = KfSession.objects.select_for_update().filter(customer=customer).exclude(
+        state=KfSession.State.CLOSED
+    ).first()
+    if live is not None and live.accepted_at is not None and live.accepted_at > at:
+        return  # the live session started after this event
+    if event == "kf_close_session":
+        if live is not None:
+            live.state = KfSession.State.CLOSED
+            live.closed_at = at
+            live.save(update_fields=["state", "closed_at", "updated_at"])
+        return
+
+    if live is None:
+        ended_later = KfSession.objects.filter(customer=customer, closed_at__gte=at).exists()
+        if ended_later:
+            return  # a session that this event belongs to has closed since
+    agent = agent_get_or_stub(account=account, kf_account=kf_account) if kf_account else None
+    if live is None:
+        KfSession.objects.create(
+            official_account=account,
+            customer=customer,
+            agent=agent,
+            state=KfSession.State.OPEN,
+            created_at=at,
+            accepted_at=at,
+            last_synced_at=now,
+        )
+        return
+    if live.state == KfSession.State.WAITING or event == "kf_create_session":
+        live.accepted_at = at
+    live.state = KfSession.State.OPEN
+    live.agent = agent
+    live.save(update_fields=["state", "agent", "accepted_at", "updated_at"])

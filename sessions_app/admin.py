@@ -1,0 +1,37 @@
+"""Admin for customers and sessions: read-only views of what syncs and callbacks wrote."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
+
+from accounts.admin import ReadOnlyAdmin
+from sessions_app.models import Customer, KfSession
+
+
+@admin.register(Customer)
+class CustomerAdmin(ReadOnlyAdmin):
+    list_display = [
+        "openid", "official_account", "first_seen_at", "last_seen_at", "last_message_at",
+        "window_expires_at", "window_remaining", "window_is_open",
+    ]
+    list_filter = ["official_account"]
+    search_fields = ["openid"]
+    date_hierarchy = "last_seen_at"
+    list_select_related = ["official_account"]
+
+    @admin.display(boolean=True, description=_("can send"))
+    def window_is_open(self, obj: Customer) -> bool:
+        return obj.window_open()
+
+
+@admin.register(KfSession)
+class KfSessionAdmin(ReadOnlyAdmin):
+    list_display = [
+        "customer", "official_account", "state", "agent", "created_at", "accepted_at",
+        "closed_at", "latest_time", "last_synced_at",
+    ]
+    list_filter = ["official_account", "state"]
+    search_fields = ["customer__openid", "agent__kf_account", "agent__kf_nick"]
+    date_hierarchy = "created_at"
+    list_select_related = ["customer", "agent", "official_account"]

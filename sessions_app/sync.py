@@ -1,0 +1,300 @@
+"""Keeping kfadmin's copy of the waiting queue and the open sessions in step with WeChat.
+
+As in `accounts.sync`: read from WeChat first, then write in one short transaction.
+Writers that create or move sessions lock the customer rows first (in primary-key
+order), then the session rows, so the queue sync, the sessions sync and the callback
+receiver serialise per customer instead of tripping over the "one live session per
+customer" constraint. A session a callback changed after a sync started reading from
+WeChat is newer than what that sync saw, so the sync leaves it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts.clients import wechat_client_for
+from accounts.models import Agent, OfficialAccount, SyncState
+from accounts.sync import agent_get_or_stub, agents_bootstrap, from_unix, sync_state_recording
+from kfadmin.wechat import WeChatConflict, WeChatError, WeChatNotFound, WeChatRetryableError
+from kfadmin.wechat.types import Session
+from sessions_app.models import Customer, KfSession
+from sessions_app.services import customers_touch_bulk
+
+# Customers who left the queue since the last run are looked up one by one
+# (getsession) to learn whether an agent took them; at most this many per run, the
+# rest are closed (the sessions sync reopens any that an agent actually holds).
+QUEUE_RESOLVE_LIMIT = 20
+
+
+def _customers_locked(account: OfficialAccount, first_seen: dict[str, datetime]) -> dict[str, Customer]:
+    """Create missing customers, then lock all of them in primary-key order."""
+    Customer.objects.bulk_create(
+        [
+            Customer(official_account=account, openid=openid, first_seen_at=at, last_seen_at=at)
+            for openid, at in first_seen.items()
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+    customers = (
+        Customer.objects.select_for_update()
+        .filter(official_account=account, openid__in=list(first_seen))
+        .order_by("pk")
+    )
+    return {customer.openid: customer for customer in customers}
+
+
+def _live_sessions_locked(**filters) -> dict[int, KfSession]:
+    sessions = KfSession.objects.select_for_update().exclude(state=KfSession.State.CLOSED).filter(**filters)
+    return {session.customer_id: session for session in sessions.order_by("pk")}
+
+
+# --------------------------------------------------------------------------- queue
+
+
+@dataclass(frozen=True)
+class QueueSyncResult:
+    count: int
+    listed: int
+    queued: int
+    accepted: int
+    closed: int
+
+
+def queue_sync(*, account_id: int) -> QueueSyncResult:
+    """getwaitcase → the account's true waiting count, a waiting session for every
+    listed customer, and an outcome for customers who left the queue: open with the
+    agent who took them, or closed.
+
+    WeChat lists at most 100 waiting customers; when the list is cut short, waiting
+    sessions beyond it are left as they are.
+    """
+    account = OfficialAccount.objects.get(pk=account_id)
+    with sync_state_recording(account_id=account_id, job=SyncState.Job.QUEUE):
+        client = wechat_client_for(account)
+        started = timezone.now()
+        wait = client.get_wait_case()
+        listed = {
+            case.openid: from_unix(case.latest_time) or started
+            for case in wait.waitcaselist
+            if case.openid
+        }
+        complete = len(wait.waitcaselist) >= wait.count
+        outcomes: dict[str, Session | None] = {}
+        if complete:
+            left = (
+                KfSession.objects.filter(official_account=account, state=KfSession.State.WAITING)
+                .exclude(customer__openid__in=list(listed))
+                .order_by("created_at", "pk")
+                .values_list("customer__openid", flat=True)
+            )
+            for openid in left[:QUEUE_RESOLVE_LIMIT]:
+                try:
+                    outcomes[openid] = client.get_session(openid)
+                except WeChatRetryableError:
+                    raise
+                except WeChatError:
+                    outcomes[openid] = None  # e.g. 40003: nothing to wait for any more
+        return _queue_store(
+            account, count=wait.count, listed=listed, complete=complete, outcomes=outcomes, started=started
+        )
+
+
+@transaction.atomic
+def _queue_store(
+    account: OfficialAccount,
+    *,
+    count: int,
+    listed: dict[str, datetime],
+    complete: bool,
+    outcomes: dict[str, Session | None],
+    started: datetime,
+) -> QueueSyncResult:
+    now = timezone.now()
+    OfficialAccount.objects.filter(pk=account.pk).update(waiting_count=max(count, 0))
+    # latest_time is the customer's latest message: it opens their reply window.
+    # This also creates the customers and locks their rows.
+    customers_touch_bulk(account, listed.items())
+    customer_ids = dict(
+        Customer.objects.filter(official_account=account, openid__in=list(listed)).values_list("openid", "pk")
+    )
+    live = _live_sessions_locked(official_account=account, customer_id__in=list(customer_ids.values()))
+    to_update: list[KfSession] = []
+    to_create: list[KfSession] = []
+    for openid, latest in listed.items():
+        customer_id = customer_ids[openid]
+        session = live.get(customer_id)
+        if session is not None and session.state == KfSession.State.OPEN:
+            if session.updated_at >= started:
+                continue  # opened after we read the queue: the queue answer is older
+            # Served before, queued again: that session ended.
+            session.state = KfSession.State.CLOSED
+            session.closed_at = now
+            session.updated_at = now
+            to_update.append(session)
+            session = None
+        if session is None:
+            to_create.append(
+                KfSession(
+                    official_account=account,
+                    customer_id=customer_id,
+                    state=KfSession.State.WAITING,
+                    created_at=latest,
+                    latest_time=latest,
+                    last_synced_at=now,
+                )
+            )
+        else:
+            session.latest_time = latest
+            session.last_synced_at = now
+            session.updated_at = now
+            to_update.append(session)
+
+    accepted = closed = 0
+    if complete:
+        left = KfSession.objects.select_for_update(of=("self",)).filter(
+            official_account=account, state=KfSession.State.WAITING, updated_at__lt=started
+        ).exclude(customer_id__in=list(customer_ids.values())).select_related("customer")
+        for session in left.order_by("pk"):
+            outcome = outcomes.get(session.customer.openid)
+            if outcome is not None and outcome.kf_account:
+                session.state = KfSession.State.OPEN
+                session.agent = agent_get_or_stub(account=account, kf_account=outcome.kf_account)
+                session.accepted_at = from_unix(outcome.createtime) or now
+                accepted += 1
+            else:
+                session.state = KfSession.State.CLOSED
+                session.closed_at = now
+                closed += 1
+            session.last_synced_at = now
+            session.updated_at = now
+            to_update.append(session)
+
+    KfSession.objects.bulk_update(
+        to_update, ["state", "agent", "accepted_at", "closed_at", "latest_time", "last_synced_at", "updated_at"]
+    )
+    KfSession.objects.bulk_create(to_create)
+    return QueueSyncResult(
+        count=count, listed=len(listed), queued=len(to_create), accepted=accepted, closed=closed
+    )
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+@dataclass(frozen=True)
+class SessionsSyncResult:
+    agents: int
+    open: int
+    opened: int
+    transferred: int
+    closed: int
+
+
+def sessions_sync(*, account_id: int) -> SessionsSyncResult:
+    """getsessionlist for every bound agent → an open session per listed customer
+    (a waiting one becomes open, a transfer moves the row to the new agent); open
+    sessions no agent lists any more are closed."""
+    account = OfficialAccount.objects.get(pk=account_id)
+    agents_bootstrap(account_id=account_id)
+    with sync_state_recording(account_id=account_id, job=SyncState.Job.SESSIONS):
+        client = wechat_client_for(account)
+        started = timezone.now()
+        # Bound agents, plus any agent a callback saw take a session before the agents
+        # sync listed its binding: its sessions are only closed if WeChat says so.
+        agents = list(
+            Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+            .filter(Q(kf_wx__gt="") | Q(sessions__state=KfSession.State.OPEN))
+            .distinct()
+            .order_by("kf_account")
+        )
+        lists: dict[Agent, list[Session]] = {}
+        for agent in agents:
+            try:
+                lists[agent] = client.get_session_list(agent.kf_account).sessionlist
+            except (WeChatNotFound, WeChatConflict):
+                # Deleted or unbound since the last agents sync: it serves nobody.
+                lists[agent] = []
+        return _sessions_store(account, lists=lists, started=started)
+
+
+@transaction.atomic
+def _sessions_store(
+    account: OfficialAccount, *, lists: dict[Agent, list[Session]], started: datetime
+) -> SessionsSyncResult:
+    now = timezone.now()
+    # openid -> (agent, accepted at). During a transfer two snapshots may both list a
+    # customer: the later createtime wins.
+    serving: dict[str, tuple[Agent, datetime]] = {}
+    for agent, sessions in lists.items():
+        for item in sessions:
+            if not item.openid:
+                continue
+            at = from_unix(item.createtime) or now
+            if item.openid not in serving or at > serving[item.openid][1]:
+                serving[item.openid] = (agent, at)
+
+    customers = _customers_locked(account, {openid: at for openid, (_, at) in serving.items()})
+    live = _live_sessions_locked(official_account=account)
+    to_update: list[KfSession] = []
+    to_create: list[KfSession] = []
+    opened = transferred = 0
+    for openid, (agent, at) in serving.items():
+        session = live.pop(customers[openid].pk, None)
+        if session is None:
+            to_create.append(
+                KfSession(
+                    official_account=account,
+                    customer=customers[openid],
+                    agent=agent,
+                    state=KfSession.State.OPEN,
+                    created_at=at,
+                    accepted_at=at,
+                    last_synced_at=now,
+                )
+            )
+            opened += 1
+            continue
+        if session.state == KfSession.State.WAITING:
+            session.state = KfSession.State.OPEN
+            session.agent = agent
+            session.accepted_at = at
+            opened += 1
+        elif session.agent_id != agent.pk:
+            if session.updated_at >= started:
+                continue  # a callback moved it after we read the lists
+            session.agent = agent
+            transferred += 1
+        if session.accepted_at is None:
+            session.accepted_at = at
+        session.last_synced_at = now
+        session.updated_at = now
+        to_update.append(session)
+
+    closed = 0
+    for session in live.values():
+        # Open sessions nobody lists any more ended; waiting ones are the queue sync's.
+        if session.state == KfSession.State.OPEN and session.updated_at < started:
+            session.state = KfSession.State.CLOSED
+            session.closed_at = now
+            session.last_synced_at = now
+            session.updated_at = now
+            to_update.append(session)
+            closed += 1
+
+    KfSession.objects.bulk_update(
+        to_update, ["state", "agent", "accepted_at", "closed_at", "last_synced_at", "updated_at"]
+    )
+    KfSession.objects.bulk_create(to_create)
+    return SessionsSyncResult(
+        agents=len(lists),
+        open=len(serving),
+        opened=opened,
+        transferred=transferred,
+        closed=closed,
+    )
