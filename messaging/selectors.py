@@ -1,0 +1,433 @@
+"""Reads of the chat archive: search with keyset pagination, and a streaming export.
+
+Search semantics (the same on PostgreSQL and SQLite): a record matches `q` when its
+text contains `q` as a substring, with ASCII letters compared case-insensitively
+(A-Z only, whatever the database locale: Chinese has no case, and folding only ASCII
+keeps the index function IMMUTABLE and both backends identical). `%`, `_` and `\\`
+in `q` are literal characters. Leading and trailing whitespace of `q` is ignored.
+
+Results come newest first, ordered by `(time, id)`; a page's `next_cursor` is an
+opaque string holding the last record's `(time, id)`, and the next page continues
+strictly after it with a row comparison, so pages neither skip nor repeat records
+even when many share one timestamp, and any depth costs the same.
+
+How PostgreSQL answers a text query (see docs/performance.md for measurements):
+
+- 2+ characters, "index" plan: the GIN index on `messaging_text_bigrams(text)`
+  (migration 0002) returns the rows containing every bigram of the query, `LIKE`
+  rechecks them, a top-N sort orders them. Cost grows with the number of matches,
+  so it is the plan for rare words.
+- "scan" plan: walk the `(account, time, id)` index (or the openid/agent index)
+  newest first from the cursor and filter with `LIKE`; it stops after `limit`
+  matches, so it is the plan for common words, whose matches are dense.
+- "auto" (default) picks from a cheap estimate: the bigrams' frequencies in the
+  planner statistics of the GIN index (`pg_stats.most_common_elems`, cached per
+  process). If the query looks common it first runs the scan capped at
+  `PROBE_ROWS` rows; when that finds a full page (or exhausts the filtered rows) it
+  is the answer, otherwise the index plan runs. A 1-character query has no bigram,
+  so it always scans (fast when the character is common or other filters narrow the
+  rows; a rare single character over a whole archive reads the archive).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time as _time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection
+from django.db.models import BooleanField, Func, Q, QuerySet, TextField
+from django.db.models.expressions import RawSQL
+
+from accounts.models import Agent, OfficialAccount
+from messaging.models import MessageRecord
+
+# Record kinds a reviewer filters by.
+KINDS: dict[str, tuple[int, ...]] = {
+    "customer": (2001, 2003),
+    "agent": (2002,),
+    "session": (1000, 1001, 1002, 1003, 1004, 1005),
+}
+
+PLANS = ("auto", "index", "scan", "portable")
+# The capped scan of the "auto" plan reads at most this many rows before giving up
+# and asking the GIN index instead.
+PROBE_ROWS = 20000
+# How long a process trusts the bigram frequencies it read from pg_stats.
+STATS_TTL_SECONDS = 600
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_COLUMNS = 'id, official_account_id, "time", worker, openid, opercode, "text", digest, seq, source, created_at'
+_FOLDED_TEXT = 'lower("text" COLLATE "C")'
+_BIGRAMS = 'messaging_text_bigrams("text")'
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """One page of search results, newest first; `next_cursor` is None on the last page.
+
+    `plan` names how PostgreSQL answered ("index", "scan", "probe" or "filter"), for
+    benchmarks and debugging.
+    """
+
+    records: list[MessageRecord]
+    next_cursor: str | None
+    plan: str = "filter"
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def ascii_fold(text: str) -> str:
+    """Lower-case ASCII letters only, exactly like `lower(text COLLATE "C")`."""
+    return text.translate(_ASCII_LOWER)
+
+
+def text_bigrams(text: str) -> list[str]:
+    """The distinct 2-character substrings of the folded text, as the index stores them."""
+    folded = ascii_fold(text)
+    return sorted({folded[i : i + 2] for i in range(len(folded) - 1)})
+
+
+def like_contains_pattern(text: str) -> str:
+    """A LIKE pattern (escape character backslash) matching `text` as a substring."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def cursor_encode(time: datetime, record_id: int) -> str:
+    """The opaque cursor for "after the record at (time, id)"."""
+    micros = (time - _EPOCH) // timedelta(microseconds=1)
+    raw = f"{micros}:{record_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_decode(cursor: str) -> tuple[datetime, int]:
+    """(time, id) from a cursor made by `cursor_encode`; ValueError if it is not one."""
+    if not isinstance(cursor, str) or not cursor or len(cursor) > 64:
+        raise ValueError("Malformed search cursor: expected a short opaque string.")
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        micros_text, id_text = raw.split(":")
+        micros, record_id = int(micros_text), int(id_text)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError(f"Malformed search cursor {cursor!r}.") from None
+    if record_id < 1 or not micros_text.lstrip("-").isdigit() or not id_text.isdigit():
+        raise ValueError(f"Malformed search cursor {cursor!r}.")
+    try:
+        time = _EPOCH + timedelta(microseconds=micros)
+    except OverflowError:
+        raise ValueError(f"Malformed search cursor {cursor!r}.") from None
+    return time, record_id
+
+
+def kinds_opercodes(kinds: Iterable[str] | None) -> tuple[int, ...] | None:
+    """The opercodes of the given kinds ("customer", "agent", "session"), or None for all."""
+    if kinds is None:
+        return None
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    codes: set[int] = set()
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"Unknown record kind {kind!r}; use one of {', '.join(KINDS)}.")
+        codes.update(KINDS[kind])
+    return tuple(sorted(codes))
+
+
+class AsciiLower(Func):
+    """`lower()` that folds ASCII letters only, on every backend."""
+
+    function = "LOWER"
+    output_field = TextField()
+
+    def as_postgresql(self, compiler, connection, **extra_context):
+        return self.as_sql(
+            compiler, connection, template='LOWER(%(expressions)s COLLATE "C")', **extra_context
+        )
+
+
+@dataclass(frozen=True)
+class _Filters:
+    account_id: int
+    query: str  # folded; "" for no text filter
+    worker: str | None
+    openid: str | None
+    since: datetime | None
+    until: datetime | None
+    opercodes: tuple[int, ...] | None
+
+    def where(self) -> tuple[list[str], list]:
+        """SQL conditions (without the text) and their parameters."""
+        clauses = ["official_account_id = %s"]
+        params: list = [self.account_id]
+        if self.worker is not None:
+            clauses.append("worker = %s")
+            params.append(self.worker)
+        if self.openid is not None:
+            clauses.append("openid = %s")
+            params.append(self.openid)
+        if self.since is not None:
+            clauses.append('"time" >= %s')
+            params.append(self.since)
+        if self.until is not None:
+            clauses.append('"time" < %s')
+            params.append(self.until)
+        if self.opercodes is not None:
+            clauses.append("opercode = ANY(%s)")
+            params.append(list(self.opercodes))
+        return clauses, params
+
+    def queryset(self) -> QuerySet[MessageRecord]:
+        """The same filters with the ORM (text included)."""
+        qs = MessageRecord.objects.filter(official_account_id=self.account_id)
+        if self.worker is not None:
+            qs = qs.filter(worker=self.worker)
+        if self.openid is not None:
+            qs = qs.filter(openid=self.openid)
+        if self.since is not None:
+            qs = qs.filter(time__gte=self.since)
+        if self.until is not None:
+            qs = qs.filter(time__lt=self.until)
+        if self.opercodes is not None:
+            qs = qs.filter(opercode__in=self.opercodes)
+        if self.query:
+            if connection.vendor == "postgresql" and len(self.query) >= 2:
+                # Lets the planner use the GIN index when the word is rare.
+                qs = qs.filter(
+                    RawSQL(f"{_BIGRAMS} @> %s::text[]", (text_bigrams(self.query),), output_field=BooleanField())
+                )
+            qs = qs.alias(folded_text=AsciiLower("text")).filter(folded_text__contains=self.query)
+        return qs
+
+
+def _filters(
+    *,
+    account: OfficialAccount | int,
+    q: str | None,
+    agent: Agent | str | None,
+    openid: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    kinds: Iterable[str] | None,
+) -> _Filters | None:
+    """Normalised filters, or None when nothing can match."""
+    query = ascii_fold((q or "").strip())
+    if "\x00" in query:
+        return None  # PostgreSQL text cannot hold NUL, so no record contains it
+    worker = agent.kf_account if isinstance(agent, Agent) else (agent or None)
+    return _Filters(
+        account_id=account.pk if isinstance(account, OfficialAccount) else int(account),
+        query=query,
+        worker=worker,
+        openid=openid or None,
+        since=since,
+        until=until,
+        opercodes=kinds_opercodes(kinds),
+    )
+
+
+# ------------------------------------------------------------------ search
+
+
+def records_search(
+    *,
+    account: OfficialAccount | int,
+    q: str | None = None,
+    agent: Agent | str | None = None,
+    openid: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kinds: Iterable[str] | None = None,
+    after_cursor: str | None = None,
+    limit: int = 50,
+    plan: str = "auto",
+) -> RecordPage:
+    """One page of the account's archived records, newest first.
+
+    `q` is a substring (see the module docstring); `agent` an Agent or a full kf
+    account; `since` inclusive, `until` exclusive; `kinds` any of "customer",
+    "agent", "session"; `after_cursor` the previous page's `next_cursor` (ValueError
+    if malformed). `plan` forces a PostgreSQL plan ("index", "scan", or "portable":
+    the ORM query SQLite runs) for benchmarks and tests; the results are identical
+    whatever the plan.
+    """
+    if not 1 <= limit <= 1000:
+        raise ValueError("limit must be between 1 and 1000.")
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {', '.join(PLANS)}.")
+    after = cursor_decode(after_cursor) if after_cursor is not None else None
+    filters = _filters(
+        account=account, q=q, agent=agent, openid=openid, since=since, until=until, kinds=kinds
+    )
+    if filters is None:
+        return RecordPage([], None)
+    if connection.vendor == "postgresql" and plan != "portable":
+        rows, used = _search_postgresql(filters, after, limit, plan)
+    else:
+        rows, used = _search_portable(filters, after, limit), "filter"
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = cursor_encode(rows[-1].time, rows[-1].pk)
+    return RecordPage(rows, next_cursor, used)
+
+
+def _search_portable(
+    filters: _Filters, after: tuple[datetime, int] | None, limit: int
+) -> list[MessageRecord]:
+    qs = filters.queryset()
+    if after is not None:
+        t, i = after
+        qs = qs.filter(Q(time__lt=t) | Q(time=t, id__lt=i))
+    return list(qs.order_by("-time", "-id")[: limit + 1])
+
+
+def _search_postgresql(
+    filters: _Filters, after: tuple[datetime, int] | None, limit: int, plan: str
+) -> tuple[list[MessageRecord], str]:
+    clauses, params = filters.where()
+    if after is not None:
+        clauses.append('("time", id) < (%s, %s)')
+        params.extend(after)
+    query = filters.query
+    if not query:
+        return _run(
+            f"SELECT {_COLUMNS} FROM messaging_messagerecord WHERE {' AND '.join(clauses)} "
+            'ORDER BY "time" DESC, id DESC LIMIT %s',
+            [*params, limit + 1],
+        ), "filter"
+    pattern = like_contains_pattern(query)
+    bigrams = text_bigrams(query)
+    if plan == "auto":
+        if not bigrams:
+            plan = "scan"
+        elif _looks_common(bigrams, limit):
+            rows = _probe(clauses, params, pattern, limit)
+            if rows is not None:
+                return rows, "probe"
+            plan = "index"
+        else:
+            plan = "index"
+    if plan == "index" and bigrams:
+        return _run(
+            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM messaging_messagerecord "
+            f"WHERE {' AND '.join(clauses)} AND {_BIGRAMS} @> %s::text[] "
+            f"AND {_FOLDED_TEXT} LIKE %s OFFSET 0) AS matches "
+            # OFFSET 0 keeps the ORDER BY/LIMIT outside, so the planner cannot swap
+            # the GIN lookup for a walk of the time index.
+            'ORDER BY "time" DESC, id DESC LIMIT %s',
+            [*params, bigrams, pattern, limit + 1],
+        ), "index"
+    return _run(
+        f"SELECT {_COLUMNS} FROM messaging_messagerecord WHERE {' AND '.join(clauses)} "
+        f'AND {_FOLDED_TEXT} LIKE %s ORDER BY "time" DESC, id DESC LIMIT %s',
+        [*params, pattern, limit + 1],
+    ), "scan"
+
+
+def _probe(
+    clauses: list[str], params: list, pattern: str, limit: int
+) -> list[MessageRecord] | None:
+    """The newest-first scan capped at PROBE_ROWS rows; None if that cannot decide.
+
+    Besides the matches it returns the PROBE_ROWS-th row as a sentinel: if the scan
+    reached it without a full page, older matches may exist and the index must answer.
+    """
+    rows = _run(
+        f"SELECT * FROM (SELECT {_COLUMNS}, {_FOLDED_TEXT} LIKE %s AS hit, "
+        'row_number() OVER (ORDER BY "time" DESC, id DESC) AS rn '
+        f"FROM messaging_messagerecord WHERE {' AND '.join(clauses)} "
+        'ORDER BY "time" DESC, id DESC LIMIT %s) AS scanned '
+        'WHERE hit OR rn = %s ORDER BY "time" DESC, id DESC LIMIT %s',
+        [pattern, *params, PROBE_ROWS, PROBE_ROWS, limit + 1],
+    )
+    hits = [row for row in rows if row.hit]
+    if len(hits) > limit or not any(row.rn == PROBE_ROWS for row in rows):
+        return hits
+    return None
+
+
+def _run(sql: str, params: Sequence) -> list[MessageRecord]:
+    return list(MessageRecord.objects.raw(sql, params))
+
+
+# Bigram frequencies from the planner statistics: (read at, {bigram: fraction},
+# the smallest listed fraction). Empty until ANALYZE has run on the archive.
+_stats_cache: dict[str, tuple[float, dict[str, float], float]] = {}
+
+
+def _bigram_frequencies() -> tuple[dict[str, float], float]:
+    key = connection.alias
+    cached = _stats_cache.get(key)
+    now = _time.monotonic()
+    if cached is not None and now - cached[0] < STATS_TTL_SECONDS:
+        return cached[1], cached[2]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'record_text_bigrams'"
+        )
+        row = cursor.fetchone()
+    freqs: dict[str, float] = {}
+    floor = 0.0
+    if row is not None and row[0] is not None:
+        elems, fractions = row
+        freqs = dict(zip(elems, fractions, strict=False))
+        # The array ends with the minimum, maximum and null fractions.
+        floor = fractions[len(elems)] if len(fractions) > len(elems) else min(fractions)
+    _stats_cache[key] = (now, freqs, floor)
+    return freqs, floor
+
+
+def _looks_common(bigrams: list[str], limit: int) -> bool:
+    """Whether the capped scan probably finds a full page: every bigram is frequent
+    enough that PROBE_ROWS rows should hold more than `limit` matches. Without
+    statistics (a new archive, never analysed) the answer is yes: the probe is cheap
+    on small tables and the index still answers when it cannot decide."""
+    freqs, floor = _bigram_frequencies()
+    if not freqs:
+        return True
+    needed = (limit + 1) / PROBE_ROWS
+    rarest = min(freqs.get(b, floor / 2) for b in bigrams)
+    return rarest >= needed
+
+
+def search_stats_forget() -> None:
+    """Drop the cached bigram statistics (after ANALYZE, in benchmarks and tests)."""
+    _stats_cache.clear()
+
+
+# ------------------------------------------------------------------ export
+
+
+def records_iter_export(
+    *,
+    account: OfficialAccount | int,
+    q: str | None = None,
+    agent: Agent | str | None = None,
+    openid: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kinds: Iterable[str] | None = None,
+    newest_first: bool = False,
+    chunk_size: int = 2000,
+) -> Iterator[MessageRecord]:
+    """Every matching record, oldest first by default, streamed in chunks.
+
+    Same filters and text semantics as `records_search`. On PostgreSQL it reads
+    through a server-side cursor, so an export of millions of rows holds one chunk
+    in memory.
+    """
+    filters = _filters(
+        account=account, q=q, agent=agent, openid=openid, since=since, until=until, kinds=kinds
+    )
+    if filters is None:
+        return iter(())
+    order = ("-time", "-id") if newest_first else ("time", "id")
+    return filters.queryset().order_by(*order).iterator(chunk_size=chunk_size)
+

@@ -1,0 +1,107 @@
+"""Celery tasks of the messaging app.
+
+Thin: ids in, one claimed service call, retries only for the WeChat client's
+transient errors (see accounts.tasks for the shared conventions).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+
+from accounts.models import OfficialAccount, SyncState
+from accounts.sync import sync_state_claim, sync_state_release
+from accounts.tasks import enqueue_for_active_accounts
+from kfadmin.wechat import WeChatRetryableError
+from messaging.sync import LEASE, SyncLeaseLost, history_sync
+
+logger = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------- history sync
+
+# A retried run resumes from the cursor, which only moves after a complete window,
+# so retrying loses nothing; the backoff gives a busy WeChat (errcode -1, 5xx,
+# timeouts) time to recover.
+HISTORY_RETRY: dict[str, Any] = {
+    "autoretry_for": (WeChatRetryableError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "retry_jitter": True,
+    "max_retries": 6,
+}
+
+
+@shared_task(queue="sync", acks_late=True, **HISTORY_RETRY)
+def sync_history_task(account_id: int) -> dict | None:
+    """Bring one account's archive up to now. Never overlaps another history run of
+    the same account: it claims the account's history SyncState row (a conditional
+    UPDATE with a lease the sync renews after every page) and skips if it is taken.
+    Safe to redeliver (acks_late): the claim and the cursor make a second run a no-op."""
+    if not OfficialAccount.objects.filter(pk=account_id, is_active=True).exists():
+        logger.info("Skipping history sync of account %s: it is gone or inactive.", account_id)
+        return None
+    job = SyncState.Job.HISTORY
+    token = sync_state_claim(account_id=account_id, job=job, lease=LEASE)
+    if token is None:
+        logger.info("Skipping history sync of account %s: another run holds it.", account_id)
+        return None
+    try:
+        return history_sync(account_id=account_id, lease_token=token).as_json()
+    except SyncLeaseLost:
+        logger.warning("History sync of account %s stopped: its claim was taken over.", account_id)
+        return None
+    finally:
+        sync_state_release(account_id=account_id, job=job, token=token)
+
+
+@shared_task(queue="sync")
+def sync_all_history_task() -> int:
+    """Beat entry: one history sync per active official account."""
+    return enqueue_for_active_accounts(sync_history_task, expires=settings.SYNC_HISTORY_SECONDS)
+
+
+# =============================================================================
+# Sending kf messages (owner: queue/conversation engineer) — BEGIN
+#
+# One OutboundMessage id in. The service claims the row with a conditional update
+# (queued → sending), so a redelivered or duplicated task sends nothing twice; that
+# makes acks_late safe. Only the client's transient errors are retried, with
+# exponential backoff and jitter; when the retries are used up the message is
+# marked failed with the reason, so the page never shows "queued" forever.
+# =============================================================================
+
+SEND_MAX_RETRIES = 5
+SEND_BACKOFF_SECONDS = 2
+SEND_BACKOFF_MAX_SECONDS = 60
+
+
+def _send_countdown(retries: int) -> float:
+    import random
+
+    ceiling = min(SEND_BACKOFF_MAX_SECONDS, SEND_BACKOFF_SECONDS * 2**retries)
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+# Routed to the "send" queue by settings.CELERY_TASK_ROUTES ("*.send_*").
+@shared_task(bind=True, acks_late=True, max_retries=SEND_MAX_RETRIES, ignore_result=True)
+def send_message_task(self, outbound_id: int) -> str:
+    """Deliver one queued message; returns its status ("skipped" when another
+    delivery already has it)."""
+    from messaging.services import outbound_deliver, outbound_give_up
+
+    try:
+        outbound = outbound_deliver(outbound_id=outbound_id)
+    except WeChatRetryableError as error:
+        if self.request.retries >= self.max_retries:
+            given_up = outbound_give_up(outbound_id=outbound_id, error=error)
+            return given_up.status if given_up else "skipped"
+        raise self.retry(exc=error, countdown=_send_countdown(self.request.retries)) from error
+    return outbound.status if outbound is not None else "skipped"
+
+
+# Sending kf messages — END
+# =============================================================================

@@ -1,0 +1,158 @@
+"""`manage.py backfill_history`: the first import, resumable, with progress."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from accounts.models import SyncState
+from accounts.sync import sync_state_claim
+from messaging import sync
+from messaging.management.commands.backfill_history import ProgressBar
+from messaging.sync import LEASE, OVERLAP, SyncProgress
+from tests.messaging.history_helpers import (
+    MSGLIST_PATH,
+    archive_records,
+    at,
+    emulator_records,
+    msglist_calls,
+    now_s,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def four_days(history_account, emulator, monkeypatch):
+    monkeypatch.setattr(sync, "PAGE_SIZE", 500)
+    now = now_s()
+    emulator.control("generate_records", count=4000, start=now - 4 * 86400 + 120, end=now - 60, seed=31)
+    return history_account
+
+
+def _run(*args: str) -> tuple[str, str]:
+    out, err = StringIO(), StringIO()
+    call_command("backfill_history", *args, stdout=out, stderr=err)
+    return out.getvalue(), err.getvalue()
+
+
+def _state(account, job: str) -> SyncState:
+    return SyncState.objects.get(official_account=account, job=job)
+
+
+def test_the_backfill_imports_the_requested_days_with_progress(four_days, emulator):
+    account = four_days
+
+    out, err = _run("--account", account.appid, "--days", "4")
+
+    assert archive_records(account) == emulator_records(emulator)
+    backfill = _state(account, "backfill")
+    windows = backfill.progress["windows_total"]
+    assert windows == 5  # 4 days in 24-hour windows that overlap by 10 minutes
+    assert f"windows {windows}/{windows}" in err and "records 4," in err and "ETA" in err and "/s" in err
+    assert "done" in out
+    assert backfill.progress["state"] == "done" and backfill.progress["windows_done"] == windows
+    assert backfill.progress["records_stored"] == 4000
+    assert backfill.running_token == ""
+    # The periodic sync continues where the backfill ended.
+    assert _state(account, "history").cursor == backfill.cursor
+
+
+def test_the_backfill_resumes_after_an_interruption(four_days, emulator, monkeypatch):
+    account = four_days
+    # WeChat busy on the very first call: nothing stored, nothing moves.
+    emulator.control("add_fault", kind="errcode", errcode=-1, next=1, path_prefix=MSGLIST_PATH)
+    with pytest.raises(CommandError, match="Run the command again"):
+        _run("--account", account.appid, "--days", "4")
+    assert _state(account, "backfill").cursor is None
+
+    # Then a quota error (not retryable) after the 5th page, in the second window.
+    pages = {"n": 0}
+    store_page = sync._store_page
+
+    def quota_after_five_pages(*args, **kwargs):
+        pages["n"] += 1
+        if pages["n"] == 5:
+            emulator.control("add_fault", kind="errcode", errcode=45009, next=1, path_prefix=MSGLIST_PATH)
+        return store_page(*args, **kwargs)
+
+    monkeypatch.setattr(sync, "_store_page", quota_after_five_pages)
+    with pytest.raises(CommandError, match="quota"):
+        _run("--account", account.appid, "--days", "4")
+    monkeypatch.setattr(sync, "_store_page", store_page)
+    backfill = _state(account, "backfill")
+    assert backfill.cursor is not None and backfill.progress["state"] == "failed"
+    assert backfill.running_token == ""
+    stopped_at = backfill.cursor
+    first_run_from = backfill.progress["from"]
+    emulator.state.clear_calls()
+
+    _run("--account", str(account.pk), "--days", "4")
+
+    first_start = msglist_calls(emulator)[0].json["starttime"]
+    assert first_start == int((stopped_at - OVERLAP).timestamp())
+    assert archive_records(account) == emulator_records(emulator)
+    backfill = _state(account, "backfill")
+    assert backfill.progress["state"] == "done" and backfill.progress["from"] == first_run_from
+
+
+def test_a_finished_backfill_run_again_imports_afresh_and_adds_nothing(four_days, emulator):
+    account = four_days
+    _run("--account", account.appid, "--days", "4")
+    emulator.state.clear_calls()
+
+    _run("--account", account.appid, "--days", "2")
+
+    assert abs(msglist_calls(emulator)[0].json["starttime"] - (now_s() - 2 * 86400)) <= 5
+    assert _state(account, "backfill").progress["records_stored"] == 0
+
+
+def test_restart_ignores_an_unfinished_backfill(four_days, emulator):
+    account = four_days
+    SyncState.objects.create(
+        official_account=account, job="backfill", cursor=at(now_s() - 3600), progress={"state": "failed"}
+    )
+
+    _run("--account", account.appid, "--days", "4", "--restart")
+
+    assert archive_records(account) == emulator_records(emulator)
+
+
+def test_the_backfill_refuses_to_run_twice_at_once(four_days):
+    account = four_days
+    assert sync_state_claim(account_id=account.pk, job="backfill", lease=LEASE)
+    with pytest.raises(CommandError, match="already running"):
+        _run("--account", account.appid, "--days", "1")
+
+
+def test_an_unknown_account_or_bad_days_are_refused(db):
+    with pytest.raises(CommandError, match="No official account"):
+        _run("--account", "wx_nobody", "--days", "1")
+    with pytest.raises(CommandError, match="days"):
+        _run("--account", "1", "--days", "0")
+
+
+class _Terminal(StringIO):
+    def write(self, msg="", style_func=None, ending=None):  # the OutputWrapper signature
+        return super().write(msg + (ending or ""))
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_redraws_one_line_on_a_terminal():
+    stream = _Terminal()
+    bar = ProgressBar(stream, min_interval=0)
+    progress = SyncProgress(job="backfill", range_from=at(0), range_until=at(86400 * 4), windows_total=4)
+    for done in range(1, 5):
+        progress.windows_done = done
+        progress.cursor = at(86400 * done)
+        progress.records_seen = 1000 * done
+        bar.update(progress)
+    progress.state = "done"
+    bar.finish(progress)
+    text = stream.getvalue()
+    assert text.count("\r") == 5 and text.endswith("\n") and text.count("\n") == 1
+    assert "100.0%" in text and "windows 4/4" in text and "records 4,000" in text
