@@ -1,9 +1,107 @@
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
-from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_POST
+"""Pages and fragments for agents, dashboard users, the audit log and sync status.
 
-from accounts.access import context_switch
+Each page URL serves the full page, or (for an htmx request) just the fragment its
+polling or its forms swap. Writes are POSTs that call one service: a plain POST then
+redirects, an htmx POST gets the fragment re-rendered from fresh state, plus the flash
+messages as an out-of-band swap and an `HX-Trigger` event for the other regions.
+
+The agents pages are for supervisors only: agents and auditors get 403 there (the
+overview shows every role who is online and how loaded they are).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.messages.views import SuccessMessageMixin
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
+from django.urls import reverse, reverse_lazy
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+
+from accounts import selectors, services
+from accounts.access import AUDITOR, SUPERVISOR, AccountContext, account_view, context_switch
+from accounts.forms import (
+    AgentAddForm,
+    AgentAvatarForm,
+    AgentInviteForm,
+    AgentNicknameForm,
+    AuditFilterForm,
+    UserCreateForm,
+    UserRolesForm,
+)
+from accounts.models import Agent, SyncState
+from accounts.services import ServiceError
+
+User = get_user_model()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wants_fragment(request: HttpRequest) -> bool:
+    """An htmx request for a region; a history restore needs the whole page."""
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def render_page(
+    request: HttpRequest, ctx: AccountContext, template: str, context: dict[str, Any], *, status: int = 200
+) -> HttpResponse:
+    """A full page, with times in the official account's time zone."""
+    with timezone.override(selectors.account_zone(ctx.account)):
+        response = render(request, template, {"ctx": ctx, **context}, status=status)
+    patch_vary_headers(response, ("HX-Request",))
+    return response
+
+
+def render_fragment(
+    request: HttpRequest,
+    ctx: AccountContext,
+    template: str,
+    context: dict[str, Any],
+    *,
+    trigger: str | None = None,
+) -> HttpResponse:
+    """One swap target; pending flash messages ride along as an out-of-band swap, so
+    a poll that has none leaves the messages on screen alone."""
+    with timezone.override(selectors.account_zone(ctx.account)):
+        html = render_to_string(template, {"ctx": ctx, **context}, request)
+        if len(messages.get_messages(request)):
+            html += render_to_string("_messages.html", {"oob": True}, request)
+    response = HttpResponse(html)
+    patch_vary_headers(response, ("HX-Request",))
+    if trigger:
+        trigger_client_event(response, trigger)
+    return response
+
+
+def respond(
+    request: HttpRequest,
+    ctx: AccountContext,
+    page: str,
+    fragment: str,
+    context: dict[str, Any],
+    *,
+    trigger: str | None = None,
+) -> HttpResponse:
+    """The page, or for htmx its fragment: one URL per page state."""
+    if wants_fragment(request):
+        return render_fragment(request, ctx, fragment, context, trigger=trigger)
+    return render_page(request, ctx, page, context)
+
+
+# --------------------------------------------------------------------------- account switch
 
 
 @require_POST
@@ -17,3 +115,402 @@ def account_switch(request: HttpRequest) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
         next_url = "/"
     return redirect(next_url)
+
+
+# --------------------------------------------------------------------------- password
+
+
+class PasswordChange(SuccessMessageMixin, auth_views.PasswordChangeView):
+    """Django's password change, in kfadmin's page, audited."""
+
+    http_method_names = ["get", "post"]
+    template_name = "accounts/password_change.html"
+    success_url = reverse_lazy("home")
+    success_message = gettext_lazy("Your password has been changed.")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.password_change_record(user=self.request.user)
+        return response
+
+
+password_change = PasswordChange.as_view()
+
+
+# --------------------------------------------------------------------------- agents
+
+
+def _agent_for(ctx: AccountContext, pk: int) -> Agent:
+    """The agent `pk` of the current official account; another account's is a 404."""
+    return get_object_or_404(selectors.agent_list(account=ctx.account), pk=pk)
+
+
+def _agents_context(ctx: AccountContext) -> dict[str, Any]:
+    now = timezone.now()
+    agents = list(selectors.agent_list(account=ctx.account))
+    for agent in agents:
+        agent.invite_state = selectors.agent_invite_state(agent, now=now)
+    return {"agents": agents, "now": now, "nav": "agents"}
+
+
+@require_GET
+@account_view(SUPERVISOR)
+def agents(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    context = _agents_context(ctx)
+    if not wants_fragment(request):
+        context["add_form"] = AgentAddForm(account=ctx.account)
+    return respond(request, ctx, "accounts/agents.html", "accounts/_agent_table.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR)
+def agent_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    form = AgentAddForm(request.POST or None, account=ctx.account)
+    if request.method == "POST" and form.is_valid():
+        try:
+            agent = services.agent_create(
+                account=ctx.account,
+                actor=request.user,
+                prefix=form.cleaned_data["kf_prefix"],
+                nickname=form.cleaned_data["nickname"],
+            )
+        except ServiceError as error:
+            form.add_service_error(error)
+        else:
+            messages.success(
+                request,
+                _("Added %(account)s. Next, invite the person who will work as this agent.")
+                % {"account": agent.kf_account},
+            )
+            if not wants_fragment(request):
+                return redirect("accounts:agent_detail", pk=agent.pk)
+            return render_fragment(
+                request,
+                ctx,
+                "accounts/_agent_add_form.html",
+                {"add_form": AgentAddForm(account=ctx.account)},
+                trigger="agentsChanged",
+            )
+    context = {"add_form": form, "nav": "agents"}
+    return respond(request, ctx, "accounts/agent_add.html", "accounts/_agent_add_form.html", context)
+
+
+def _agent_detail_context(ctx: AccountContext, agent: Agent, **forms: Any) -> dict[str, Any]:
+    agent.invite_state = selectors.agent_invite_state(agent)
+    return {
+        "agent": agent,
+        "can_invite": selectors.agent_can_invite(agent),
+        "nickname_form": forms.get("nickname_form") or AgentNicknameForm(initial={"nickname": agent.kf_nick}),
+        "avatar_form": forms.get("avatar_form") or AgentAvatarForm(),
+        "invite_form": forms.get("invite_form") or AgentInviteForm(initial={"invite_wx": agent.invite_wx}),
+        "nav": "agents",
+    }
+
+
+@require_GET
+@account_view(SUPERVISOR)
+def agent_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    agent = _agent_for(ctx, pk)
+    context = _agent_detail_context(ctx, agent)
+    return respond(request, ctx, "accounts/agent_detail.html", "accounts/_agent_card.html", context)
+
+
+def _agent_form_post(
+    request: HttpRequest,
+    ctx: AccountContext,
+    pk: int,
+    *,
+    form_class: type,
+    form_key: str,
+    fragment: str,
+    run: Any,
+) -> HttpResponse:
+    """The shared shape of the agent page's forms: validate, call one service, then
+    redirect (plain POST) or re-render the form's fragment from fresh state (htmx)."""
+    agent = _agent_for(ctx, pk)
+    form = form_class(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            success = run(agent, form)
+        except ServiceError as error:
+            form.add_service_error(error)
+        else:
+            for level, text in success:
+                messages.add_message(request, level, text)
+            if not wants_fragment(request):
+                return redirect("accounts:agent_detail", pk=agent.pk)
+            agent = _agent_for(ctx, pk)
+            return render_fragment(
+                request, ctx, fragment, _agent_detail_context(ctx, agent), trigger="agentChanged"
+            )
+    context = _agent_detail_context(ctx, agent, **{form_key: form})
+    if wants_fragment(request):
+        return render_fragment(request, ctx, fragment, context)
+    return render_page(request, ctx, "accounts/agent_detail.html", context)
+
+
+@require_POST
+@account_view(SUPERVISOR)
+def agent_nickname(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    def run(agent: Agent, form: AgentNicknameForm):
+        services.agent_update(agent=agent, actor=request.user, nickname=form.cleaned_data["nickname"])
+        return [(messages.SUCCESS, _("Nickname saved at WeChat."))]
+
+    return _agent_form_post(
+        request, ctx, pk, form_class=AgentNicknameForm, form_key="nickname_form",
+        fragment="accounts/_agent_nickname_form.html", run=run,
+    )
+
+
+@require_POST
+@account_view(SUPERVISOR)
+def agent_avatar(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    def run(agent: Agent, form: AgentAvatarForm):
+        image = form.cleaned_data["avatar"]
+        services.agent_avatar_upload(
+            agent=agent, actor=request.user, content=image.content, width=image.width, height=image.height
+        )
+        return [(messages.SUCCESS, _("Avatar uploaded to WeChat."))] + [
+            (messages.WARNING, note) for note in image.warnings
+        ]
+
+    return _agent_form_post(
+        request, ctx, pk, form_class=AgentAvatarForm, form_key="avatar_form",
+        fragment="accounts/_agent_avatar_form.html", run=run,
+    )
+
+
+@require_POST
+@account_view(SUPERVISOR)
+def agent_invite(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    def run(agent: Agent, form: AgentInviteForm):
+        invite_wx = form.cleaned_data["invite_wx"]
+        services.agent_invite(agent=agent, actor=request.user, invite_wx=invite_wx)
+        return [
+            (
+                messages.SUCCESS,
+                _("Invitation sent to %(wx)s. They must accept it in WeChat before they can serve customers.")
+                % {"wx": invite_wx},
+            )
+        ]
+
+    return _agent_form_post(
+        request, ctx, pk, form_class=AgentInviteForm, form_key="invite_form",
+        fragment="accounts/_agent_invite.html", run=run,
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR)
+def agent_delete(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    """GET: the confirmation step naming the account; POST: delete it at WeChat."""
+    agent = _agent_for(ctx, pk)
+    error = ""
+    if request.method == "POST":
+        try:
+            services.agent_delete(agent=agent, actor=request.user)
+        except ServiceError as exc:
+            error = exc.message
+        else:
+            messages.success(request, _("Deleted %(account)s at WeChat.") % {"account": agent.kf_account})
+            if not wants_fragment(request):
+                return redirect("accounts:agents")
+            return render_fragment(request, ctx, "accounts/_modal_empty.html", {}, trigger="agentsChanged")
+    context = {"agent": agent, "error": error, "nav": "agents"}
+    return respond(request, ctx, "accounts/agent_delete.html", "accounts/_agent_delete_dialog.html", context)
+
+
+# --------------------------------------------------------------------------- audit log
+
+
+@require_GET
+@account_view(SUPERVISOR, AUDITOR)
+def audit(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    form = AuditFilterForm(
+        request.GET or None,
+        actors=selectors.audit_actors(account=ctx.account),
+        actions=selectors.audit_actions(account=ctx.account),
+    )
+    filters: dict[str, Any] = {}
+    if form.is_bound and form.is_valid():
+        data = form.cleaned_data
+        filters = {
+            "actor_id": data["actor"],
+            "action": data["action"],
+            "day_from": data["day_from"],
+            "day_to": data["day_to"],
+            "cursor": data["cursor"],
+        }
+    page = selectors.audit_events(account=ctx.account, **filters)
+    context = {"form": form, "page": page, "paged": bool(filters.get("cursor")), "nav": "audit"}
+    return respond(request, ctx, "accounts/audit.html", "accounts/_audit_results.html", context)
+
+
+# --------------------------------------------------------------------------- sync status
+
+
+def _sync_context(ctx: AccountContext) -> dict[str, Any]:
+    rows = selectors.sync_rows(account=ctx.account)
+    return {
+        "rows": rows,
+        "polling": selectors.sync_any_active(rows),
+        "runnable": set(services.SYNC_TASKS),
+        "nav": "sync",
+    }
+
+
+@require_GET
+@account_view(SUPERVISOR)
+def sync_status(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    return respond(request, ctx, "accounts/sync.html", "accounts/_sync_table.html", _sync_context(ctx))
+
+
+@require_POST
+@account_view(SUPERVISOR)
+def sync_run(request: HttpRequest, ctx: AccountContext, job: str) -> HttpResponse:
+    if job not in SyncState.Job.values:
+        raise Http404("No such sync job.")
+    try:
+        services.sync_run(account=ctx.account, actor=request.user, job=job)
+    except ServiceError as error:
+        messages.error(request, error.message)
+    else:
+        messages.success(
+            request, _("%(job)s sync queued; this page updates when it runs.") % {"job": SyncState.Job(job).label}
+        )
+    if not wants_fragment(request):
+        return redirect("accounts:sync")
+    return render_fragment(request, ctx, "accounts/_sync_table.html", _sync_context(ctx))
+
+
+# --------------------------------------------------------------------------- users
+
+
+def _managed_user(request: HttpRequest, pk: int):
+    """A user with a role on an account the requester supervises; others are a 404."""
+    return get_object_or_404(selectors.managed_users(user=request.user), pk=pk)
+
+
+def _users_context(request: HttpRequest, ctx: AccountContext) -> dict[str, Any]:
+    accounts = list(selectors.supervised_accounts(user=request.user))
+    rows = []
+    for person in selectors.managed_users(user=request.user):
+        held = {m.official_account_id: m for m in person.managed_memberships}
+        rows.append({"person": person, "roles": [(account, held.get(account.pk)) for account in accounts]})
+    return {"rows": rows, "accounts": accounts, "nav": "users"}
+
+
+@require_GET
+@account_view(SUPERVISOR)
+def users(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    return respond(request, ctx, "accounts/users.html", "accounts/_user_table.html", _users_context(request, ctx))
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR)
+def user_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    accounts = list(selectors.supervised_accounts(user=request.user))
+    form = UserCreateForm(request.POST or None, accounts=accounts, current=ctx.account)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.user_create(
+                actor=request.user,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                roles=form.role_choices(),
+            )
+        except ServiceError as error:
+            form.add_error(None, error.message)
+        else:
+            messages.success(request, _("Created the user %(name)s.") % {"name": user.get_username()})
+            if not wants_fragment(request):
+                return redirect("accounts:users")
+            return HttpResponseClientRedirect(reverse("accounts:users"))
+    return respond(
+        request, ctx, "accounts/user_add.html", "accounts/_user_add_form.html", {"form": form, "nav": "users"}
+    )
+
+
+def _user_detail_context(request: HttpRequest, target, **forms: Any) -> dict[str, Any]:
+    accounts = list(selectors.supervised_accounts(user=request.user))
+    return {
+        "target": target,
+        "roles_form": forms.get("roles_form") or UserRolesForm(accounts=accounts, user=target),
+        "password_form": forms.get("password_form") or SetPasswordForm(target),
+        "is_self": target.pk == request.user.pk,
+        "can_deactivate": selectors.user_is_fully_managed(user=request.user, target=target),
+        "nav": "users",
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR)
+def user_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    """The user's roles (GET shows, POST saves them)."""
+    target = _managed_user(request, pk)
+    form = None
+    if request.method == "POST":
+        accounts = list(selectors.supervised_accounts(user=request.user))
+        form = UserRolesForm(request.POST, accounts=accounts, user=target)
+        if form.is_valid():
+            try:
+                services.user_roles_set(actor=request.user, user=target, roles=form.role_choices())
+            except ServiceError as error:
+                form.add_error(None, error.message)
+            else:
+                messages.success(request, _("Saved the roles of %(name)s.") % {"name": target.get_username()})
+                still_managed = selectors.managed_users(user=request.user).filter(pk=target.pk).exists()
+                next_url = (
+                    reverse("accounts:user_detail", args=[target.pk]) if still_managed else reverse("accounts:users")
+                )
+                if not wants_fragment(request):
+                    return redirect(next_url)
+                if not still_managed:
+                    # No role left on an account this supervisor manages: the page is gone.
+                    return HttpResponseClientRedirect(next_url)
+                form = None
+    context = _user_detail_context(request, target, roles_form=form)
+    return respond(request, ctx, "accounts/user_detail.html", "accounts/_user_roles_form.html", context)
+
+
+@require_POST
+@account_view(SUPERVISOR)
+def user_password(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    target = _managed_user(request, pk)
+    if not selectors.user_is_fully_managed(user=request.user, target=target):
+        raise Http404("Not managed here.")
+    form = SetPasswordForm(target, request.POST)
+    if form.is_valid():
+        services.user_password_set(actor=request.user, user=target, password=form.cleaned_data["new_password1"])
+        messages.success(request, _("Set a new password for %(name)s.") % {"name": target.get_username()})
+        if not wants_fragment(request):
+            return redirect("accounts:user_detail", pk=target.pk)
+        form = None
+    context = _user_detail_context(request, target, password_form=form)
+    if wants_fragment(request):
+        return render_fragment(request, ctx, "accounts/_user_password_form.html", context)
+    return render_page(request, ctx, "accounts/user_detail.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR)
+def user_active(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    """GET: the confirmation step; POST: deactivate (or reactivate) the login."""
+    target = _managed_user(request, pk)
+    if not selectors.user_is_fully_managed(user=request.user, target=target):
+        raise Http404("Not managed here.")
+    error = ""
+    if request.method == "POST":
+        active = request.POST.get("active") == "1"
+        try:
+            services.user_active_set(actor=request.user, user=target, active=active)
+        except ServiceError as exc:
+            error = exc.message
+        else:
+            text = _("%(name)s can log in again.") if active else _("%(name)s can no longer log in.")
+            messages.success(request, text % {"name": target.get_username()})
+            if not wants_fragment(request):
+                return redirect("accounts:users")
+            return HttpResponseClientRedirect(reverse("accounts:users"))
+    context = {"target": target, "error": error, "nav": "users"}
+    return respond(request, ctx, "accounts/user_active.html", "accounts/_user_active_dialog.html", context)

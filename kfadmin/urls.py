@@ -13,4 +13,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("wechat/callback/", include("messaging.urls_callback")),
+    # Queue, sessions, conversations, history (sessions_app and messaging views).
+    path("", include("sessions_app.urls")),
+    path("", include("messaging.urls")),
 ]

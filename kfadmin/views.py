@@ -1,14 +1,20 @@
-"""Project-level pages: the home dashboard and a health probe."""
+"""Project-level pages: the overview (home) and a health probe."""
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views.decorators.http import require_GET
+
+from accounts.access import AccountContext, account_view
+from accounts.selectors import overview_get
+from accounts.views import respond
 
 
 @require_GET
-def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/home.html")
+@account_view()
+def home(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """The live numbers of the current official account; the page polls its fragment."""
+    context = {"overview": overview_get(account=ctx.account), "nav": "home"}
+    return respond(request, ctx, "core/home.html", "core/_overview.html", context)
 
 
 @login_not_required

@@ -16,14 +16,20 @@ budget that sends have used up since.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
-from accounts.models import OfficialAccount
-from sessions_app.models import Customer
+from accounts.audit import audit_event_record
+from accounts.clients import wechat_client_for
+from accounts.models import Agent, OfficialAccount
+from kfadmin.wechat import WeChatError, WeChatNotFound
+from sessions_app.models import Customer, KfSession
 
 MESSAGE_WINDOW = timedelta(hours=48)
 MESSAGE_BUDGET = 5
@@ -145,3 +151,207 @@ def customer_window_close(customer: Customer) -> None:
     Customer.objects.filter(pk=customer.pk).update(window_remaining=0)
     customer.window_remaining = 0
 
+
+# =============================================================================
+# Session control from the dashboard: assign, close, transfer.
+# Each calls WeChat first, outside any transaction, then writes kfadmin's copy at
+# once in one short transaction (customer row locked first, then the session rows,
+# the order sessions_app.sync uses), so the page shows the result before the next
+# sync. Every outcome, success or failure, leaves an audit event.
+# =============================================================================
+
+class SessionNeedsConfirmation(Exception):
+    """The chosen agent is offline or full; the supervisor has to confirm."""
+
+    def __init__(self, warnings: list[str]):
+        self.warnings = warnings
+        super().__init__(" ".join(warnings))
+
+
+class SessionStateError(Exception):
+    """The session is not in a state the action applies to (e.g. already closed)."""
+
+
+class SessionTransferIncomplete(Exception):
+    """The first step of a transfer (closing the old agent's session) worked, the
+    second (handing the customer to the new agent) did not: the customer is now in no
+    session at all."""
+
+    def __init__(self, *, error: WeChatError, from_agent: Agent, to_agent: Agent):
+        self.error = error
+        self.from_agent = from_agent
+        self.to_agent = to_agent
+        self.explanation = _(
+            "%(old)s no longer serves this customer, but WeChat did not hand them to "
+            "%(new)s: %(reason)s The customer is now in no session. Assign them again "
+            "from their conversation page; if they write first, they join the queue."
+        ) % {
+            "old": from_agent.kf_nick or from_agent.kf_account,
+            "new": to_agent.kf_nick or to_agent.kf_account,
+            "reason": error.explanation,
+        }
+        super().__init__(self.explanation)
+
+
+@dataclass(frozen=True)
+class SessionCloseResult:
+    session: KfSession
+    # WeChat said there was no session to close (65413): kfadmin's copy was stale.
+    already_closed: bool = False
+
+
+def _confirm_or_raise(*, account: OfficialAccount, agent: Agent, confirmed: bool) -> list[str]:
+    from sessions_app.selectors import agent_assign_warnings
+
+    warnings = agent_assign_warnings(account=account, agent=agent)
+    if warnings and not confirmed:
+        raise SessionNeedsConfirmation(warnings)
+    return warnings
+
+
+def _session_open_locally(*, account: OfficialAccount, customer: Customer, agent: Agent) -> KfSession:
+    """After WeChat's create: the customer's live session is open with `agent`."""
+    now = timezone.now()
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=customer.pk)
+        session = (
+            KfSession.objects.select_for_update()
+            .filter(customer=customer)
+            .exclude(state=KfSession.State.CLOSED)
+            .first()
+        )
+        if session is None:
+            session = KfSession(official_account=account, customer=customer, created_at=now)
+        session.state = KfSession.State.OPEN
+        session.agent = agent
+        session.accepted_at = now
+        session.last_synced_at = now
+        session.save()
+    return session
+
+
+def _session_close_locally(session: KfSession) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        Customer.objects.select_for_update().get(pk=session.customer_id)
+        KfSession.objects.filter(pk=session.pk).exclude(state=KfSession.State.CLOSED).update(
+            state=KfSession.State.CLOSED, closed_at=now, last_synced_at=now, updated_at=now
+        )
+    session.state = KfSession.State.CLOSED
+    session.closed_at = now
+
+
+def session_assign(
+    *, account: OfficialAccount, customer: Customer, agent: Agent, actor, confirmed: bool = False
+) -> KfSession:
+    """Hand `customer` to `agent` (WeChat create_session).
+
+    Raises SessionNeedsConfirmation when the agent is offline or at capacity and the
+    supervisor has not confirmed; WeChatError when WeChat refuses (65415 offline,
+    65414 served by another agent, ...). On success the customer's live session is
+    open with `agent` in kfadmin's copy right away.
+    """
+    warnings = _confirm_or_raise(account=account, agent=agent, confirmed=confirmed)
+    params = {"openid": customer.openid, "kf_account": agent.kf_account, "confirmed_warnings": warnings}
+    try:
+        wechat_client_for(account).create_session(agent.kf_account, customer.openid)
+    except WeChatError as error:
+        audit_event_record(
+            actor=actor, action="session_assign", official_account=account, target=customer.openid,
+            params=params, ok=False, errcode=error.errcode, message=error.explanation,
+        )
+        raise
+    session = _session_open_locally(account=account, customer=customer, agent=agent)
+    audit_event_record(
+        actor=actor, action="session_assign", official_account=account, target=customer.openid, params=params
+    )
+    return session
+
+
+def session_close(*, account: OfficialAccount, session: KfSession, actor) -> SessionCloseResult:
+    """End an open session (WeChat close_session for its agent).
+
+    When WeChat has no such session (65413) it already ended there: kfadmin's copy is
+    closed too and the result says so. Other refusals raise WeChatError.
+    """
+    if session.state != KfSession.State.OPEN or session.agent is None:
+        raise SessionStateError(_("Only an open session can be closed; this one is %(state)s.") % {
+            "state": session.get_state_display()
+        })
+    openid = session.customer.openid
+    params = {"openid": openid, "kf_account": session.agent.kf_account}
+    try:
+        wechat_client_for(account).close_session(session.agent.kf_account, openid)
+    except WeChatNotFound as error:
+        _session_close_locally(session)
+        audit_event_record(
+            actor=actor, action="session_close", official_account=account, target=openid, params=params,
+            errcode=error.errcode, message=error.explanation,
+        )
+        return SessionCloseResult(session=session, already_closed=True)
+    except WeChatError as error:
+        audit_event_record(
+            actor=actor, action="session_close", official_account=account, target=openid, params=params,
+            ok=False, errcode=error.errcode, message=error.explanation,
+        )
+        raise
+    _session_close_locally(session)
+    audit_event_record(actor=actor, action="session_close", official_account=account, target=openid, params=params)
+    return SessionCloseResult(session=session)
+
+
+def session_transfer(
+    *, account: OfficialAccount, session: KfSession, to_agent: Agent, actor, confirmed: bool = False
+) -> KfSession:
+    """Move an open session to `to_agent`: WeChat has no transfer call, so this
+    closes the session for the current agent, then creates one for the new agent.
+
+    If the close fails nothing changed (WeChatError). If the create fails the customer
+    is left in no session: kfadmin's copy is closed to match and
+    SessionTransferIncomplete explains what to do.
+    """
+    if session.state != KfSession.State.OPEN or session.agent is None:
+        raise SessionStateError(_("Only an open session can be transferred; this one is %(state)s.") % {
+            "state": session.get_state_display()
+        })
+    from_agent = session.agent
+    if from_agent.pk == to_agent.pk:
+        raise SessionStateError(_("The session is already with this agent."))
+    warnings = _confirm_or_raise(account=account, agent=to_agent, confirmed=confirmed)
+    openid = session.customer.openid
+    params = {
+        "openid": openid,
+        "from_kf_account": from_agent.kf_account,
+        "to_kf_account": to_agent.kf_account,
+        "confirmed_warnings": warnings,
+    }
+    client = wechat_client_for(account)
+    try:
+        client.close_session(from_agent.kf_account, openid)
+    except WeChatNotFound:
+        pass  # already ended at WeChat: nothing to close, go on with the hand-over
+    except WeChatError as error:
+        audit_event_record(
+            actor=actor, action="session_transfer", official_account=account, target=openid, params=params,
+            ok=False, errcode=error.errcode, message=error.explanation,
+        )
+        raise
+    try:
+        client.create_session(to_agent.kf_account, openid)
+    except WeChatError as error:
+        _session_close_locally(session)
+        incomplete = SessionTransferIncomplete(error=error, from_agent=from_agent, to_agent=to_agent)
+        audit_event_record(
+            actor=actor, action="session_transfer", official_account=account, target=openid,
+            params={**params, "step": "create"}, ok=False, errcode=error.errcode,
+            message=incomplete.explanation,
+        )
+        raise incomplete from error
+    moved = _session_open_locally(account=account, customer=session.customer, agent=to_agent)
+    audit_event_record(
+        actor=actor, action="session_transfer", official_account=account, target=openid, params=params
+    )
+    return moved
+
+
+# ============================ end of session control ==========================

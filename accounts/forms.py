@@ -1,0 +1,324 @@
+"""Forms for agents, dashboard users and the audit-log filter.
+
+Everything WeChat would refuse for its shape (prefix, nickname, WeChat ID, avatar file)
+is checked here first, so most mistakes never reach WeChat; `add_wechat_error` puts
+WeChat's own refusals next to the field they concern.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+from django import forms
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.forms import UsernameField
+from django.utils.translation import gettext_lazy as _
+from PIL import Image, UnidentifiedImageError
+
+from accounts.models import Agent, Membership, OfficialAccount
+from accounts.services import RoleChoice, ServiceError
+
+User = get_user_model()
+
+KF_PREFIX_RE = re.compile(r"[A-Za-z0-9_]{1,10}")
+# WeChat IDs: 6-20 characters, a letter first, then letters, digits, '_' or '-'.
+WECHAT_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{5,19}")
+NICKNAME_MAX = 16
+AVATAR_MAX_BYTES = 5 * 1024 * 1024
+AVATAR_ADVISED_SIDE = 640
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class WeChatErrorsMixin:
+    """Show a refused write next to the field it concerns, or above the form."""
+
+    # errcode -> field name
+    wechat_error_fields: dict[int, str] = {}
+
+    def add_service_error(self, error: ServiceError) -> None:
+        field = self.wechat_error_fields.get(error.errcode) if error.errcode is not None else None
+        self.add_error(field if field in self.fields else None, error.message)  # type: ignore[attr-defined]
+
+
+def _clean_nickname(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise forms.ValidationError(_("Enter a nickname."))
+    if len(value) > NICKNAME_MAX:
+        raise forms.ValidationError(
+            _("Use at most %(max)d characters (this one has %(count)d)."),
+            params={"max": NICKNAME_MAX, "count": len(value)},
+        )
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise forms.ValidationError(_("Remove the control characters from the nickname."))
+    return value
+
+
+class AgentAddForm(WeChatErrorsMixin, forms.Form):
+    wechat_error_fields = {65403: "nickname", 65404: "kf_prefix", 65406: "kf_prefix"}
+
+    kf_prefix = forms.CharField(
+        label=_("Account name"),
+        max_length=10,
+        help_text=_("Up to 10 letters, digits or underscores."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    nickname = forms.CharField(
+        label=_("Nickname"),
+        max_length=NICKNAME_MAX,
+        help_text=_("What customers see, up to 16 characters."),
+    )
+
+    def __init__(self, *args, account: OfficialAccount, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def clean_kf_prefix(self) -> str:
+        prefix = self.cleaned_data["kf_prefix"].strip()
+        if not KF_PREFIX_RE.fullmatch(prefix):
+            raise forms.ValidationError(
+                _("Use only letters, digits and underscores, at most 10 of them.")
+            )
+        kf_account = self.account.full_kf_account(prefix)
+        if Agent.objects.filter(
+            official_account=self.account, kf_account=kf_account, deleted_at__isnull=True
+        ).exists():
+            raise forms.ValidationError(
+                _("%(account)s already exists. Choose another name."), params={"account": kf_account}
+            )
+        return prefix
+
+    def clean_nickname(self) -> str:
+        return _clean_nickname(self.cleaned_data["nickname"])
+
+
+class AgentNicknameForm(WeChatErrorsMixin, forms.Form):
+    wechat_error_fields = {65403: "nickname"}
+
+    nickname = forms.CharField(label=_("Nickname"), max_length=NICKNAME_MAX)
+
+    def clean_nickname(self) -> str:
+        return _clean_nickname(self.cleaned_data["nickname"])
+
+
+@dataclass(frozen=True)
+class AvatarImage:
+    content: bytes
+    width: int
+    height: int
+
+    @property
+    def warnings(self) -> list[str]:
+        notes = []
+        if self.width != self.height:
+            notes.append(
+                str(_("The image is %(w)d×%(h)d, not square; WeChat shows avatars square, so it will be cropped or stretched."))
+                % {"w": self.width, "h": self.height}
+            )
+        if min(self.width, self.height) < AVATAR_ADVISED_SIDE:
+            notes.append(
+                str(_("The image is smaller than the advised 640×640 and may look blurred."))
+            )
+        return notes
+
+
+class AgentAvatarForm(WeChatErrorsMixin, forms.Form):
+    wechat_error_fields = {40005: "avatar", 40009: "avatar", 41005: "avatar", 61457: "avatar"}
+
+    avatar = forms.FileField(
+        label=_("Avatar (JPEG)"),
+        help_text=_("JPEG only, at most 5 MB; 640×640 pixels is best."),
+        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg"}),
+    )
+
+    def clean_avatar(self) -> AvatarImage:
+        upload = self.cleaned_data["avatar"]
+        if upload.size > AVATAR_MAX_BYTES:
+            raise forms.ValidationError(
+                _("The file is %(size)s MB; WeChat accepts at most 5 MB."),
+                params={"size": f"{upload.size / 1024 / 1024:.1f}"},
+            )
+        content = upload.read()
+        if not content.startswith(JPEG_MAGIC):
+            raise forms.ValidationError(
+                _("This is not a JPEG file. WeChat accepts JPEG avatars only; save the picture as .jpg and try again.")
+            )
+        try:
+            with Image.open(io.BytesIO(content)) as image:
+                image_format = image.format
+                width, height = image.size
+                # Decoding the pixels catches files that only start like a JPEG.
+                image.load()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+            raise forms.ValidationError(
+                _("The JPEG file is damaged and cannot be read. Export it again and retry.")
+            ) from None
+        if image_format != "JPEG":
+            raise forms.ValidationError(_("This is not a JPEG file. WeChat accepts JPEG avatars only."))
+        return AvatarImage(content=content, width=width, height=height)
+
+
+class AgentInviteForm(WeChatErrorsMixin, forms.Form):
+    wechat_error_fields = {65407: "invite_wx", 65408: "invite_wx", 65409: "invite_wx", 65410: "invite_wx"}
+
+    invite_wx = forms.CharField(
+        label=_("WeChat ID to invite"),
+        max_length=20,
+        help_text=_("The personal WeChat ID (微信号) of the person who will work as this agent."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+
+    def clean_invite_wx(self) -> str:
+        value = self.cleaned_data["invite_wx"].strip()
+        if not WECHAT_ID_RE.fullmatch(value):
+            raise forms.ValidationError(
+                _("A WeChat ID has 6 to 20 letters, digits, '_' or '-', and starts with a letter.")
+            )
+        return value
+
+
+# --------------------------------------------------------------------------- users
+
+
+ROLE_CHOICES = [("", _("No access")), *Membership.Role.choices]
+
+
+@dataclass(frozen=True)
+class RoleRow:
+    """One official account's row in a roles form, for the template."""
+
+    account: OfficialAccount
+    role: forms.BoundField
+    agent: forms.BoundField
+
+
+class RolesFieldsMixin:
+    """A role field and a kf-account field per official account the supervisor manages."""
+
+    def _add_role_fields(self, accounts: list[OfficialAccount], memberships: dict[int, Membership]) -> None:
+        self.accounts = accounts
+        for account in accounts:
+            membership = memberships.get(account.pk)
+            self.fields[f"role_{account.pk}"] = forms.ChoiceField(  # type: ignore[attr-defined]
+                label=_("Role on %(account)s") % {"account": account.name},
+                choices=ROLE_CHOICES,
+                required=False,
+                initial=membership.role if membership else "",
+            )
+            self.fields[f"agent_{account.pk}"] = forms.ModelChoiceField(  # type: ignore[attr-defined]
+                label=_("Works as (agents only)"),
+                queryset=Agent.objects.filter(official_account=account, deleted_at__isnull=True),
+                required=False,
+                initial=membership.agent_id if membership else None,
+                empty_label=_("— choose a kf account —"),
+            )
+
+    def role_rows(self) -> list[RoleRow]:
+        return [
+            RoleRow(account=a, role=self[f"role_{a.pk}"], agent=self[f"agent_{a.pk}"])  # type: ignore[index]
+            for a in self.accounts
+        ]
+
+    def _clean_roles(self, cleaned: dict) -> None:
+        for account in self.accounts:
+            role = cleaned.get(f"role_{account.pk}")
+            agent = cleaned.get(f"agent_{account.pk}")
+            if role == Membership.Role.AGENT and agent is None:
+                self.add_error(  # type: ignore[attr-defined]
+                    f"agent_{account.pk}", _("Choose the kf account this person works as.")
+                )
+            elif role != Membership.Role.AGENT and agent is not None:
+                self.add_error(  # type: ignore[attr-defined]
+                    f"agent_{account.pk}", _("Only the agent role works as a kf account; clear this field.")
+                )
+
+    def role_choices(self) -> list[RoleChoice]:
+        data = self.cleaned_data  # type: ignore[attr-defined]
+        return [
+            RoleChoice(
+                account=account,
+                role=data.get(f"role_{account.pk}") or "",
+                agent=data.get(f"agent_{account.pk}"),
+            )
+            for account in self.accounts
+        ]
+
+
+class UserCreateForm(RolesFieldsMixin, forms.Form):
+    username = UsernameField(label=_("Username"), max_length=150)
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text=password_validation.password_validators_help_text_html(),
+    )
+    password2 = forms.CharField(
+        label=_("Password again"),
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args, accounts: list[OfficialAccount], current: OfficialAccount, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._add_role_fields(accounts, {})
+        # A new user most often joins the account being worked on.
+        self.fields[f"role_{current.pk}"].initial = Membership.Role.AGENT
+
+    def clean_username(self) -> str:
+        username = self.cleaned_data["username"]
+        User.username_validator(username)
+        if User.objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(_("This username is taken."))
+        return username
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        p1, p2 = cleaned.get("password1"), cleaned.get("password2")
+        if p1 and p2 and p1 != p2:
+            self.add_error("password2", _("The two passwords differ."))
+        elif p1:
+            try:
+                password_validation.validate_password(p1, User(username=cleaned.get("username", "")))
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        self._clean_roles(cleaned)
+        if not self.errors and not any(cleaned.get(f"role_{a.pk}") for a in self.accounts):
+            self.add_error(None, _("Give the new user a role on at least one official account."))
+        return cleaned
+
+
+class UserRolesForm(RolesFieldsMixin, forms.Form):
+    def __init__(self, *args, accounts: list[OfficialAccount], user, **kwargs):
+        super().__init__(*args, **kwargs)
+        memberships = {m.official_account_id: m for m in Membership.objects.filter(user=user)}
+        self._add_role_fields(accounts, memberships)
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        self._clean_roles(cleaned)
+        return cleaned
+
+
+# --------------------------------------------------------------------------- audit log
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.TypedChoiceField(label=_("Person"), required=False, coerce=int, empty_value=None)
+    action = forms.ChoiceField(label=_("Action"), required=False)
+    day_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    day_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    cursor = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, actors: list[tuple[int, str]], actions: list[tuple[str, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["actor"].choices = [("", _("Everyone")), *actors]
+        self.fields["action"].choices = [("", _("All actions")), *actions]
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        start, end = cleaned.get("day_from"), cleaned.get("day_to")
+        if start and end and start > end:
+            self.add_error("day_to", _("The end date is before the start date."))
+        return cleaned

@@ -1,0 +1,453 @@
+"""Reads for the overview, agents, users, audit log and sync status pages.
+
+Everything here reads kfadmin's own copy in the database; nothing calls WeChat.
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Agent, AuditEvent, Membership, OfficialAccount, SyncState
+from messaging.models import MessageRecord
+from sessions_app.models import KfSession
+
+User = get_user_model()
+
+# Archive opercodes: a message the customer wrote (2001, 2003) and one an agent sent (2002).
+INBOUND_OPERCODES = (2001, 2003)
+OUTBOUND_OPERCODES = (2002,)
+
+# How often beat runs each job (settings.SYNC_*_SECONDS). Backfills run on demand.
+SYNC_INTERVAL_SETTINGS: dict[str, str] = {
+    SyncState.Job.AGENTS: "SYNC_AGENTS_SECONDS",
+    SyncState.Job.ONLINE: "SYNC_ONLINE_SECONDS",
+    SyncState.Job.QUEUE: "SYNC_QUEUE_SECONDS",
+    SyncState.Job.SESSIONS: "SYNC_SESSIONS_SECONDS",
+    SyncState.Job.HISTORY: "SYNC_HISTORY_SECONDS",
+}
+# A job lags when its last success is older than this many intervals (plus a minute
+# of grace, so a run that is merely in progress is not flagged).
+LAG_INTERVALS = 3
+LAG_GRACE = timedelta(minutes=1)
+# The live numbers on the overview depend on these jobs.
+OVERVIEW_JOBS = (SyncState.Job.ONLINE, SyncState.Job.QUEUE, SyncState.Job.SESSIONS)
+
+# A "Sync now" press shows as queued until the job starts, or for at most this long.
+QUEUED_FOR_AT_MOST = timedelta(minutes=2)
+SYNC_RUN_ACTION = "sync_run"
+
+AUDIT_PAGE_SIZE = 50
+
+# What each audit action means, for people; actions not listed show as recorded.
+AUDIT_ACTION_LABELS: dict[str, str] = {
+    "agent_add": _("Add agent"),
+    "agent_update": _("Rename agent"),
+    "agent_delete": _("Delete agent"),
+    "agent_avatar": _("Upload avatar"),
+    "agent_invite": _("Invite WeChat user"),
+    "user_create": _("Create user"),
+    "user_role": _("Change role"),
+    "user_activate": _("Reactivate user"),
+    "user_deactivate": _("Deactivate user"),
+    "user_password": _("Change password"),
+    "sync_run": _("Start sync"),
+    "session_assign": _("Assign session"),
+    "session_close": _("Close session"),
+    "session_transfer": _("Transfer session"),
+    "message_send": _("Send message"),
+    "message_queue": _("Queue message"),
+    "typing_send": _("Show typing"),
+    "history_export": _("Export history"),
+}
+
+
+def audit_action_label(action: str) -> str:
+    return str(AUDIT_ACTION_LABELS.get(action, action))
+
+
+def account_zone(account: OfficialAccount) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(account.time_zone or settings.TIME_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo(settings.TIME_ZONE)
+
+
+# --------------------------------------------------------------------------- agents
+
+
+def agent_list(*, account: OfficialAccount) -> QuerySet[Agent]:
+    """The account's kf accounts WeChat still lists."""
+    return Agent.objects.filter(official_account=account, deleted_at__isnull=True).order_by("kf_account")
+
+
+def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:
+    """'bound', 'waiting', 'expired', 'rejected' or 'none'.
+
+    WeChat reports `waiting` until someone asks again after the expiry, so a waiting
+    invitation past its expiry time is shown as expired (and may be re-sent).
+    """
+    if agent.kf_wx:
+        return "bound"
+    status = agent.invite_status or ""
+    if status == Agent.InviteStatus.WAITING:
+        now = now or timezone.now()
+        if agent.invite_expire_time is not None and agent.invite_expire_time <= now:
+            return "expired"
+        return "waiting"
+    if status in (Agent.InviteStatus.REJECTED, Agent.InviteStatus.EXPIRED):
+        return status
+    return "none"
+
+
+def agent_can_invite(agent: Agent, *, now: datetime | None = None) -> bool:
+    """An invitation can be sent while unbound and no invitation is pending."""
+    return agent_invite_state(agent, now=now) in ("none", "expired", "rejected")
+
+
+# --------------------------------------------------------------------------- overview
+
+
+@dataclass(frozen=True)
+class AgentLoad:
+    agent: Agent
+    capacity: int
+
+    @property
+    def percent(self) -> int:
+        if self.capacity <= 0:
+            return 100
+        return min(100, round(100 * self.agent.accepted_case / self.capacity))
+
+    @property
+    def level(self) -> str:
+        if self.agent.accepted_case >= self.capacity:
+            return "full"
+        if self.percent >= 80:
+            return "high"
+        return "ok"
+
+
+@dataclass(frozen=True)
+class SyncRow:
+    job: str
+    label: str
+    state: SyncState | None
+    interval: timedelta | None
+    now: datetime
+    # When someone last pressed "Sync now" for this job (from the audit log).
+    requested_at: datetime | None = None
+
+    @property
+    def last_success_at(self) -> datetime | None:
+        return self.state.last_success_at if self.state else None
+
+    @property
+    def lag(self) -> timedelta | None:
+        if self.last_success_at is None:
+            return None
+        return max(self.now - self.last_success_at, timedelta(0))
+
+    @property
+    def is_running(self) -> bool:
+        return bool(self.state and self.state.running_since)
+
+    @property
+    def is_queued(self) -> bool:
+        """Requested by hand and not started since (a worker may still pick it up)."""
+        if self.requested_at is None or self.now - self.requested_at > QUEUED_FOR_AT_MOST:
+            return False
+        started = self.state.last_started_at if self.state else None
+        return started is None or started < self.requested_at
+
+    @property
+    def has_error(self) -> bool:
+        """The latest run failed (an error newer than the last success)."""
+        if not self.state or not self.state.last_error_at:
+            return False
+        return self.last_success_at is None or self.state.last_error_at > self.last_success_at
+
+    @property
+    def is_lagging(self) -> bool:
+        if self.interval is None:
+            return False
+        if self.last_success_at is None:
+            return True
+        return self.lag > self.interval * LAG_INTERVALS + LAG_GRACE
+
+    @property
+    def never_ran(self) -> bool:
+        return self.state is None or (
+            self.state.last_success_at is None and self.state.last_error_at is None
+        )
+
+    @property
+    def progress(self) -> dict:
+        return (self.state.progress or {}) if self.state else {}
+
+    @property
+    def progress_percent(self) -> int | None:
+        """How far a history run got: its own `percent`, else windows done of total."""
+        percent = _number(self.progress.get("percent"))
+        if percent is None:
+            done, total = _number(self.progress.get("windows_done")), _number(self.progress.get("windows_total"))
+            if done is None or not total:
+                return None
+            percent = 100 * done / total
+        return max(0, min(100, round(percent)))
+
+    @property
+    def progress_done(self) -> bool:
+        return self.progress.get("state") == "done"
+
+    @property
+    def eta_minutes(self) -> int | None:
+        seconds = _number(self.progress.get("eta_seconds"))
+        if seconds is None or self.progress_done:
+            return None
+        return max(1, math.ceil(seconds / 60))
+
+
+def _number(value) -> float | None:
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def sync_rows(*, account: OfficialAccount, now: datetime | None = None) -> list[SyncRow]:
+    """One row per sync job, in the order of `SyncState.Job`, rows never run included."""
+    now = now or timezone.now()
+    states = {s.job: s for s in SyncState.objects.filter(official_account=account)}
+    requested = dict(
+        AuditEvent.objects.filter(
+            official_account=account, action=SYNC_RUN_ACTION, at__gte=now - QUEUED_FOR_AT_MOST
+        )
+        .values("target")
+        .annotate(last=Max("at"))
+        .values_list("target", "last")
+    )
+    rows = []
+    for job in SyncState.Job:
+        setting = SYNC_INTERVAL_SETTINGS.get(job)
+        seconds = getattr(settings, setting, None) if setting else None
+        rows.append(
+            SyncRow(
+                job=job.value,
+                label=str(job.label),
+                state=states.get(job.value),
+                interval=timedelta(seconds=seconds) if seconds else None,
+                now=now,
+                requested_at=requested.get(job.value),
+            )
+        )
+    return rows
+
+
+def sync_any_active(rows: list[SyncRow]) -> bool:
+    """Whether the sync page should keep polling: something runs or waits to run."""
+    return any(row.is_running or row.is_queued for row in rows)
+
+
+@dataclass(frozen=True)
+class Overview:
+    now: datetime
+    agents_total: int
+    agents_online: int
+    waiting: int
+    longest_wait_since: datetime | None
+    open_sessions: int
+    messages_in_today: int
+    messages_out_today: int
+    loads: list[AgentLoad] = field(default_factory=list)
+    last_sync_at: datetime | None = None
+    lagging: list[SyncRow] = field(default_factory=list)
+    failing: list[SyncRow] = field(default_factory=list)
+
+    @property
+    def longest_wait(self) -> timedelta | None:
+        if self.longest_wait_since is None:
+            return None
+        return max(self.now - self.longest_wait_since, timedelta(0))
+
+    @property
+    def never_synced(self) -> bool:
+        return self.last_sync_at is None
+
+    @property
+    def last_sync_age(self) -> timedelta | None:
+        if self.last_sync_at is None:
+            return None
+        return max(self.now - self.last_sync_at, timedelta(0))
+
+
+def day_bounds(*, account: OfficialAccount, now: datetime) -> tuple[datetime, datetime]:
+    """Start and end of `now`'s calendar day in the account's time zone."""
+    zone = account_zone(account)
+    local = now.astimezone(zone)
+    start = datetime.combine(local.date(), datetime.min.time(), tzinfo=zone)
+    end = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return start, end
+
+
+def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Overview:
+    now = now or timezone.now()
+    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+    counts = agents.aggregate(total=Count("id"), online=Count("id", filter=Q(online_status__gt=0)))
+    online = list(agents.filter(online_status__gt=0).order_by("-accepted_case", "kf_account"))
+
+    sessions = KfSession.objects.filter(official_account=account).aggregate(
+        oldest_waiting=Min("created_at", filter=Q(state=KfSession.State.WAITING)),
+        waiting=Count("id", filter=Q(state=KfSession.State.WAITING)),
+        open=Count("id", filter=Q(state=KfSession.State.OPEN)),
+    )
+    start, end = day_bounds(account=account, now=now)
+    messages = MessageRecord.objects.filter(official_account=account, time__gte=start, time__lt=end).aggregate(
+        inbound=Count("id", filter=Q(opercode__in=INBOUND_OPERCODES)),
+        outbound=Count("id", filter=Q(opercode__in=OUTBOUND_OPERCODES)),
+    )
+    rows = sync_rows(account=account, now=now)
+    successes = [row.last_success_at for row in rows if row.last_success_at]
+    return Overview(
+        now=now,
+        agents_total=counts["total"],
+        agents_online=counts["online"],
+        # WeChat's own count is the truth (its list is capped at 100); the local
+        # rows only fill in while no queue sync has run.
+        waiting=max(account.waiting_count, sessions["waiting"]),
+        longest_wait_since=sessions["oldest_waiting"],
+        open_sessions=sessions["open"],
+        messages_in_today=messages["inbound"],
+        messages_out_today=messages["outbound"],
+        loads=[AgentLoad(agent=agent, capacity=account.agent_capacity) for agent in online],
+        last_sync_at=max(successes) if successes else None,
+        lagging=[row for row in rows if row.job in OVERVIEW_JOBS and row.is_lagging],
+        failing=[row for row in rows if row.has_error],
+    )
+
+
+# --------------------------------------------------------------------------- audit log
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]
+    next_cursor: str | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _cursor_encode(event: AuditEvent) -> str:
+    # Whole microseconds since the epoch: exact, unlike a float timestamp.
+    return f"{(event.at - _EPOCH) // _MICROSECOND}-{event.pk}"
+
+
+def _cursor_decode(cursor: str) -> tuple[datetime, int] | None:
+    try:
+        micros, pk = cursor.split("-", 1)
+        return _EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    except (ValueError, OverflowError):
+        return None
+
+
+def audit_events(
+    *,
+    account: OfficialAccount,
+    actor_id: int | None = None,
+    action: str = "",
+    day_from: date | None = None,
+    day_to: date | None = None,
+    cursor: str = "",
+    limit: int = AUDIT_PAGE_SIZE,
+) -> AuditPage:
+    """The account's audit events, newest first, by keyset on (at, id).
+
+    Days are calendar days in the account's time zone; `day_to` is inclusive.
+    """
+    events = AuditEvent.objects.filter(official_account=account).select_related("actor")
+    if actor_id:
+        events = events.filter(actor_id=actor_id)
+    if action:
+        events = events.filter(action=action)
+    zone = account_zone(account)
+    if day_from:
+        events = events.filter(at__gte=datetime.combine(day_from, datetime.min.time(), tzinfo=zone))
+    if day_to:
+        end = datetime.combine(day_to + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+        events = events.filter(at__lt=end)
+    position = _cursor_decode(cursor) if cursor else None
+    if position:
+        at, pk = position
+        events = events.filter(Q(at__lt=at) | Q(at=at, pk__lt=pk))
+    rows = list(events.order_by("-at", "-id")[: limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    for event in rows:
+        event.action_label = audit_action_label(event.action)
+    return AuditPage(events=rows, next_cursor=_cursor_encode(rows[-1]) if more and rows else None)
+
+
+def audit_actions(*, account: OfficialAccount) -> list[tuple[str, str]]:
+    """(action, label) of every action in the account's audit log."""
+    actions = (
+        AuditEvent.objects.filter(official_account=account)
+        .order_by("action")
+        .values_list("action", flat=True)
+        .distinct()
+    )
+    return [(action, audit_action_label(action)) for action in actions]
+
+
+def audit_actors(*, account: OfficialAccount) -> list[tuple[int, str]]:
+    """(user id, latest label) of everyone who appears in the account's audit log."""
+    rows = (
+        AuditEvent.objects.filter(official_account=account, actor__isnull=False)
+        .values("actor_id", "actor__username")
+        .annotate(last=Max("at"))
+        .order_by("actor__username")
+    )
+    return [(row["actor_id"], row["actor__username"]) for row in rows]
+
+
+# --------------------------------------------------------------------------- users
+
+
+def supervised_accounts(*, user) -> QuerySet[OfficialAccount]:
+    """The official accounts whose users `user` manages: all for superusers."""
+    accounts = OfficialAccount.objects.filter(is_active=True)
+    if user.is_superuser:
+        return accounts.order_by("name", "id")
+    return accounts.filter(
+        memberships__user=user, memberships__role=Membership.Role.SUPERVISOR
+    ).distinct().order_by("name", "id")
+
+
+def managed_users(*, user) -> QuerySet:
+    """Users with a role on an account `user` supervises, with those memberships."""
+    accounts = supervised_accounts(user=user)
+    memberships = Membership.objects.filter(official_account__in=accounts).select_related(
+        "official_account", "agent"
+    ).order_by("official_account__name", "official_account_id")
+    return (
+        User.objects.filter(memberships__official_account__in=accounts)
+        .distinct()
+        .prefetch_related(Prefetch("memberships", queryset=memberships, to_attr="managed_memberships"))
+        .order_by("-is_active", "username")
+    )
+
+
+def user_is_fully_managed(*, user, target) -> bool:
+    """True when every role `target` holds is on an account `user` supervises, so
+    deactivating the login takes nothing away from another account's supervisors."""
+    if target.is_superuser and not user.is_superuser:
+        return False
+    supervised = set(supervised_accounts(user=user).values_list("pk", flat=True))
+    held = set(Membership.objects.filter(user=target).values_list("official_account_id", flat=True))
+    return held <= supervised

@@ -1,0 +1,377 @@
+"""The composer (one form per message type) and the history filters.
+
+Every composer form turns its fields into the wire payload WeChat expects under the
+message type's key (wechat-kf-api.md §6.2); the client validates the same shape
+again before any HTTP call, so a bad payload never reaches WeChat.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Agent, OfficialAccount
+from messaging.models import OutboundMessage
+
+MsgType = OutboundMessage.MsgType
+
+# WeChat rejects longer texts with 45002; 2048 bytes is the limit SDKs document.
+TEXT_MAX_BYTES = 2048
+MEDIA_ID_MAX = 128
+TITLE_MAX = 64
+DESCRIPTION_MAX = 512
+MENU_TEXT_MAX = 256
+MENU_OPTIONS_MAX = 10
+
+
+class HttpURLField(forms.URLField):
+    """A URL WeChat can open: http or https, scheme required."""
+
+    default_validators = [
+        RegexValidator(r"^https?://", _("Enter a full address starting with http:// or https://.")),
+    ]
+
+    def __init__(self, **kwargs: Any):
+        kwargs.setdefault("assume_scheme", "https")
+        kwargs.setdefault("max_length", 1024)
+        super().__init__(**kwargs)
+        self.widget.attrs.setdefault("inputmode", "url")
+        self.widget.attrs.setdefault("placeholder", "https://")
+
+
+_MEDIA_ID_LABEL = _("Media id")
+_MEDIA_ID_HELP = _("The media_id of an uploaded file (temporary or permanent material).")
+
+
+def _media_id(label=_MEDIA_ID_LABEL, required: bool = True, help_text=_MEDIA_ID_HELP):
+    return forms.CharField(label=label, max_length=MEDIA_ID_MAX, required=required, help_text=help_text)
+
+
+def _title(required: bool = False):
+    return forms.CharField(label=_("Title"), max_length=TITLE_MAX, required=required)
+
+
+def _description():
+    return forms.CharField(
+        label=_("Description"), max_length=DESCRIPTION_MAX, required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
+
+
+class AgentChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Agent) -> str:
+        return f"{obj.kf_nick or obj.kf_account} ({obj.kf_account})"
+
+
+class PayloadForm(forms.Form):
+    """Base of the composer forms: who sends, and the payload of one message type."""
+
+    msgtype: str = ""
+    label = ""
+    as_agent = AgentChoiceField(
+        queryset=Agent.objects.none(), label=_("Send as"), empty_label=None,
+        help_text=_("The customer sees this agent's name and avatar."),
+    )
+
+    def __init__(self, *args: Any, account: OfficialAccount, only: Agent | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+        if only is not None:
+            agents = agents.filter(pk=only.pk)
+        self.fields["as_agent"].queryset = agents.order_by("-online_status", "kf_account")
+        self.fields["as_agent"].error_messages["invalid_choice"] = _("Choose one of the listed agents.")
+        # Keep the agent field first whatever the subclass declares.
+        self.order_fields(["as_agent"])
+
+    def payload(self) -> dict[str, Any]:
+        """The wire object for this message type (call after is_valid())."""
+        data = self.cleaned_data
+        return {name: data.get(name) or "" for name in self.payload_fields}
+
+    payload_fields: tuple[str, ...] = ()
+
+    def payload_field_list(self):
+        return [self[name] for name in self.fields if name != "as_agent"]
+
+
+class TextForm(PayloadForm):
+    msgtype = MsgType.TEXT
+    label = _("Text")
+    content = forms.CharField(
+        label=_("Message"), widget=forms.Textarea(attrs={"rows": 4}), strip=False,
+        help_text=_('Links are allowed: <a href="https://…">text</a>.'),
+    )
+    payload_fields = ("content",)
+
+    def clean_content(self) -> str:
+        content = self.cleaned_data["content"]
+        if not content.strip():
+            raise ValidationError(_("Write a message first."))
+        size = len(content.encode("utf-8"))
+        if size > TEXT_MAX_BYTES:
+            raise ValidationError(
+                _("The message is %(size)s bytes; WeChat accepts at most %(limit)s bytes (about 680 Chinese characters). Shorten it."),
+                params={"size": size, "limit": TEXT_MAX_BYTES},
+            )
+        return content
+
+
+class ImageForm(PayloadForm):
+    msgtype = MsgType.IMAGE
+    label = _("Image")
+    media_id = _media_id()
+    payload_fields = ("media_id",)
+
+
+class VoiceForm(PayloadForm):
+    msgtype = MsgType.VOICE
+    label = _("Voice")
+    media_id = _media_id()
+    payload_fields = ("media_id",)
+
+
+class VideoForm(PayloadForm):
+    msgtype = MsgType.VIDEO
+    label = _("Video")
+    media_id = _media_id()
+    thumb_media_id = _media_id(label=_("Thumbnail media id"), required=False, help_text="")
+    title = _title()
+    description = _description()
+    payload_fields = ("media_id", "thumb_media_id", "title", "description")
+
+
+class MusicForm(PayloadForm):
+    msgtype = MsgType.MUSIC
+    label = _("Music")
+    title = _title()
+    description = _description()
+    musicurl = HttpURLField(label=_("Music URL"))
+    hqmusicurl = HttpURLField(label=_("High-quality music URL"), required=False, help_text=_("Played on Wi-Fi when given."))
+    thumb_media_id = _media_id(label=_("Thumbnail media id"), help_text="")
+    payload_fields = ("title", "description", "musicurl", "hqmusicurl", "thumb_media_id")
+
+
+class NewsForm(PayloadForm):
+    """A link card. WeChat accepts exactly one article per news message (45008)."""
+
+    msgtype = MsgType.NEWS
+    label = _("News (link)")
+    title = _title(required=True)
+    description = _description()
+    url = HttpURLField(label=_("Link"))
+    picurl = HttpURLField(label=_("Picture URL"), required=False, help_text=_("JPG or PNG; 640×320 looks best."))
+
+    def payload(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        article = {name: data.get(name) or "" for name in ("title", "description", "url", "picurl")}
+        return {"articles": [article]}
+
+
+class MpnewsForm(PayloadForm):
+    msgtype = MsgType.MPNEWS
+    label = _("Article (media id)")
+    media_id = _media_id(help_text=_("The media_id of a news material. For published articles use “Published article”."))
+    payload_fields = ("media_id",)
+
+
+class MpnewsArticleForm(PayloadForm):
+    msgtype = MsgType.MPNEWSARTICLE
+    label = _("Published article")
+    article_id = forms.CharField(label=_("Article id"), max_length=MEDIA_ID_MAX, help_text=_("The article_id from the publishing API."))
+    payload_fields = ("article_id",)
+
+
+class CardForm(PayloadForm):
+    msgtype = MsgType.WXCARD
+    label = _("Card")
+    card_id = forms.CharField(label=_("Card id"), max_length=MEDIA_ID_MAX, help_text=_("Only cards without custom or imported codes can be sent."))
+    payload_fields = ("card_id",)
+
+
+class MiniProgramForm(PayloadForm):
+    msgtype = MsgType.MINIPROGRAMPAGE
+    label = _("Mini-program page")
+    title = _title(required=True)
+    appid = forms.CharField(
+        label=_("Mini-program AppID"), max_length=32,
+        validators=[RegexValidator(r"^wx[0-9a-zA-Z]{16}$", _("A mini-program AppID looks like wx followed by 16 letters or digits."))],
+        help_text=_("The mini program must be linked to this official account."),
+    )
+    pagepath = forms.CharField(label=_("Page path"), max_length=256, help_text=_("As in app.json, e.g. pages/index/index?id=1"))
+    thumb_media_id = _media_id(label=_("Thumbnail media id"), help_text=_("520×416 looks best."))
+    payload_fields = ("title", "appid", "pagepath", "thumb_media_id")
+
+
+class MenuOptionForm(forms.Form):
+    id = forms.CharField(label=_("Option id"), max_length=64, help_text=_("Comes back with the customer's tap."))
+    content = forms.CharField(label=_("Option text"), max_length=MENU_TEXT_MAX)
+
+
+class MenuForm(PayloadForm):
+    """A message with tappable options. Options are rows `opt-<i>-id`/`opt-<i>-content`
+    with `opt_count` rows; the add and remove buttons post `menu_action`, and the view
+    re-renders the form with the rows changed (`edited()`) instead of sending."""
+
+    msgtype = MsgType.MSGMENU
+    label = _("Menu")
+    head_content = forms.CharField(label=_("Text above the options"), max_length=MENU_TEXT_MAX, required=False)
+    tail_content = forms.CharField(label=_("Text below the options"), max_length=MENU_TEXT_MAX, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.is_bound:
+            self.options = [MenuOptionForm(self.data, prefix=f"opt-{i}") for i in range(self.row_count)]
+        else:
+            rows = self.initial.get("rows") or [self._default_row(i) for i in range(2)]
+            self.options = [MenuOptionForm(prefix=f"opt-{i}", initial=row) for i, row in enumerate(rows)]
+
+    @staticmethod
+    def _default_row(index: int) -> dict[str, str]:
+        return {"id": str(101 + index), "content": ""}
+
+    @property
+    def row_count(self) -> int:
+        if not self.is_bound:
+            return len(self.options)
+        try:
+            count = int(self.data.get("opt_count", 2))
+        except (TypeError, ValueError):
+            count = 2
+        return max(1, min(MENU_OPTIONS_MAX, count))
+
+    @property
+    def can_add(self) -> bool:
+        return self.row_count < MENU_OPTIONS_MAX
+
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        return all([option.is_valid() for option in self.options]) and valid
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        ids = [self.data.get(f"opt-{i}-id", "").strip() for i in range(self.row_count)]
+        duplicates = sorted({i for i in ids if i and ids.count(i) > 1})
+        if duplicates:
+            raise ValidationError(
+                _("Each option needs its own id; repeated: %(ids)s."), params={"ids": ", ".join(duplicates)}
+            )
+        return data
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "head_content": self.cleaned_data.get("head_content") or "",
+            "list": [{"id": o.cleaned_data["id"], "content": o.cleaned_data["content"]} for o in self.options],
+            "tail_content": self.cleaned_data.get("tail_content") or "",
+        }
+
+    def payload_field_list(self):
+        return [self["head_content"], self["tail_content"]]
+
+    def edited_initial(self, action: str) -> dict[str, Any]:
+        """Initial data for a fresh form with an option row added ("add") or removed
+        ("remove-<i>"), keeping what was typed."""
+        rows = [
+            {"id": self.data.get(f"opt-{i}-id", ""), "content": self.data.get(f"opt-{i}-content", "")}
+            for i in range(self.row_count)
+        ]
+        if action == "add" and len(rows) < MENU_OPTIONS_MAX:
+            used = {row["id"] for row in rows}
+            new_id = next(str(n) for n in range(101, 101 + 2 * MENU_OPTIONS_MAX) if str(n) not in used)
+            rows.append({"id": new_id, "content": ""})
+        elif (match := re.fullmatch(r"remove-(\d+)", action)) and len(rows) > 1:
+            index = int(match.group(1))
+            if 0 <= index < len(rows):
+                rows.pop(index)
+        initial: dict[str, Any] = {key: self.data.get(key, "") for key in ("as_agent", "head_content", "tail_content")}
+        initial["rows"] = rows
+        return initial
+
+
+COMPOSER_FORMS: dict[str, type[PayloadForm]] = {
+    form.msgtype: form
+    for form in (
+        TextForm, ImageForm, VoiceForm, VideoForm, MusicForm, NewsForm, MpnewsForm,
+        MpnewsArticleForm, MenuForm, CardForm, MiniProgramForm,
+    )
+}
+
+
+def composer_form_class(msgtype: str | None) -> type[PayloadForm]:
+    return COMPOSER_FORMS.get(msgtype or "", TextForm)
+
+
+class TypingForm(forms.Form):
+    command = forms.ChoiceField(choices=[("Typing", _("Show typing")), ("CancelTyping", _("Stop typing"))], initial="Typing")
+
+
+# ---------------------------------------------------------------- history
+
+
+class HistoryFilterForm(forms.Form):
+    """Filters of the history search; dates are whole days in the account's time zone."""
+
+    KIND_CHOICES = [
+        ("customer", _("Customer messages")),
+        ("agent", _("Agent messages")),
+        ("session", _("Session events")),
+    ]
+
+    q = forms.CharField(label=_("Text"), required=False, max_length=200, strip=True,
+                        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Words in the message, e.g. 退款")}))
+    agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, label=_("Agent"), empty_label=_("Any agent"))
+    openid = forms.CharField(label=_("Customer (openid)"), required=False, max_length=64)
+    kinds = forms.MultipleChoiceField(choices=KIND_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("Kind"))
+    since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    cursor = forms.CharField(required=False, widget=forms.HiddenInput, max_length=64)
+
+    def __init__(self, *args: Any, account: OfficialAccount, lock_agent: Agent | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.account = account
+        self.lock_agent = lock_agent
+        agents = Agent.objects.filter(official_account=account).order_by("kf_account")
+        if lock_agent is not None:
+            agents = agents.filter(pk=lock_agent.pk)
+            del self.fields["agent"]
+        else:
+            self.fields["agent"].queryset = agents
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        since, until = data.get("since"), data.get("until")
+        if since and until and until < since:
+            self.add_error("until", _("The end date is before the start date."))
+        return data
+
+    def _zone(self) -> ZoneInfo:
+        try:
+            return ZoneInfo(self.account.time_zone)
+        except (ValueError, KeyError):
+            return ZoneInfo("Asia/Shanghai")
+
+    def _start_of(self, day: date) -> datetime:
+        return datetime.combine(day, time.min, tzinfo=self._zone())
+
+    def search_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for records_search / records_iter_export."""
+        data = self.cleaned_data
+        agent = self.lock_agent if self.lock_agent is not None else data.get("agent")
+        return {
+            "q": data.get("q") or None,
+            "agent": agent,
+            "openid": (data.get("openid") or "").strip() or None,
+            "kinds": data.get("kinds") or None,
+            "since": self._start_of(data["since"]) if data.get("since") else None,
+            "until": self._start_of(data["until"] + timedelta(days=1)) if data.get("until") else None,
+        }
+
+    def is_filtered(self) -> bool:
+        data = getattr(self, "cleaned_data", {})
+        return any(data.get(k) for k in ("q", "agent", "openid", "kinds", "since", "until"))

@@ -1,0 +1,420 @@
+"""One customer's conversation (timeline, reply window, composer, typing), the send
+status fragment, the history search, its exports and the printable transcript.
+
+Agents see only customers they served (or who are waiting in the queue) and send
+only as themselves; auditors read everything of their account and send nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import trigger_client_event
+
+from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
+from kfadmin.wechat import WeChatError
+from messaging.forms import (
+    HistoryFilterForm,
+    MenuForm,
+    PayloadForm,
+    TypingForm,
+    composer_form_class,
+)
+from messaging.models import MessageRecord, OutboundMessage
+from messaging.selectors import KINDS, ascii_fold, records_iter_export, records_search
+from messaging.services import SendRefused, history_export_record, outbound_queue, typing_send
+from sessions_app import selectors as session_selectors
+from sessions_app.models import Customer, KfSession
+from sessions_app.views import account_render, as_of
+
+HISTORY_PAGE_SIZE = 50
+TIMELINE_CHANGED = "timelineChanged"
+TRANSCRIPT_LIMIT = 5000
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _zone(ctx: AccountContext) -> ZoneInfo:
+    try:
+        return ZoneInfo(ctx.account.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo(timezone.get_default_timezone_name())
+
+
+def highlight(text: str, query: str | None) -> SafeString:
+    """`text` escaped, with every match of `query` wrapped in <mark>.
+
+    Matches follow the search's rule (substring, ASCII letters case-insensitive).
+    Each piece is escaped on its own, so only our <mark> tags are markup.
+    """
+    query = (query or "").strip()
+    if not query:
+        return escape(text)
+    folded_text, folded_query = ascii_fold(text), ascii_fold(query)
+    pieces: list[str] = []
+    start = 0
+    while (found := folded_text.find(folded_query, start)) != -1:
+        end = found + len(folded_query)
+        pieces.append(escape(text[start:found]))
+        pieces.append(f"<mark>{escape(text[found:end])}</mark>")
+        start = end
+    pieces.append(escape(text[start:]))
+    return mark_safe("".join(pieces))  # every piece is escaped above
+
+
+def _conversation_customer(ctx: AccountContext, openid: str) -> Customer | None:
+    """The customer (None when only the archive knows the openid); 404 when the
+    account has no trace of them, or an agent has no business with them."""
+    customer = session_selectors.customer_get(account=ctx.account, openid=openid)
+    if customer is None and not session_selectors.customer_known(account=ctx.account, openid=openid):
+        raise Http404("No such customer")
+    if ctx.is_agent:
+        if ctx.agent is None:
+            raise Http404("No kf account linked")
+        waiting = (
+            customer is not None
+            and KfSession.objects.filter(customer=customer, state=KfSession.State.WAITING).exists()
+        )
+        if not waiting and not session_selectors.customer_served_by(
+            customer=customer, openid=openid, account=ctx.account, agent=ctx.agent
+        ):
+            raise Http404("Not your customer")
+    return customer
+
+
+def _sender_only(ctx: AccountContext):
+    """Agents send only as themselves."""
+    if ctx.is_agent:
+        if ctx.agent is None:
+            raise PermissionDenied("Your account is not linked to a kf account.")
+        return ctx.agent
+    return None
+
+
+def _composer_form(
+    ctx: AccountContext, customer: Customer | None, msgtype: str | None, live: KfSession | None, **kwargs
+) -> PayloadForm:
+    form_class = composer_form_class(msgtype)
+    form = form_class(account=ctx.account, only=_sender_only(ctx) if ctx.can_send else None, **kwargs)
+    if not form.is_bound and "as_agent" not in form.initial:
+        choices = form.fields["as_agent"].queryset
+        preferred = live.agent if live is not None and live.agent is not None else ctx.agent
+        if preferred is not None and choices.filter(pk=preferred.pk).exists():
+            form.initial["as_agent"] = preferred.pk
+    return form
+
+
+def _session_box_context(openid: str, customer: Customer | None) -> dict:
+    """What the session and reply-window box shows, stamped with the time it was read
+    (data-as-of, see static/js/fresh.js)."""
+    return {
+        "as_of": as_of(),
+        "openid": openid,
+        "customer": customer,
+        "live": session_selectors.live_session_for(customer=customer) if customer is not None else None,
+        "window": session_selectors.customer_window_state(customer=customer),
+        "conversation_url": reverse("messaging:conversation", args=[openid]),
+        "now": timezone.now(),
+    }
+
+
+def _conversation_context(
+    request: HttpRequest, ctx: AccountContext, openid: str, customer: Customer | None, *, form: PayloadForm | None = None
+) -> dict:
+    box = _session_box_context(openid, customer)
+    live = box["live"]
+    msgtype = form.msgtype if form is not None else request.GET.get("type")
+    if form is None and ctx.can_send:
+        form = _composer_form(ctx, customer, msgtype, live)
+    try:
+        at_record = int(request.GET["at"]) if "at" in request.GET else None
+    except ValueError:
+        at_record = None
+    try:
+        timeline = session_selectors.conversation_timeline(
+            account=ctx.account, openid=openid, customer=customer,
+            before=request.GET.get("before") or None, at_record=at_record,
+        )
+    except ValueError:
+        timeline = session_selectors.conversation_timeline(account=ctx.account, openid=openid, customer=customer)
+    return {
+        **box,
+        "stale_before": session_selectors.outbound_stale_before(),
+        "timeline": timeline,
+        "form": form,
+        "msgtypes": OutboundMessage.MsgType.choices,
+        "current_type": form.msgtype if form is not None else "text",
+    }
+
+
+# ------------------------------------------------------------------ conversation
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    customer = _conversation_customer(ctx, openid)
+    context = _conversation_context(request, ctx, openid, customer)
+    if request.htmx:
+        fragment = {
+            "timeline": "messaging/_timeline.html",
+            "conversation-session": "messaging/_session_box.html",
+            "composer": "messaging/_composer.html",
+        }.get(request.htmx.target or "", "messaging/_timeline.html")
+        if fragment == "messaging/_composer.html" and not ctx.can_send:
+            raise PermissionDenied("Your role cannot send messages.")
+        # A refreshed timeline brings the reply window of the same moment along, so
+        # the two never disagree about what was sent.
+        context["box_oob"] = fragment == "messaging/_timeline.html"
+        return account_render(request, ctx, fragment, context)
+    return account_render(request, ctx, "messaging/conversation.html", context)
+
+
+@require_POST
+@account_view(SUPERVISOR, AGENT)
+def send(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    customer = _conversation_customer(ctx, openid)
+    if customer is None:
+        raise Http404("kfadmin has not seen this customer write")
+    only = _sender_only(ctx)
+    form = composer_form_class(request.POST.get("msgtype"))(request.POST, account=ctx.account, only=only)
+    menu_action = request.POST.get("menu_action", "")
+    if isinstance(form, MenuForm) and menu_action:
+        # Adding or removing an option row: show the form again, send nothing.
+        form = MenuForm(initial=form.edited_initial(menu_action), account=ctx.account, only=only)
+    elif form.is_valid():
+        try:
+            outbound = outbound_queue(
+                account=ctx.account, customer=customer, agent=form.cleaned_data["as_agent"],
+                msgtype=form.msgtype, payload=form.payload(), actor=request.user,
+            )
+        except SendRefused as refusal:
+            form.add_error(None, refusal.explanation)
+        else:
+            if not request.htmx:
+                messages.success(request, _("The message is queued for sending."))
+                return redirect(f"{reverse('messaging:conversation', args=[openid])}#o{outbound.pk}")
+            fresh = type(form)(
+                account=ctx.account, only=only, initial={"as_agent": form.cleaned_data["as_agent"].pk}
+            )
+            context = _conversation_context(request, ctx, openid, customer, form=fresh)
+            response = account_render(request, ctx, "messaging/_composer.html", context)
+            return trigger_client_event(response, TIMELINE_CHANGED)
+    context = _conversation_context(request, ctx, openid, customer, form=form)
+    if request.htmx:
+        return account_render(request, ctx, "messaging/_composer.html", context)
+    return account_render(request, ctx, "messaging/conversation.html", context)
+
+
+@require_POST
+@account_view(SUPERVISOR, AGENT)
+def typing(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    customer = _conversation_customer(ctx, openid)
+    if customer is None:
+        raise Http404("kfadmin has not seen this customer write")
+    form = TypingForm(request.POST)
+    command = form.cleaned_data["command"] if form.is_valid() else "Typing"
+    ok, note = True, ""
+    try:
+        typing_send(account=ctx.account, customer=customer, command=command, actor=request.user)
+    except (SendRefused, WeChatError) as failure:
+        ok, note = False, failure.explanation
+    else:
+        note = (
+            _("The customer sees “typing…” for up to 15 seconds, or until your message arrives.")
+            if command == "Typing"
+            else _("The typing indicator is off.")
+        )
+    if not request.htmx:
+        (messages.success if ok else messages.error)(request, note)
+        return redirect("messaging:conversation", openid=openid)
+    return account_render(
+        request, ctx, "messaging/_typing.html",
+        {"openid": openid, "typing_ok": ok, "typing_note": note, "window": session_selectors.customer_window_state(customer=customer)},
+    )
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpResponse:
+    outbound = session_selectors.outbound_get(account=ctx.account, outbound_id=outbound_id)
+    if outbound is None:
+        raise Http404("No such message")
+    _conversation_customer(ctx, outbound.customer.openid)
+    if not request.htmx:
+        return redirect(f"{reverse('messaging:conversation', args=[outbound.customer.openid])}#o{outbound.pk}")
+    context: dict = {"o": outbound, "stale_before": session_selectors.outbound_stale_before()}
+    if outbound.status in (OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED):
+        # The last poll of this message: the reply window beside it changed too.
+        context.update(_session_box_context(outbound.customer.openid, outbound.customer), box_oob=True)
+    return account_render(request, ctx, "messaging/_outbound.html", context)
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    customer = _conversation_customer(ctx, openid)
+    records = records_iter_export(account=ctx.account, openid=openid)
+    rows = []
+    truncated = False
+    for index, record in enumerate(records):
+        if index >= TRANSCRIPT_LIMIT:
+            truncated = True
+            break
+        rows.append(session_selectors.TimelineItem(time=record.time, record=record))
+    history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters={"openid": openid})
+    return account_render(
+        request, ctx, "messaging/transcript.html",
+        {"openid": openid, "customer": customer, "records": rows, "truncated": truncated,
+         "limit": TRANSCRIPT_LIMIT, "printed_at": timezone.now()},
+    )
+
+
+# ------------------------------------------------------------------ history
+
+
+def _history_form(request: HttpRequest, ctx: AccountContext) -> HistoryFilterForm:
+    lock = ctx.agent if ctx.is_agent else None
+    return HistoryFilterForm(request.GET or None, account=ctx.account, lock_agent=lock)
+
+
+def _agent_without_kf(ctx: AccountContext) -> bool:
+    # An agent-role user not linked to a kf account has no customers: show nothing.
+    return ctx.is_agent and ctx.agent is None
+
+
+def _result_rows(
+    ctx: AccountContext, records: list[MessageRecord], query: str | None
+) -> list[tuple[MessageRecord, SafeString, str]]:
+    """(record, its text escaped and highlighted, the agent's name) per result."""
+    names = session_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
+    return [(r, highlight(r.text, query), names.get(r.worker, r.worker)) for r in records]
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    form = _history_form(request, ctx)
+    rows: list[tuple[MessageRecord, SafeString, str]] = []
+    next_cursor = None
+    searched = False
+    if form.is_bound and form.is_valid() and not _agent_without_kf(ctx):
+        searched = True
+        try:
+            page = records_search(
+                account=ctx.account, **form.search_kwargs(),
+                after_cursor=form.cleaned_data.get("cursor") or None, limit=HISTORY_PAGE_SIZE,
+            )
+        except ValueError:
+            form.add_error(None, _("The “older” link is no longer valid. Run the search again."))
+        else:
+            rows = _result_rows(ctx, page.records, form.cleaned_data.get("q"))
+            next_cursor = page.next_cursor
+    elif not form.is_bound and not _agent_without_kf(ctx):
+        # Before any search: the newest records, so the page is never blank.
+        page = records_search(
+            account=ctx.account, agent=ctx.agent if ctx.is_agent else None, limit=HISTORY_PAGE_SIZE
+        )
+        rows = _result_rows(ctx, page.records, None)
+        next_cursor = page.next_cursor
+    params = request.GET.copy()
+    params.pop("cursor", None)
+    query_string = params.urlencode()
+    context = {
+        "form": form,
+        "rows": rows,
+        "next_cursor": next_cursor,
+        "searched": searched,
+        "query_string": query_string,
+        "older_url": f"?{query_string}&cursor={next_cursor}" if query_string else f"?cursor={next_cursor}",
+        "kind_of": {code: kind for kind, codes in KINDS.items() for code in codes},
+        "is_older_page": bool(request.GET.get("cursor")),
+    }
+    if request.htmx and request.htmx.target == "history-results":
+        return account_render(request, ctx, "messaging/_results.html", context)
+    return account_render(request, ctx, "messaging/history.html", context)
+
+
+# ------------------------------------------------------------------ exports
+
+CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+EXPORT_COLUMNS = ("time", "kind", "opercode", "agent", "openid", "text")
+
+
+def csv_safe(value: str) -> str:
+    """Neutralise spreadsheet formulas: a cell starting with = + - @ (or a tab or
+    carriage return) is prefixed with an apostrophe so Excel shows it as text."""
+    if value and value.startswith(CSV_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    """A file-like object whose write() returns the line, for csv.writer streaming."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _export_rows(records: Iterable[MessageRecord], zone: ZoneInfo) -> Iterator[dict]:
+    kind_of = {code: kind for kind, codes in KINDS.items() for code in codes}
+    for record in records:
+        yield {
+            "time": record.time.astimezone(zone).isoformat(),
+            "kind": kind_of.get(record.opercode, "other"),
+            "opercode": record.opercode,
+            "agent": record.worker,
+            "openid": record.openid,
+            "text": record.text,
+        }
+
+
+def _csv_stream(rows: Iterator[dict]) -> Iterator[str]:
+    writer = csv.writer(_Echo())
+    # The BOM makes Excel read the file as UTF-8, so Chinese shows correctly.
+    yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        yield writer.writerow([csv_safe(str(row[column])) for column in EXPORT_COLUMNS])
+
+
+def _jsonl_stream(rows: Iterator[dict]) -> Iterator[str]:
+    for row in rows:
+        yield json.dumps(row, ensure_ascii=False) + "\n"
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
+    if fmt not in ("csv", "jsonl"):
+        raise Http404("Unknown export format")
+    form = _history_form(request, ctx)
+    if request.GET and not form.is_valid():
+        messages.error(request, _("Fix the search filters before exporting."))
+        return redirect(f"{reverse('messaging:history')}?{request.GET.urlencode()}")
+    filters = form.search_kwargs() if form.is_bound else {"agent": ctx.agent if ctx.is_agent else None}
+    if _agent_without_kf(ctx):
+        raise PermissionDenied("Your account is not linked to a kf account.")
+    history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=filters)
+    rows = _export_rows(records_iter_export(account=ctx.account, **filters), _zone(ctx))
+    stamp = timezone.now().astimezone(_zone(ctx)).strftime("%Y%m%d-%H%M")
+    if fmt == "csv":
+        response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
+    else:
+        response = StreamingHttpResponse(_jsonl_stream(rows), content_type="application/x-ndjson; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="kfadmin-history-{stamp}.{fmt}"'
+    response["Cache-Control"] = "no-store"
+    return response

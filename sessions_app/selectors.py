@@ -1,0 +1,419 @@
+"""Reads for the queue, the sessions board and one customer's conversation header.
+
+Everything here reads kfadmin's own copy (PostgreSQL); nothing calls WeChat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.models import Agent, OfficialAccount
+from messaging.models import MessageRecord, OutboundMessage
+from sessions_app.models import Customer, KfSession
+
+# Archive opercodes of a message the customer wrote (2001 OA received, 2003 kf received).
+CUSTOMER_MESSAGE_CODES = (2001, 2003)
+# getwaitcase lists at most this many customers (wechat-kf-api.md §5.5).
+WAITCASE_LIMIT = 100
+# The typing indicator needs a customer interaction at most this long ago (§6.3).
+TYPING_INTERACTION_WINDOW = timedelta(seconds=30)
+
+
+def _last_customer_text() -> Subquery:
+    return Subquery(
+        MessageRecord.objects.filter(
+            official_account=OuterRef("official_account"),
+            openid=OuterRef("customer__openid"),
+            opercode__in=CUSTOMER_MESSAGE_CODES,
+        )
+        .order_by("-time", "-id")
+        .values("text")[:1]
+    )
+
+
+# A customer waiting longer than this is shown as waiting too long.
+LONG_WAIT = timedelta(minutes=5)
+
+
+def _with_durations(sessions: list[KfSession], since_field: str, now: datetime) -> list[KfSession]:
+    """Attach `duration` (e.g. "12 min") and `waited_long` for display."""
+    for session in sessions:
+        since = getattr(session, since_field) or now
+        seconds = max(0, int((now - since).total_seconds()))
+        session.duration = duration_words(seconds)
+        session.waited_long = seconds >= LONG_WAIT.total_seconds()
+    return sessions
+
+
+def queue_waiting(*, account: OfficialAccount, now: datetime | None = None) -> list[KfSession]:
+    """Customers waiting for an agent, in arrival order, with their last message and
+    how long they have waited."""
+    sessions = (
+        KfSession.objects.filter(official_account=account, state=KfSession.State.WAITING)
+        .select_related("customer")
+        .annotate(last_text=_last_customer_text())
+        .order_by("created_at", "id")
+    )
+    return _with_durations(list(sessions), "created_at", now or timezone.now())
+
+
+@dataclass
+class AgentLoad:
+    """One agent on the sessions board: their open sessions against the capacity."""
+
+    agent: Agent
+    sessions: list[KfSession] = field(default_factory=list)
+    capacity: int = 0
+
+    @property
+    def load(self) -> int:
+        return len(self.sessions)
+
+    @property
+    def at_capacity(self) -> bool:
+        return self.capacity > 0 and self.load >= self.capacity
+
+    @property
+    def load_percent(self) -> int:
+        if self.capacity <= 0:
+            return 100 if self.load else 0
+        return min(100, round(100 * self.load / self.capacity))
+
+
+def sessions_by_agent(*, account: OfficialAccount, agent: Agent | None = None) -> list[AgentLoad]:
+    """Open sessions grouped by agent, every listed agent included (an idle agent is
+    free capacity). With `agent`, only that agent's group."""
+    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+    if agent is not None:
+        agents = agents.filter(pk=agent.pk)
+    groups = {a.pk: AgentLoad(agent=a, capacity=account.agent_capacity) for a in agents}
+    sessions = (
+        KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN, agent_id__in=list(groups))
+        .select_related("customer", "agent")
+        .annotate(last_text=_last_customer_text())
+        .order_by("accepted_at", "id")
+    )
+    for session in _with_durations(list(sessions), "accepted_at", timezone.now()):
+        groups[session.agent_id].sessions.append(session)
+    # Online agents first, then the busiest, so the supervisor sees who can take more.
+    return sorted(
+        groups.values(),
+        key=lambda g: (not g.agent.is_online, -g.load, g.agent.kf_nick or g.agent.kf_account),
+    )
+
+
+def agents_for_assignment(*, account: OfficialAccount) -> list[AgentLoad]:
+    """Agents a customer can be handed to (bound ones), with their current load."""
+    loads = {g.agent.pk: g for g in sessions_by_agent(account=account)}
+    return [g for g in loads.values() if g.agent.is_bound]
+
+
+def agent_load(*, account: OfficialAccount, agent: Agent) -> int:
+    return KfSession.objects.filter(official_account=account, agent=agent, state=KfSession.State.OPEN).count()
+
+
+def agent_assign_warnings(*, account: OfficialAccount, agent: Agent) -> list[str]:
+    """Why handing a customer to `agent` may go wrong, as sentences (empty: no doubt).
+
+    WeChat refuses an offline agent (65415), and ignores the agent's own auto-accept
+    limit, so a full agent simply gets one more customer to neglect.
+    """
+    warnings: list[str] = []
+    name = agent.kf_nick or agent.kf_account
+    if not agent.is_online:
+        warnings.append(
+            _(
+                "%(name)s is offline. WeChat will refuse the session unless they log in to "
+                "the kf client first, and the customer keeps waiting."
+            )
+            % {"name": name}
+        )
+    load = agent_load(account=account, agent=agent)
+    if account.agent_capacity and load >= account.agent_capacity:
+        warnings.append(
+            _(
+                "%(name)s already holds %(load)s of %(capacity)s sessions. WeChat will hand "
+                "them the customer anyway, who may then wait for an answer."
+            )
+            % {"name": name, "load": load, "capacity": account.agent_capacity}
+        )
+    return warnings
+
+
+def live_session_for(*, customer: Customer) -> KfSession | None:
+    """The customer's waiting or open session, if any."""
+    return (
+        KfSession.objects.filter(customer=customer)
+        .exclude(state=KfSession.State.CLOSED)
+        .select_related("agent")
+        .first()
+    )
+
+
+def session_get_live(*, account: OfficialAccount, session_id: int) -> KfSession | None:
+    return (
+        KfSession.objects.filter(official_account=account, pk=session_id)
+        .exclude(state=KfSession.State.CLOSED)
+        .select_related("customer", "agent")
+        .first()
+    )
+
+
+def customer_get(*, account: OfficialAccount, openid: str) -> Customer | None:
+    return Customer.objects.filter(official_account=account, openid=openid).first()
+
+
+def customer_served_by(*, customer: Customer | None, openid: str, account: OfficialAccount, agent: Agent) -> bool:
+    """Whether `agent` ever served this customer: a session with them, or a record
+    naming them as the worker. Agents see only these customers."""
+    if customer is not None and KfSession.objects.filter(customer=customer, agent=agent).exists():
+        return True
+    return MessageRecord.objects.filter(official_account=account, openid=openid, worker=agent.kf_account).exists()
+
+
+def customer_known(*, account: OfficialAccount, openid: str) -> bool:
+    return MessageRecord.objects.filter(official_account=account, openid=openid).exists()
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """The reply window as kfadmin believes WeChat sees it (wechat-kf-api.md §6.4)."""
+
+    is_open: bool
+    remaining: int  # sends left after the ones already queued
+    budget: int  # sends the current window granted in total (5 or 3)
+    expires_at: datetime | None
+    seconds_left: int
+    pending: int
+    typing_allowed: bool
+
+    @property
+    def closes_in(self) -> str:
+        """How long until the window closes, in the largest sensible unit."""
+        return duration_words(self.seconds_left)
+
+    @property
+    def budget_used_up(self) -> bool:
+        return self.seconds_left > 0 and self.remaining <= 0
+
+
+def duration_words(seconds: int) -> str:
+    """A short duration for people: "3 h", "12 min", "45 s"."""
+    if seconds >= 3600:
+        return _("%(hours)s h") % {"hours": seconds // 3600}
+    if seconds >= 60:
+        return _("%(minutes)s min") % {"minutes": seconds // 60}
+    return _("%(seconds)s s") % {"seconds": max(seconds, 0)}
+
+
+def customer_window_state(*, customer: Customer | None, now: datetime | None = None) -> WindowState:
+    now = now or timezone.now()
+    if customer is None:
+        return WindowState(False, 0, 0, None, 0, 0, False)
+    pending = OutboundMessage.objects.filter(
+        customer=customer, status__in=(OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING)
+    ).count()
+    live = customer.window_expires_at is not None and customer.window_expires_at > now
+    remaining = max(0, customer.window_remaining - pending) if live else 0
+    seconds_left = int((customer.window_expires_at - now).total_seconds()) if live else 0
+    # A customer message grants 5 sends for 48 h, an event 3 for a minute.
+    budget = 5 if seconds_left > 60 else 3
+    typing_allowed = (
+        live
+        and customer.window_remaining > 0
+        and customer.last_interaction_at is not None
+        and now - customer.last_interaction_at <= TYPING_INTERACTION_WINDOW
+    )
+    return WindowState(
+        is_open=live and remaining > 0,
+        remaining=remaining,
+        budget=max(budget, customer.window_remaining),
+        expires_at=customer.window_expires_at,
+        seconds_left=seconds_left,
+        pending=pending,
+        typing_allowed=typing_allowed,
+    )
+
+
+def queue_counts(*, account: OfficialAccount) -> dict[str, int]:
+    """Numbers for the page header: waiting (local and WeChat's true total) and open."""
+    counts = KfSession.objects.filter(official_account=account).aggregate(
+        waiting=Count("id", filter=Q(state=KfSession.State.WAITING)),
+        open=Count("id", filter=Q(state=KfSession.State.OPEN)),
+    )
+    # WeChat lists at most WAITCASE_LIMIT waiting customers; its count (as of the last
+    # queue sync) is the true total only when the list was cut short.
+    cut_short = counts["waiting"] >= WAITCASE_LIMIT
+    counts["waiting_total"] = max(account.waiting_count, counts["waiting"]) if cut_short else counts["waiting"]
+    return counts
+
+
+# --------------------------------------------------------------- conversation
+
+
+TIMELINE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """One line of a conversation: an archived record, or a message sent from kfadmin
+    (with its status; its copy in the archive is then not shown twice)."""
+
+    time: datetime
+    record: MessageRecord | None = None
+    outbound: OutboundMessage | None = None
+    # The agent's nickname for a record's worker (kf account), when kfadmin knows it.
+    worker_name: str = ""
+
+    @property
+    def event_label(self) -> str:
+        """For a session event record: what happened, in words."""
+        if self.record is None:
+            return ""
+        try:
+            return str(MessageRecord.OperCode(self.record.opercode).label)
+        except ValueError:
+            return _("record %(code)s") % {"code": self.record.opercode}
+
+    @property
+    def sort_key(self) -> tuple:
+        pk = self.record.pk if self.record is not None else self.outbound.pk
+        return (self.time, 0 if self.record is not None else 1, pk)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    items: list[TimelineItem]
+    earlier_cursor: str | None  # there are older records: continue before this one
+    is_latest: bool  # shows the newest records (and may poll for more)
+    focus_id: int | None = None
+
+
+def _window_records(account: OfficialAccount, openid: str) -> QuerySet[MessageRecord]:
+    return MessageRecord.objects.filter(official_account=account, openid=openid)
+
+
+def conversation_timeline(
+    *,
+    account: OfficialAccount,
+    openid: str,
+    customer: Customer | None,
+    before: str | None = None,
+    at_record: int | None = None,
+    limit: int = TIMELINE_LIMIT,
+) -> Timeline:
+    """The archive of one customer in time order, with the messages sent from kfadmin.
+
+    Default: the newest `limit` records. `before` (a cursor from `earlier_cursor`):
+    the `limit` records before it. `at_record`: the records around that one (a
+    history search result), which is then `focus_id`. ValueError for a bad cursor.
+    """
+    from messaging.selectors import cursor_decode, cursor_encode
+
+    records_qs = _window_records(account, openid)
+    focus_id = None
+    newer: list[MessageRecord] = []
+    if at_record is not None:
+        anchor = records_qs.filter(pk=at_record).first()
+        if anchor is None:
+            at_record = None
+        else:
+            focus_id = anchor.pk
+            half = limit // 2
+            older = list(
+                records_qs.filter(Q(time__lt=anchor.time) | Q(time=anchor.time, id__lte=anchor.pk))
+                .order_by("-time", "-id")[: half + 1]
+            )
+            newer = list(
+                records_qs.filter(Q(time__gt=anchor.time) | Q(time=anchor.time, id__gt=anchor.pk))
+                .order_by("time", "id")[: half + 1]
+            )
+            is_latest = len(newer) <= half
+            newer = newer[:half]
+            page = older
+            page_limit = half
+    if at_record is None:
+        qs = records_qs
+        if before:
+            t, i = cursor_decode(before)
+            qs = qs.filter(Q(time__lt=t) | Q(time=t, id__lt=i))
+        page = list(qs.order_by("-time", "-id")[: limit + 1])
+        page_limit = limit
+        is_latest = not before
+    earlier_cursor = None
+    if len(page) > page_limit:
+        page = page[:page_limit]
+        earlier_cursor = cursor_encode(page[-1].time, page[-1].pk)
+    records = list(reversed(page)) + newer
+    names = agent_names(account=account, kf_accounts={r.worker for r in records if r.worker})
+    items = [TimelineItem(time=r.time, record=r, worker_name=names.get(r.worker, r.worker)) for r in records]
+
+    if customer is not None:
+        outbound_qs = OutboundMessage.objects.filter(customer=customer)
+        if earlier_cursor is not None and records:
+            outbound_qs = outbound_qs.filter(created_at__gte=records[0].time)
+        if not is_latest and records:
+            outbound_qs = outbound_qs.filter(created_at__lte=records[-1].time)
+        outbound = list(outbound_qs.select_related("agent").order_by("-created_at", "-id")[:limit])
+        hidden = _archived_copies(records, outbound, keep=focus_id)
+        items = [item for item in items if item.record.pk not in hidden]
+        items += [TimelineItem(time=o.created_at, outbound=o) for o in outbound]
+    items.sort(key=lambda item: item.sort_key)
+    return Timeline(items=items, earlier_cursor=earlier_cursor, is_latest=is_latest, focus_id=focus_id)
+
+
+# A send and its copy in WeChat's history are this close in time (as in messaging.sync).
+ARCHIVE_COPY_WINDOW = timedelta(seconds=120)
+
+
+def _archived_copies(records: list[MessageRecord], outbound: list[OutboundMessage], keep: int | None) -> set[int]:
+    """Ids of archived records that are copies of messages kfadmin sent (shown once,
+    as the send with its status). Each send hides at most one record: same agent,
+    the text WeChat's history shows for it, sent within ARCHIVE_COPY_WINDOW."""
+    from messaging.services import archive_text
+
+    hidden: set[int] = set()
+    candidates = [r for r in records if r.opercode == MessageRecord.OperCode.AGENT_SENT and r.pk != keep]
+    for o in outbound:
+        if o.status != OutboundMessage.Status.SENT or o.sent_at is None:
+            continue
+        text = archive_text(o.msgtype, o.payload)
+        worker = o.agent.kf_account if o.agent else None
+        for record in candidates:
+            if (
+                record.pk not in hidden
+                and record.text == text
+                and (worker is None or record.worker == worker)
+                and abs(record.time - o.sent_at) <= ARCHIVE_COPY_WINDOW
+            ):
+                hidden.add(record.pk)
+                break
+    return hidden
+
+
+def agent_names(*, account: OfficialAccount, kf_accounts: set[str]) -> dict[str, str]:
+    """kf account → the agent's nickname, for the given accounts kfadmin knows."""
+    if not kf_accounts:
+        return {}
+    rows = Agent.objects.filter(official_account=account, kf_account__in=kf_accounts).values_list("kf_account", "kf_nick")
+    return {kf_account: nick or kf_account for kf_account, nick in rows}
+
+
+def outbound_stale_before(now: datetime | None = None) -> datetime:
+    """Messages created before this and still queued or sending are stuck."""
+    from messaging.services import SEND_STALE_AFTER
+
+    return (now or timezone.now()) - SEND_STALE_AFTER
+
+
+def outbound_get(*, account: OfficialAccount, outbound_id: int) -> OutboundMessage | None:
+    return (
+        OutboundMessage.objects.filter(official_account=account, pk=outbound_id)
+        .select_related("customer", "agent")
+        .first()
+    )

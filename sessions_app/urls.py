@@ -1,0 +1,13 @@
+from django.urls import path
+
+from sessions_app import views
+
+app_name = "sessions_app"
+
+urlpatterns = [
+    path("queue/", views.queue, name="queue"),
+    path("queue/panel/", views.panel_empty, name="panel_empty"),
+    path("customers/<str:openid>/assign/", views.assign, name="assign"),
+    path("sessions/<int:session_id>/close/", views.close, name="close"),
+    path("sessions/<int:session_id>/transfer/", views.transfer, name="transfer"),
+]

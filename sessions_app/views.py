@@ -1,0 +1,236 @@
+"""The queue and sessions board, and the session actions (assign, close, transfer).
+
+Each URL serves its full page, or for an HTMX request the fragment it swaps: the
+board's two polled regions are chosen by `HX-Target`. Actions render into the
+`#action-panel` region, outside the polled lists, so a refresh never wipes a form
+the supervisor is filling in; a completed action fires `sessionsChanged` so every
+list on the page refreshes at once.
+"""
+
+from __future__ import annotations
+
+import time
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods
+from django_htmx.http import trigger_client_event
+
+from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
+from kfadmin.wechat import WeChatError
+from sessions_app import selectors
+from sessions_app.forms import AssignForm, TransferForm
+from sessions_app.models import KfSession
+from sessions_app.services import (
+    SessionNeedsConfirmation,
+    SessionStateError,
+    SessionTransferIncomplete,
+    session_assign,
+    session_close,
+    session_transfer,
+)
+
+POLL_SECONDS = 5
+SESSIONS_CHANGED = "sessionsChanged"
+
+
+def account_render(
+    request: HttpRequest, ctx: AccountContext, template: str, context: dict | None = None, status: int = 200
+) -> HttpResponse:
+    """render() with times shown in the official account's time zone."""
+    try:
+        zone = ZoneInfo(ctx.account.time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = timezone.get_default_timezone()
+    with timezone.override(zone):
+        response = render(request, template, {"ctx": ctx, "poll_seconds": POLL_SECONDS, **(context or {})}, status=status)
+    patch_vary_headers(response, ("HX-Request", "HX-Target"))
+    return response
+
+
+def as_of() -> str:
+    """Server time for data-as-of: taken before the reads, so a later stamp never
+    labels older data (static/js/fresh.js keeps the freshest copy of a region)."""
+    return f"{time.time():.6f}"
+
+
+def safe_next(request: HttpRequest, default: str) -> str:
+    """The `next` URL of the request if it points back into kfadmin."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return default
+
+
+def _board_context(ctx: AccountContext) -> dict:
+    only = ctx.agent if ctx.is_agent else None
+    return {
+        "as_of": as_of(),
+        "waiting": list(selectors.queue_waiting(account=ctx.account)),
+        "groups": selectors.sessions_by_agent(account=ctx.account, agent=only) if (ctx.is_supervisor or only) else [],
+        "counts": selectors.queue_counts(account=ctx.account),
+        "now": timezone.now(),
+    }
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT)
+def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    context = _board_context(ctx)
+    if request.htmx:
+        if request.htmx.target == "open-sessions":
+            return account_render(request, ctx, "sessions_app/_sessions.html", context)
+        return account_render(request, ctx, "sessions_app/_waiting.html", context)
+    return account_render(request, ctx, "sessions_app/queue.html", context)
+
+
+# ------------------------------------------------------------------ actions
+
+
+def _action_response(
+    request: HttpRequest, ctx: AccountContext, fragment: str, context: dict, *, title: str
+) -> HttpResponse:
+    """A form in the action panel: the fragment for HTMX, else a page around it."""
+    context = {**context, "fragment": fragment, "title": title}
+    if request.htmx:
+        return account_render(request, ctx, fragment, context)
+    # A page of its own (no JavaScript, or opened in a new tab): plain forms that
+    # post and redirect back to `next`.
+    return account_render(request, ctx, "sessions_app/action.html", {**context, "standalone": True})
+
+
+def _action_done(request: HttpRequest, ctx: AccountContext, next_url: str) -> HttpResponse:
+    """After a successful action: HTMX empties the panel, shows the flash message and
+    tells every list to refresh; a plain POST redirects."""
+    if not request.htmx:
+        return redirect(next_url)
+    response = account_render(request, ctx, "sessions_app/_action_panel.html", {"oob_messages": True})
+    return trigger_client_event(response, SESSIONS_CHANGED)
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT)
+def panel_empty(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """The empty action panel ("Cancel"); without HTMX there is no panel: the queue."""
+    if not request.htmx:
+        return redirect("sessions_app:queue")
+    return account_render(request, ctx, "sessions_app/_action_panel.html")
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR, AGENT)
+def assign(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    customer = selectors.customer_get(account=ctx.account, openid=openid)
+    if customer is None:
+        raise Http404("No such customer")
+    live = selectors.live_session_for(customer=customer)
+    if ctx.is_agent:
+        # Agents take waiting customers, for themselves only.
+        if ctx.agent is None or live is None or live.state != KfSession.State.WAITING:
+            raise Http404("Not in the queue")
+    next_url = safe_next(request, reverse("sessions_app:queue"))
+    only = ctx.agent if ctx.is_agent else None
+    form = AssignForm(request.POST or None, account=ctx.account, only=only)
+    warnings: list[str] = []
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        agent = form.cleaned_data["agent"]
+        try:
+            session_assign(
+                account=ctx.account, customer=customer, agent=agent, actor=request.user,
+                confirmed=form.cleaned_data["confirm"],
+            )
+        except SessionNeedsConfirmation as needs:
+            warnings = needs.warnings
+        except WeChatError as failure:
+            error = failure.explanation
+        else:
+            messages.success(
+                request,
+                _("%(customer)s is now with %(agent)s.") % {"customer": openid, "agent": agent.kf_nick or agent.kf_account},
+            )
+            return _action_done(request, ctx, next_url)
+    return _action_response(
+        request, ctx, "sessions_app/_assign_form.html",
+        {"form": form, "customer": customer, "live": live, "warnings": warnings, "error": error, "next": next_url},
+        title=_("Assign a customer"),
+    )
+
+
+def _live_session_or_404(ctx: AccountContext, session_id: int) -> KfSession:
+    session = selectors.session_get_live(account=ctx.account, session_id=session_id)
+    if session is None:
+        raise Http404("No such open session")
+    if ctx.is_agent and (ctx.agent is None or session.agent_id != ctx.agent.pk):
+        raise Http404("Not your session")
+    return session
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR, AGENT)
+def close(request: HttpRequest, ctx: AccountContext, session_id: int) -> HttpResponse:
+    session = _live_session_or_404(ctx, session_id)
+    next_url = safe_next(request, reverse("sessions_app:queue"))
+    error = ""
+    if request.method == "POST":
+        try:
+            result = session_close(account=ctx.account, session=session, actor=request.user)
+        except (WeChatError, SessionStateError) as failure:
+            error = getattr(failure, "explanation", str(failure))
+        else:
+            if result.already_closed:
+                messages.info(request, _("WeChat had already ended this session; the list is up to date now."))
+            else:
+                messages.success(request, _("The session with %(customer)s is closed.") % {"customer": session.customer.openid})
+            return _action_done(request, ctx, next_url)
+    return _action_response(
+        request, ctx, "sessions_app/_close_form.html",
+        {"session": session, "error": error, "next": next_url},
+        title=_("Close a session"),
+    )
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR)
+def transfer(request: HttpRequest, ctx: AccountContext, session_id: int) -> HttpResponse:
+    session = _live_session_or_404(ctx, session_id)
+    next_url = safe_next(request, reverse("sessions_app:queue"))
+    form = TransferForm(request.POST or None, account=ctx.account, current=session.agent)
+    warnings: list[str] = []
+    error = ""
+    if request.method == "POST" and form.is_valid():
+        to_agent = form.cleaned_data["to_agent"]
+        try:
+            session_transfer(
+                account=ctx.account, session=session, to_agent=to_agent, actor=request.user,
+                confirmed=form.cleaned_data["confirm"],
+            )
+        except SessionNeedsConfirmation as needs:
+            warnings = needs.warnings
+        except SessionTransferIncomplete as incomplete:
+            # Half done: the old session is gone; say so where everybody sees it.
+            messages.error(request, incomplete.explanation)
+            return _action_done(request, ctx, next_url)
+        except (WeChatError, SessionStateError) as failure:
+            error = getattr(failure, "explanation", str(failure))
+        else:
+            messages.success(
+                request,
+                _("%(customer)s is now with %(agent)s.")
+                % {"customer": session.customer.openid, "agent": to_agent.kf_nick or to_agent.kf_account},
+            )
+            return _action_done(request, ctx, next_url)
+    return _action_response(
+        request, ctx, "sessions_app/_transfer_form.html",
+        {"form": form, "session": session, "warnings": warnings, "error": error, "next": next_url},
+        title=_("Transfer a session"),
+    )

@@ -1,0 +1,478 @@
+"""The conversation page, its fragments, the composer, typing, send status and the
+printable transcript."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from accounts.models import AuditEvent
+from messaging.models import OutboundMessage
+from sessions_app.models import Customer
+from tests.factories import AgentFactory, agent_user, auditor, outsider, supervisor
+from tests.sessions_app.test_views_support import (
+    archive,
+    emulated_agent,
+    htmx,
+    served_customer,
+    triggered,
+    waiting_customer,
+    wired_account,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _english(settings):
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def account(emulator):
+    return wired_account(emulator)
+
+
+@pytest.fixture
+def alice(account, emulator):
+    return emulated_agent(account, emulator, "alice", nick="Alice")
+
+
+@pytest.fixture
+def session(account, alice, emulator):
+    return served_customer(account, alice, emulator, text="我的快递到哪了？")
+
+
+@pytest.fixture
+def boss_client(client, account):
+    client.force_login(supervisor(account))
+    return client
+
+
+def url(name, *args):
+    return reverse(f"messaging:{name}", args=args)
+
+
+def conversation_url(session):
+    return url("conversation", session.customer.openid)
+
+
+def send_url(session):
+    return url("send", session.customer.openid)
+
+
+# ------------------------------------------------------------------ page and fragments
+
+
+def test_the_conversation_shows_the_timeline_the_session_and_the_window(boss_client, session):
+    archive(session.official_account, session.customer.openid, "稍等，我帮您查", opercode=2002, worker=session.agent.kf_account)
+
+    response = boss_client.get(conversation_url(session))
+
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "我的快递到哪了？" in body and "稍等，我帮您查" in body
+    assert "with Alice" in body
+    assert "5 of 5 sends left · window closes in 47 h" in body
+    assert 'id="composer"' in body
+
+
+def test_a_closed_window_is_explained(boss_client, session):
+    Customer.objects.filter(pk=session.customer_id).update(window_expires_at=timezone.now() - timedelta(hours=1))
+    body = boss_client.get(conversation_url(session)).content.decode()
+    assert "closed: the customer has not written in 48 h" in body
+
+
+def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_client, session):
+    response = boss_client.get(conversation_url(session), **htmx("timeline"))
+    body = response.content.decode()
+    assert "<html" not in body and body.lstrip().startswith('<section id="timeline"')
+    assert "timelineChanged from:body" in body and "我的快递到哪了？" in body
+    assert '<section id="conversation-session"' in body and 'hx-swap-oob="true"' in body
+
+
+def test_the_session_box_fragment_refreshes_on_its_own(boss_client, session):
+    body = boss_client.get(conversation_url(session), **htmx("conversation-session")).content.decode()
+    assert body.lstrip().startswith('<section id="conversation-session"')
+    assert "sessionsChanged from:body" in body
+
+
+def test_the_composer_switches_type_as_a_fragment_and_as_a_page(boss_client, session):
+    fragment = boss_client.get(conversation_url(session) + "?type=news", **htmx("composer")).content.decode()
+    page = boss_client.get(conversation_url(session) + "?type=news").content.decode()
+    for body in (fragment, page):
+        assert 'name="msgtype" value="news"' in body
+        assert 'name="url"' in body and 'name="picurl"' in body
+    assert "<html" not in fragment
+
+
+def test_a_history_result_opens_the_conversation_at_that_record(boss_client, session):
+    account = session.official_account
+    openid = session.customer.openid
+    start = timezone.now() - timedelta(days=3)
+    records = [archive(account, openid, f"旧消息 {n}", at=start + timedelta(minutes=n)) for n in range(150)]
+    target = records[20]
+
+    body = boss_client.get(conversation_url(session) + f"?at={target.pk}").content.decode()
+
+    assert f'id="r{target.pk}"' in body and "focus" in body
+    assert "旧消息 0" in body and "旧消息 69" in body  # up to 50 before and after
+    assert "旧消息 71" not in body
+    assert "Latest messages" in body
+    timeline_tag = body[body.index('<section id="timeline"'):].split(">", 1)[0]
+    assert "hx-trigger" not in timeline_tag  # a look into the past does not poll
+
+
+def test_earlier_messages_are_reached_with_a_cursor(boss_client, session):
+    account = session.official_account
+    openid = session.customer.openid
+    start = timezone.now() - timedelta(days=3)
+    for n in range(120):
+        archive(account, openid, f"第{n}条", at=start + timedelta(minutes=n))
+
+    latest = boss_client.get(conversation_url(session)).content.decode()
+    assert "第119条" in latest and "第0条" not in latest
+    cursor = latest.split("?before=")[1].split('"')[0]
+    earlier = boss_client.get(conversation_url(session) + f"?before={cursor}").content.decode()
+    assert "第0条" in earlier and "第119条" not in earlier
+
+
+def test_the_conversation_requires_login(client, session):
+    assert client.get(conversation_url(session)).status_code == 302
+    assert client.get(conversation_url(session), **htmx("timeline")).status_code == 302
+
+
+def test_an_auditor_reads_the_conversation_without_a_composer(client, account, session):
+    client.force_login(auditor(account))
+    body = client.get(conversation_url(session)).content.decode()
+    assert "我的快递到哪了？" in body
+    assert 'id="composer"' not in body and url("send", session.customer.openid) not in body
+    assert client.get(conversation_url(session), **htmx("composer")).status_code == 403
+
+
+def test_another_accounts_customer_is_not_found(client, session):
+    client.force_login(outsider())
+    assert client.get(conversation_url(session)).status_code == 404
+    assert client.get(conversation_url(session), **htmx("timeline")).status_code == 404
+
+
+def test_an_unknown_customer_is_not_found(boss_client):
+    assert boss_client.get(url("conversation", "o_nobody")).status_code == 404
+
+
+def test_the_conversation_accepts_only_get(boss_client, session):
+    assert boss_client.post(conversation_url(session)).status_code == 405
+
+
+def test_an_agent_sees_their_customers_and_waiting_ones_but_not_others(client, account, emulator, alice, session):
+    carol = emulated_agent(account, emulator, "carol")
+    theirs = served_customer(account, carol, emulator)
+    waiting = waiting_customer(account, emulator)
+    client.force_login(agent_user(account, agent=alice))
+    assert client.get(conversation_url(session)).status_code == 200
+    assert client.get(url("conversation", waiting.openid)).status_code == 200
+    assert client.get(conversation_url(theirs)).status_code == 404
+
+
+def test_an_archived_customer_kfadmin_never_saw_write_can_be_read_but_not_written_to(boss_client, account):
+    archive(account, "o_archive_only", "很久以前的消息", opercode=2002, worker="kf1@x")
+    body = boss_client.get(url("conversation", "o_archive_only")).content.decode()
+    assert "很久以前的消息" in body and "has not seen this customer write" in body
+    assert boss_client.post(url("send", "o_archive_only"), {"msgtype": "text", "content": "hi"}).status_code == 404
+
+
+# ------------------------------------------------------------------ send
+
+
+def test_sending_queues_the_message_and_refreshes_the_timeline(boss_client, session, alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = boss_client.post(
+            send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "您好"}, **htmx("composer")
+        )
+
+    assert response.status_code == 200
+    assert "timelineChanged" in triggered(response)
+    assert len(callbacks) == 1
+    outbound = OutboundMessage.objects.get()
+    assert (outbound.msgtype, outbound.payload, outbound.agent, outbound.status) == ("text", {"content": "您好"}, alice, "queued")
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="composer"')
+    assert "您好" not in body  # a fresh composer
+
+
+def test_sending_without_htmx_redirects_to_the_message(boss_client, session, alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        response = boss_client.post(send_url(session), {"msgtype": "image", "as_agent": alice.pk, "media_id": "M1"})
+    outbound = OutboundMessage.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"{conversation_url(session)}#o{outbound.pk}"
+
+
+def test_a_queued_message_appears_in_the_timeline_and_polls_its_status(boss_client, session, alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        boss_client.post(send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "请稍等"})
+    outbound = OutboundMessage.objects.get()
+
+    timeline = boss_client.get(conversation_url(session), **htmx("timeline")).content.decode()
+    assert f'id="o{outbound.pk}"' in timeline and "请稍等" in timeline
+    status = boss_client.get(url("outbound", outbound.pk), **htmx(f"o{outbound.pk}")).content.decode()
+    assert "queued" in status and 'hx-trigger="every 1s"' in status
+    assert "conversation-session" not in status
+
+    OutboundMessage.objects.filter(pk=outbound.pk).update(status="sent", sent_at=timezone.now())
+    final = boss_client.get(url("outbound", outbound.pk), **htmx(f"o{outbound.pk}")).content.decode()
+    message = final.split('<section id="conversation-session"')[0]
+    assert ">sent<" in message and "hx-trigger" not in message  # polling stops
+    # ...and the reply window beside it is refreshed out of band.
+    assert 'id="conversation-session"' in final and 'hx-swap-oob="true"' in final
+
+
+def test_a_failed_message_shows_wechats_reason(boss_client, session, alice):
+    outbound = OutboundMessage.objects.create(
+        official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text",
+        payload={"content": "x"}, status="failed", errcode=45015,
+        error="This customer has not written in the last 48 hours",
+    )
+    body = boss_client.get(url("outbound", outbound.pk), **htmx(f"o{outbound.pk}")).content.decode()
+    assert "failed" in body and "has not written in the last 48 hours" in body and "45015" in body
+
+
+def test_the_send_status_without_htmx_leads_to_the_conversation(boss_client, session, alice):
+    outbound = OutboundMessage.objects.create(
+        official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text", payload={"content": "x"}
+    )
+    response = boss_client.get(url("outbound", outbound.pk))
+    assert response.status_code == 302 and response["Location"].endswith(f"#o{outbound.pk}")
+
+
+def test_the_send_status_of_another_account_is_not_found(client, session, alice):
+    outbound = OutboundMessage.objects.create(
+        official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text", payload={"content": "x"}
+    )
+    client.force_login(outsider())
+    assert client.get(url("outbound", outbound.pk), **htmx()).status_code == 404
+
+
+def test_the_send_status_accepts_only_get(boss_client, session, alice):
+    outbound = OutboundMessage.objects.create(
+        official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text", payload={"content": "x"}
+    )
+    assert boss_client.post(url("outbound", outbound.pk)).status_code == 405
+
+
+def test_form_errors_are_shown_next_to_the_fields(boss_client, session, alice):
+    response = boss_client.post(
+        send_url(session), {"msgtype": "music", "as_agent": alice.pk, "musicurl": "ftp://x", "thumb_media_id": ""}, **htmx("composer")
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "Enter a full address starting with http:// or https://." in body or "Enter a valid URL." in body
+    assert "This field is required." in body
+    assert not OutboundMessage.objects.exists()
+
+
+def test_an_overlong_text_is_refused_with_the_limit(boss_client, session, alice):
+    body = boss_client.post(
+        send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "长" * 700}, **htmx("composer")
+    ).content.decode()
+    assert "at most 2048 bytes" in body
+    assert not OutboundMessage.objects.exists()
+
+
+def test_a_closed_window_refuses_the_send_with_the_reason(boss_client, session, alice, emulator):
+    Customer.objects.filter(pk=session.customer_id).update(window_expires_at=timezone.now() - timedelta(minutes=1))
+    body = boss_client.post(
+        send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "hi"}, **htmx("composer")
+    ).content.decode()
+    assert "has not written in the last 48 hours" in body
+    assert not OutboundMessage.objects.exists()
+    assert not [c for c in emulator.calls if c.path == "/cgi-bin/message/custom/send"]
+
+
+def test_the_menu_composer_adds_and_removes_option_rows_without_sending(boss_client, session, alice):
+    base = {"msgtype": "msgmenu", "as_agent": alice.pk, "head_content": "满意吗？", "opt_count": "2",
+            "opt-0-id": "101", "opt-0-content": "满意", "opt-1-id": "102", "opt-1-content": "不满意"}
+
+    added = boss_client.post(send_url(session), {**base, "menu_action": "add"}, **htmx("composer")).content.decode()
+    assert 'name="opt_count" value="3"' in added and 'name="opt-2-id"' in added and 'value="103"' in added
+    assert "满意吗？" in added and "This field is required." not in added
+
+    removed = boss_client.post(send_url(session), {**base, "menu_action": "remove-0"}, **htmx("composer")).content.decode()
+    assert 'name="opt_count" value="1"' in removed
+    assert 'value="不满意"' in removed and 'value="满意"' not in removed
+    assert not OutboundMessage.objects.exists()
+
+
+def test_a_menu_is_sent_with_its_options(boss_client, session, alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        boss_client.post(send_url(session), {
+            "msgtype": "msgmenu", "as_agent": alice.pk, "head_content": "满意吗？", "tail_content": "", "opt_count": "2",
+            "opt-0-id": "101", "opt-0-content": "满意", "opt-1-id": "102", "opt-1-content": "不满意",
+        }, **htmx("composer"))
+    assert OutboundMessage.objects.get().payload == {
+        "head_content": "满意吗？", "tail_content": "",
+        "list": [{"id": "101", "content": "满意"}, {"id": "102", "content": "不满意"}],
+    }
+
+
+def test_news_is_sent_as_exactly_one_article(boss_client, session, alice, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=False):
+        boss_client.post(send_url(session), {
+            "msgtype": "news", "as_agent": alice.pk, "title": "新品", "url": "https://shop.example/n", "description": "", "picurl": "",
+        })
+    assert OutboundMessage.objects.get().payload == {
+        "articles": [{"title": "新品", "description": "", "url": "https://shop.example/n", "picurl": ""}]
+    }
+
+
+def test_an_auditor_cannot_send(client, account, session, alice):
+    client.force_login(auditor(account))
+    data = {"msgtype": "text", "as_agent": alice.pk, "content": "hi"}
+    assert client.post(send_url(session), data).status_code == 403
+    assert client.post(send_url(session), data, **htmx("composer")).status_code == 403
+    assert not OutboundMessage.objects.exists()
+
+
+def test_an_agent_sends_only_as_themselves(client, account, emulator, alice, session, django_capture_on_commit_callbacks):
+    carol = emulated_agent(account, emulator, "carol")
+    client.force_login(agent_user(account, agent=alice))
+
+    body = client.post(send_url(session), {"msgtype": "text", "as_agent": carol.pk, "content": "hi"}, **htmx("composer")).content.decode()
+    assert "Choose one of the listed agents." in body
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "hi"}, **htmx("composer"))
+    assert OutboundMessage.objects.get().agent == alice
+
+
+def test_sending_to_another_accounts_customer_is_not_found(client, session):
+    intruder = outsider()
+    client.force_login(intruder)
+    agent = AgentFactory(official_account=intruder.memberships.get().official_account)
+    assert client.post(send_url(session), {"msgtype": "text", "as_agent": agent.pk, "content": "hi"}).status_code == 404
+
+
+def test_send_accepts_only_post(boss_client, session):
+    assert boss_client.get(send_url(session)).status_code == 405
+
+
+# ------------------------------------------------------------------ typing
+
+
+def typing_url(session):
+    return url("typing", session.customer.openid)
+
+
+def test_the_typing_button_shows_the_indicator(boss_client, session, emulator):
+    response = boss_client.post(typing_url(session), {"command": "Typing"}, **htmx("typing"))
+    body = response.content.decode()
+    assert body.lstrip().startswith('<div id="typing"')
+    assert "for up to 15 seconds" in body
+    assert [c.json for c in emulator.calls if c.path == "/cgi-bin/message/custom/typing"] == [
+        {"touser": session.customer.openid, "command": "Typing"}
+    ]
+
+
+def test_typing_too_long_after_the_customer_wrote_is_explained(boss_client, session, emulator):
+    Customer.objects.filter(pk=session.customer_id).update(last_interaction_at=timezone.now() - timedelta(minutes=2))
+    body = boss_client.post(typing_url(session), {"command": "Typing"}, **htmx("typing")).content.decode()
+    assert "within 30 seconds of the customer&#x27;s last message" in body
+    assert not [c for c in emulator.calls if c.path == "/cgi-bin/message/custom/typing"]
+
+
+def test_typing_without_htmx_redirects_with_a_message(boss_client, session):
+    response = boss_client.post(typing_url(session), {"command": "Typing"})
+    assert response.status_code == 302 and response["Location"] == conversation_url(session)
+
+
+def test_an_auditor_cannot_send_typing(client, account, session, emulator):
+    client.force_login(auditor(account))
+    assert client.post(typing_url(session), {"command": "Typing"}, **htmx("typing")).status_code == 403
+    assert not emulator.calls
+
+
+def test_typing_for_another_accounts_customer_is_not_found(client, session):
+    client.force_login(outsider())
+    assert client.post(typing_url(session), {"command": "Typing"}).status_code == 404
+
+
+def test_typing_accepts_only_post(boss_client, session):
+    assert boss_client.get(typing_url(session)).status_code == 405
+
+
+# ------------------------------------------------------------------ transcript
+
+
+def test_the_transcript_lists_the_whole_conversation_for_printing(boss_client, session):
+    archive(session.official_account, session.customer.openid, "已发货", opercode=2002, worker=session.agent.kf_account)
+    response = boss_client.get(url("transcript", session.customer.openid))
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "我的快递到哪了？" in body and "已发货" in body
+    assert "data-print" in body and "js/print.js" in body
+    assert AuditEvent.objects.get(action="history_export").target == "transcript"
+
+
+def test_an_auditor_may_print_a_transcript(client, account, session):
+    client.force_login(auditor(account))
+    assert client.get(url("transcript", session.customer.openid)).status_code == 200
+
+
+def test_the_transcript_of_another_accounts_customer_is_not_found(client, session):
+    client.force_login(outsider())
+    assert client.get(url("transcript", session.customer.openid)).status_code == 404
+
+
+def test_the_transcript_requires_login(client, session):
+    assert client.get(url("transcript", session.customer.openid)).status_code == 302
+
+
+def test_the_transcript_accepts_only_get(boss_client, session):
+    assert boss_client.post(url("transcript", session.customer.openid)).status_code == 405
+
+
+def test_a_message_sent_from_kfadmin_shows_once_with_its_status_not_again_as_its_archived_copy(
+    boss_client, session, alice, emulator, django_capture_on_commit_callbacks
+):
+    from messaging.services import outbound_deliver
+
+    openid = session.customer.openid
+    archive(session.official_account, openid, "好的", opercode=2002, worker=alice.kf_account,
+            at=timezone.now() - timedelta(hours=2))  # the same words, said earlier: a different message
+    with django_capture_on_commit_callbacks(execute=False):
+        boss_client.post(send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "好的"})
+    outbound_deliver(outbound_id=OutboundMessage.objects.get().pk)  # archives a copy, as the sync would
+
+    body = boss_client.get(conversation_url(session), **htmx("timeline")).content.decode()
+
+    assert body.count(">好的<") == 2  # the earlier record and the send, not the copy
+    assert f'id="o{OutboundMessage.objects.get().pk}"' in body and ">sent<" in body
+
+
+@pytest.mark.parametrize("name", ["send", "typing", "transcript"])
+def test_the_conversation_endpoints_require_login(client, session, name):
+    target = url(name, session.customer.openid)
+    for response in (client.get(target), client.post(target, {"msgtype": "text", "content": "x", "command": "Typing"}, **htmx())):
+        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert not OutboundMessage.objects.exists()
+
+
+def test_the_send_status_requires_login(client, session, alice):
+    outbound = OutboundMessage.objects.create(
+        official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text", payload={"content": "x"}
+    )
+    assert client.get(url("outbound", outbound.pk), **htmx()).status_code == 302
+
+
+def test_a_message_no_worker_picked_up_stops_polling_and_says_why(boss_client, session, alice):
+    outbound = OutboundMessage.objects.create(
+        official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text",
+        payload={"content": "x"}, created_at=timezone.now() - timedelta(minutes=15),
+    )
+    body = boss_client.get(url("outbound", outbound.pk), **htmx(f"o{outbound.pk}")).content.decode()
+    assert "stuck" in body and "Check that a Celery worker consumes" in body
+    assert "hx-trigger" not in body
