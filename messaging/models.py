@@ -81,6 +81,14 @@ class MessageRecord(models.Model):
     def is_session_event(self) -> bool:
         return 1000 <= self.opercode < 2000
 
+    @property
+    def opercode_label(self) -> str:
+        """What the record is, in words (e.g. "session accepted")."""
+        try:
+            return str(self.OperCode(self.opercode).label)
+        except ValueError:
+            return _("record %(code)s") % {"code": self.opercode}
+
 
 class OutboundMessage(models.Model):
     """A message a person sent (or tried to send) from kfadmin; the page polls its status."""

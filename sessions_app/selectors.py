@@ -273,12 +273,7 @@ class TimelineItem:
     @property
     def event_label(self) -> str:
         """For a session event record: what happened, in words."""
-        if self.record is None:
-            return ""
-        try:
-            return str(MessageRecord.OperCode(self.record.opercode).label)
-        except ValueError:
-            return _("record %(code)s") % {"code": self.record.opercode}
+        return self.record.opercode_label if self.record is not None else ""
 
     @property
     def sort_key(self) -> tuple:

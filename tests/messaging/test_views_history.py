@@ -81,7 +81,7 @@ def test_session_events_are_a_kind_of_their_own(boss_client, account):
     archive(account, "o_a", "", opercode=1004, worker="alice@test_oa")
     archive(account, "o_a", "hello", opercode=2001)
     body = boss_client.get(HISTORY, {"kinds": ["session"]}).content.decode()
-    assert "(session event)" in body and "hello" not in body
+    assert "session closed" in body and "hello" not in body
 
 
 def test_dates_are_whole_days_in_the_accounts_time_zone(boss_client, account):
