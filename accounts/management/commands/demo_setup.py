@@ -6,15 +6,17 @@ Idempotent: `make run` calls it on every start.
 """
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.clients import emulator_callback_set
-from accounts.models import Membership, OfficialAccount
+from accounts.models import Membership, OfficialAccount, SyncState
 from accounts.tasks import connect_emulator_callback_task
 from kfadmin.emulator import (
     DEMO_APPID,
@@ -28,6 +30,7 @@ from kfadmin.emulator import (
 from kfadmin.wechat import WeChatError, WeChatRetryableError
 
 DEMO_USERNAME = "supervisor"
+DEMO_HISTORY_DAYS = 30
 
 
 class Command(BaseCommand):
@@ -90,6 +93,13 @@ class Command(BaseCommand):
         )
         Membership.objects.update_or_create(
             user=user, official_account=account, defaults={"role": Membership.Role.SUPERVISOR}
+        )
+        # The emulator holds 30 days of demo history: let the first history sync walk
+        # all of it (a real account would use `manage.py backfill_history`).
+        SyncState.objects.get_or_create(
+            official_account=account,
+            job=SyncState.Job.HISTORY,
+            defaults={"cursor": timezone.now() - timedelta(days=DEMO_HISTORY_DAYS)},
         )
         verb = "Created" if created else "Updated"
         self.stdout.write(f"{verb} the demo official account {DEMO_NAME} ({DEMO_APPID}) on {api_base_url}.")
