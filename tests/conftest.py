@@ -192,3 +192,60 @@ def wait_until():
 # ============================================================================
 # Sync, tasks and callback fixtures — END
 # ============================================================================
+
+
+# ============================================================================
+# Dashboard test fixtures (owner: tests/accounts, tests/sessions_app, tests/messaging,
+# tests/test_overview.py, tests/test_escaping.py) — BEGIN
+#
+#   english_cookie   English pages for `client` (its language cookie) and English in the
+#                    test's own code
+#   english_default  English as the site's default language (settings.LANGUAGE_CODE) and
+#                    in the test's own code
+#   boss             the supervisor of `account`
+#   boss_client      `client`, logged in as `boss`
+#
+# Chinese is the site's default language and the assertions read English, so a module
+# turns one of the english fixtures on for all its tests with
+#   pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_cookie")]
+# The two are kept apart: one sets only the test client's cookie, the other the default
+# for every request and every rendering outside a request.
+# `account` is each module's own fixture (a plain official account, one wired to the
+# emulator, one with a given capacity, ...): `boss` and `boss_client` use that one.
+# ============================================================================
+
+
+@pytest.fixture
+def english_cookie(client, settings):
+    from django.utils import translation
+
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def english_default(settings):
+    from django.utils import translation
+
+    settings.LANGUAGE_CODE = "en"
+    with translation.override("en"):
+        yield
+
+
+@pytest.fixture
+def boss(account):
+    from tests.factories import supervisor
+
+    return supervisor(account)
+
+
+@pytest.fixture
+def boss_client(client, boss):
+    client.force_login(boss)
+    return client
+
+
+# ============================================================================
+# Dashboard test fixtures — END
+# ============================================================================

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
 
-from tests.factories import supervisor
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
@@ -17,7 +15,7 @@ from tests.sessions_app.test_views_support import (
     wired_account,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 SCRIPT = "<script>alert(1)</script>"
 IMG = '"><img src=x onerror=alert(1)>'
@@ -25,22 +23,9 @@ SCRIPT_SHOWN = "&lt;script&gt;alert(1)&lt;/script&gt;"
 IMG_SHOWN = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"
 
 
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
-
 @pytest.fixture
 def account(emulator):
     return wired_account(emulator)
-
-
-@pytest.fixture
-def boss_client(client, account):
-    client.force_login(supervisor(account))
-    return client
 
 
 def assert_shown_as_text(body: str) -> None:

@@ -42,11 +42,6 @@ def account(kf_account_row):
     return kf_account_row
 
 
-@pytest.fixture
-def boss(account):
-    return supervisor(account)
-
-
 def fail_next(emulator, path: str, errcode: int) -> None:
     emulator.state.add_fault(kind="errcode", errcode=errcode, path_prefix=path, next=1)
 

@@ -7,7 +7,6 @@ import json
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
 from PIL import Image
 
 from accounts.models import Agent, AuditEvent
@@ -17,10 +16,9 @@ from tests.factories import (
     agent_user,
     auditor,
     outsider,
-    supervisor,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_cookie")]
 
 HTMX = {"HX-Request": "true"}
 
@@ -37,27 +35,9 @@ def upload(content: bytes, name: str = "face.jpg"):
     return SimpleUploadedFile(name, content, content_type="image/jpeg")
 
 
-@pytest.fixture(autouse=True)
-def english(client, settings):
-    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
-    with translation.override("en"):
-        yield
-
-
 @pytest.fixture
 def account(kf_account_row):
     return kf_account_row
-
-
-@pytest.fixture
-def boss(account):
-    return supervisor(account)
-
-
-@pytest.fixture
-def boss_client(client, boss):
-    client.force_login(boss)
-    return client
 
 
 @pytest.fixture

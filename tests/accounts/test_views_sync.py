@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from accounts import tasks as account_tasks
 from accounts.models import AuditEvent
@@ -17,30 +17,16 @@ from tests.factories import (
     agent_user,
     auditor,
     outsider,
-    supervisor,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_cookie")]
 
 HTMX = {"HX-Request": "true"}
-
-
-@pytest.fixture(autouse=True)
-def english(client, settings):
-    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture
 def account():
     return OfficialAccountFactory()
-
-
-@pytest.fixture
-def boss_client(client, account):
-    client.force_login(supervisor(account))
-    return client
 
 
 @pytest.fixture

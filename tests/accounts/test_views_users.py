@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
-from django.utils import translation
 
 from accounts.models import AuditEvent, Membership
 from tests.factories import (
@@ -20,34 +19,16 @@ from tests.factories import (
     supervisor,
 )
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_cookie")]
 
 User = get_user_model()
 HTMX = {"HX-Request": "true"}
 NEW_PASSWORD = "tea-and-dumplings-77"
 
 
-@pytest.fixture(autouse=True)
-def english(client, settings):
-    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
-    with translation.override("en"):
-        yield
-
-
 @pytest.fixture
 def account():
     return OfficialAccountFactory(name="Shop A")
-
-
-@pytest.fixture
-def boss(account):
-    return supervisor(account)
-
-
-@pytest.fixture
-def boss_client(client, boss):
-    client.force_login(boss)
-    return client
 
 
 def user_url(user, action: str = "") -> str:

@@ -9,36 +9,23 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from messaging.models import MessageRecord, record_digest
 from messaging.views import csv_safe
-from tests.factories import AgentFactory, agent_user, auditor, aware, outsider, supervisor
+from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
 from tests.sessions_app.test_views_support import archive, wired_account
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 CSV = reverse("messaging:export", args=["csv"])
 JSONL = reverse("messaging:export", args=["jsonl"])
 
 
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
-
 @pytest.fixture
 def account(emulator):
     return wired_account(emulator)
-
-
-@pytest.fixture
-def boss_client(client, account):
-    client.force_login(supervisor(account))
-    return client
 
 
 def streamed(response) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from kfadmin.wechat import WeChatConflict, WeChatSystemBusy
@@ -20,30 +20,17 @@ from messaging.services import (
     typing_send,
 )
 from sessions_app.models import Customer
-from tests.factories import supervisor
 from tests.sessions_app.test_views_support import emulated_agent, waiting_customer, wired_account
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 SEND = "/cgi-bin/message/custom/send"
 TYPING = "/cgi-bin/message/custom/typing"
 
 
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
-
-
 @pytest.fixture
 def account(emulator):
     return wired_account(emulator)
-
-
-@pytest.fixture
-def boss(account):
-    return supervisor(account)
 
 
 @pytest.fixture

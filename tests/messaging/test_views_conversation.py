@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from accounts.models import AuditEvent
 from messaging.models import OutboundMessage
 from sessions_app.models import Customer
-from tests.factories import AgentFactory, agent_user, auditor, outsider, supervisor
+from tests.factories import AgentFactory, agent_user, auditor, outsider
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
@@ -23,14 +23,7 @@ from tests.sessions_app.test_views_support import (
     wired_account,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 
 @pytest.fixture
@@ -46,12 +39,6 @@ def alice(account, emulator):
 @pytest.fixture
 def session(account, alice, emulator):
     return served_customer(account, alice, emulator, text="我的快递到哪了？")
-
-
-@pytest.fixture
-def boss_client(client, account):
-    client.force_login(supervisor(account))
-    return client
 
 
 def url(name, *args):

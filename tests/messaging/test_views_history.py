@@ -6,34 +6,21 @@ from datetime import timedelta
 
 import pytest
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from accounts.models import Membership
 from messaging.views import highlight
-from tests.factories import AgentFactory, agent_user, auditor, aware, outsider, supervisor
+from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
 from tests.sessions_app.test_views_support import archive, htmx, wired_account
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 HISTORY = reverse("messaging:history")
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
 
 
 @pytest.fixture
 def account(emulator):
     return wired_account(emulator)
-
-
-@pytest.fixture
-def boss_client(client, account):
-    client.force_login(supervisor(account))
-    return client
 
 
 def test_a_two_character_chinese_word_is_found_and_highlighted(boss_client, account):

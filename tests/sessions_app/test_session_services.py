@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from django.utils import translation
 
 from accounts.models import AuditEvent
 from kfadmin.wechat import WeChatConflict, WeChatRateLimited
@@ -16,7 +15,7 @@ from sessions_app.services import (
     session_close,
     session_transfer,
 )
-from tests.factories import KfSessionFactory, supervisor
+from tests.factories import KfSessionFactory
 from tests.sessions_app.test_views_support import (
     emulated_agent,
     served_customer,
@@ -24,15 +23,7 @@ from tests.sessions_app.test_views_support import (
     wired_account,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    # Assertions read English; Chinese is the default language.
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 CREATE = "/customservice/kfsession/create"
 CLOSE = "/customservice/kfsession/close"
@@ -41,11 +32,6 @@ CLOSE = "/customservice/kfsession/close"
 @pytest.fixture
 def account(emulator):
     return wired_account(emulator)
-
-
-@pytest.fixture
-def boss(account):
-    return supervisor(account)
 
 
 def session_calls(emulator):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
-from django.utils import translation
 
 from accounts.models import AuditEvent
 from sessions_app.models import KfSession
@@ -14,7 +13,6 @@ from tests.factories import (
     agent_user,
     auditor,
     outsider,
-    supervisor,
 )
 from tests.sessions_app.test_views_support import (
     emulated_agent,
@@ -25,15 +23,7 @@ from tests.sessions_app.test_views_support import (
     wired_account,
 )
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _english(settings):
-    # Assertions read English; Chinese is the default language.
-    settings.LANGUAGE_CODE = "en"
-    with translation.override("en"):
-        yield
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
 QUEUE = reverse("sessions_app:queue")
 
@@ -41,12 +31,6 @@ QUEUE = reverse("sessions_app:queue")
 @pytest.fixture
 def account(emulator):
     return wired_account(emulator, agent_capacity=3)
-
-
-@pytest.fixture
-def boss_client(client, account):
-    client.force_login(supervisor(account))
-    return client
 
 
 def login(client, user):
