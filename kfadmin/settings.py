@@ -151,6 +151,9 @@ SYNC_QUEUE_SECONDS = env_int("SYNC_QUEUE_SECONDS", 15, minimum=5)
 SYNC_AGENTS_SECONDS = env_int("SYNC_AGENTS_SECONDS", 300, minimum=15)
 SYNC_SESSIONS_SECONDS = env_int("SYNC_SESSIONS_SECONDS", 60, minimum=15)
 SYNC_HISTORY_SECONDS = env_int("SYNC_HISTORY_SECONDS", 300, minimum=60)
+# How far back the first history sync of an account reaches (`manage.py backfill_history`
+# imports more).
+HISTORY_LOOKBACK_DAYS = env_int("HISTORY_LOOKBACK_DAYS", 2, minimum=1)
 
 # Sync work and sends go to separate queues, so a long backfill never delays a
 # supervisor's message. First matching pattern wins.

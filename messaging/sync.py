@@ -3,8 +3,9 @@
 WeChat keeps kf records about 30 days and answers at most 24 hours per query, 10,000
 records per call, paged by the returned `msgid` (wechat-kf-api.md §6.1). The sync
 walks 24-hour windows from a per-account cursor (`SyncState.cursor`, "everything
-before this instant is stored"), pages each window to its end and stores every page
-before asking for the next, so one page (not one window) is what it holds in memory.
+before this instant is stored"), pages each window to its end and stores each page as
+it arrives, so it holds at most two pages in memory (the one being stored and the
+next one being fetched), never a window.
 The cursor moves only after a window is completely stored, and each window starts
 `OVERLAP` before the cursor, so a worker killed anywhere resumes without loss and
 records WeChat lists a little late are still picked up.
@@ -18,8 +19,10 @@ adds nothing, and two identical messages in one second are both kept.
 
 Storage. PostgreSQL: binary `COPY` of the page into a temporary staging table, then
 `INSERT … SELECT … ON CONFLICT DO NOTHING` (rows inserted in key order, so two syncs
-of the same account cannot deadlock). Other databases (SQLite, the embedded default):
-`bulk_create(ignore_conflicts=True)` in batches.
+of the same account cannot deadlock); a page whose time span holds nothing yet (most
+of a first import) is COPYed straight into the archive. Other databases (SQLite, the
+embedded default): `bulk_create(ignore_conflicts=True)` in batches. A worker thread
+fetches and parses the next page while the current one is stored.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import Q
@@ -65,7 +69,7 @@ _FIELD_MAX = 64  # worker and openid columns
 def history_lookback() -> timedelta:
     """Where a first history sync starts: `settings.HISTORY_LOOKBACK_DAYS` days ago
     (default 2; the backfill command imports older history)."""
-    return timedelta(days=getattr(settings, "HISTORY_LOOKBACK_DAYS", 2))
+    return timedelta(days=settings.HISTORY_LOOKBACK_DAYS)
 
 
 class SyncLeaseLost(RuntimeError):
@@ -363,13 +367,38 @@ RETURNING extract(epoch FROM "time")::bigint, digest, seq
 """
 
 
+_ARCHIVE_COLUMNS = (
+    'official_account_id, "time", worker, openid, opercode, "text", digest, seq, source, created_at'
+)
+_ARCHIVE_TYPES = ["int8", "timestamptz", "text", "text", "int4", "text", "bytea", "int2", "text", "timestamptz"]
+
+
 def _insert_postgresql(account_id: int, rows: Sequence[Row]) -> set[tuple[int, bytes, int]]:
-    """COPY into the connection's staging table, then insert what is new; returns
-    the keys (unix time, digest, seq) of the rows inserted. Runs inside the caller's
-    transaction."""
+    """Insert what is new; returns the keys (unix time, digest, seq) of the rows
+    inserted. Runs inside the caller's transaction.
+
+    When the archive holds nothing of this account within the page's time span (a
+    first import, apart from the overlap at each window's start), nothing can
+    conflict and the page is COPYed straight into the archive. Otherwise — or if a
+    concurrent sync inserts the same records meanwhile — it goes through the staging
+    table and INSERT … ON CONFLICT DO NOTHING.
+    """
     connection.ensure_connection()
     raw = connection.connection  # the psycopg 3 connection under Django's wrapper
+    lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
     with raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXISTS (SELECT 1 FROM messaging_messagerecord WHERE official_account_id = %s "
+            'AND "time" BETWEEN to_timestamp(%s) AND to_timestamp(%s))',
+            (account_id, lo, hi),
+        )
+        if not cursor.fetchone()[0]:
+            try:
+                with transaction.atomic():  # a savepoint to fall back from
+                    _copy_into_archive(cursor, account_id, rows)
+                return {(r[0], r[5], r[6]) for r in rows}
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+                pass  # another sync stored some of these records meanwhile
         cursor.execute(_STAGE_DDL)
         # Emptied explicitly, not ON COMMIT: inside a savepoint (a caller's atomic
         # block, a test) no commit happens between two pages.
@@ -383,6 +412,15 @@ def _insert_postgresql(account_id: int, rows: Sequence[Row]) -> set[tuple[int, b
                 copy.write_row(row)
         cursor.execute(_INSERT_FROM_STAGE, (account_id,))
         return {(t, bytes(digest), seq) for t, digest, seq in cursor.fetchall()}
+
+
+def _copy_into_archive(cursor, account_id: int, rows: Sequence[Row]) -> None:
+    now = timezone.now()
+    with cursor.copy(f"COPY messaging_messagerecord ({_ARCHIVE_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_ARCHIVE_TYPES)
+        for t, worker, openid, opercode, text, digest, seq in rows:
+            at = datetime.fromtimestamp(t, tz=UTC)
+            copy.write_row((account_id, at, worker, openid, opercode, text, digest, seq, "sync", now))
 
 
 def _insert_portable(account_id: int, rows: Sequence[Row]) -> set[tuple[int, bytes, int]]:

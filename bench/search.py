@@ -1,0 +1,427 @@
+"""Benchmark: archive search (`records_search`) on a large archive.
+
+    scripts/uv run python bench/search.py                    # 10,000,000 records
+    scripts/uv run python bench/search.py --rows 1000000     # smaller
+    scripts/uv run python bench/search.py --reuse --explain  # keep the data, show plans
+
+Generates the archive with binary COPY into the real schema (indexes dropped during
+the load and rebuilt after, as a restore would), then VACUUM ANALYZE. Texts are
+customer-service chat: Chinese words and phrases joined without spaces, some Latin
+words, order numbers, punctuation, drawn from a 60,000-word vocabulary with a
+Zipf-like distribution, so there are very common and very rare 2-character words.
+Customers and agents are Zipf-distributed too; timestamps cover a year with many
+records sharing a second.
+
+For each case it prints p50/p95 (ms) of `records_search` at the first page and deep
+(page 200 through cursors, or the last page when there are fewer), the plan the
+selector used, the number of matching records, and the ratio against a plain
+`LIKE '%q%'` query (same filters, same ORDER BY/LIMIT, no bigram index) measured in
+the same run. Targets: p95 ≤ 50 ms for text search, ≤ 10 ms for openid / agent /
+time filters at any depth. It also times both forced plans ("index", "scan") for
+the text cases, to show why the choice matters.
+
+Uses its own database (`kfadmin_bench_search` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TABLE = "messaging_messagerecord"
+
+# The most frequent words of a Chinese customer-service chat, most frequent first.
+HEAD_WORDS = (
+    "的 了 你好 我 是 吗 您好 请问 ， 。 ？ 谢谢 订单 亲 好的 一下 可以 什么 没有 退款 怎么 已经 这个 "
+    "快递 发货 客服 收到 时候 帮您 稍等 查询 物流 地址 修改 取消 问题 优惠券 质量 签收 换货 退货 尺码 "
+    "颜色 价格 活动 链接 售后 投诉 满意 评价 嗯 哦 呢 在吗 麻烦 看看 还是 不是 现在 今天 明天 多久 "
+    "处理 申请 审核 成功 失败 支付 付款 微信 账号 会员 积分 包邮 运费 发票 电话 联系 工作日 仓库 "
+    "库存 补发 漏发 破损 照片 拍照 核实 反馈 加急 催一下 好评 差评 抱歉 不好意思 理解 耐心 感谢 支持"
+).split()
+LATIN_WORDS = "ok OK hello hi thanks order refund iPhone size XL WeChat Pay SF Express ID VIP".split()
+PHRASES = ["退款成功", "退款申请", "已经发货", "查询物流", "修改地址", "申请售后"]
+PUNCTUATION = {"，", "。", "？"}
+
+
+def build_vocabulary(rng: random.Random, size: int) -> tuple[list[str], list[float]]:
+    """Words (Latin ones carry a trailing space) and cumulative Zipf weights."""
+    words: list[str] = []
+    seen: set[str] = set()
+
+    def add(word: str) -> None:
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+
+    for i, word in enumerate(HEAD_WORDS):
+        add(word)
+        if i % 6 == 5 and LATIN_WORDS:
+            add(LATIN_WORDS[(i // 6) % len(LATIN_WORDS)] + " ")
+    for word in LATIN_WORDS:
+        add(word + " ")
+    # Phrases rank in the low hundreds: each is in a fraction of a percent of records.
+    tail_start = len(words)
+    common_chars = [chr(c) for c in range(0x4E00, 0x4E00 + 2500)]
+    latin = "abcdefghijklmnopqrstuvwxyz"
+    while len(words) < size:
+        if len(words) - tail_start in (150, 170, 190, 210, 230, 250):
+            add(PHRASES[(len(words) - tail_start - 150) // 20])
+            continue
+        kind = rng.random()
+        if kind < 0.75:
+            add("".join(rng.choice(common_chars) for _ in range(rng.choice((2, 2, 2, 3, 4)))))
+        elif kind < 0.9:
+            add("".join(rng.choice(latin) for _ in range(rng.randint(3, 8))) + " ")
+        else:
+            add(str(rng.randint(10**9, 10**12)) + " ")
+    weights = [1.0 / (rank**1.07) for rank in range(1, len(words) + 1)]
+    cumulative = []
+    total = 0.0
+    for w in weights:
+        total += w
+        cumulative.append(total)
+    return words, cumulative
+
+
+def generate(args: argparse.Namespace, account_ids: tuple[int, int]):
+    """Yield COPY rows in time order."""
+    from messaging.models import record_digest
+
+    rng = random.Random(args.seed)
+    words, cumulative = build_vocabulary(rng, 60000)
+    openids = ["o" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") for _ in range(27)) for _ in range(200_000)]
+    openid_cum = []
+    total = 0.0
+    for rank in range(1, len(openids) + 1):
+        total += 1.0 / rank**0.8
+        openid_cum.append(total)
+    agents = [f"kf{n:03d}@bench_oa" for n in range(1, 61)]
+    agent_cum = []
+    total = 0.0
+    for rank in range(1, len(agents) + 1):
+        total += 1.0 / rank**0.5
+        agent_cum.append(total)
+    lengths = (1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 10, 12)
+    opercodes = (2003,) * 8 + (2002,) * 8 + (2001,) + (1000, 1001, 1004)
+    choices = rng.choices
+    rand = rng.random
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    end = int(time.time())
+    t = end - 365 * 86400
+    mean_gap = 365 * 86400 / args.rows
+    created = datetime.now(tz=UTC)
+    second_seen: dict[bytes, int] = {}
+    last_t = None
+    for _ in range(args.rows):
+        t += int(rand() * 2 * mean_gap)
+        opercode = opercodes[int(rand() * len(opercodes))]
+        if opercode >= 2000:
+            text = "".join(choices(words, cum_weights=cumulative, k=lengths[int(rand() * len(lengths))])).rstrip()
+        else:
+            text = ""
+        openid = choices(openids, cum_weights=openid_cum)[0]
+        worker = "" if opercode in (2001, 1000) else choices(agents, cum_weights=agent_cum)[0]
+        account_id = account_ids[0] if rand() < 0.9 else account_ids[1]
+        digest = record_digest(worker, openid, opercode, text)
+        if t != last_t:
+            second_seen.clear()
+            last_t = t
+        key = digest + account_id.to_bytes(4, "big")
+        seq = second_seen.get(key, 0)
+        second_seen[key] = seq + 1
+        yield (account_id, epoch + timedelta(seconds=t), worker, openid, opercode, text, digest, seq, "sync", created)
+
+
+def load(args: argparse.Namespace) -> None:
+    from django.db import connection
+
+    from accounts.models import OfficialAccount
+
+    main = OfficialAccount.objects.create(name="bench", appid="wxbenchsearch00001", secret="s", wechat_id="bench_oa")
+    other = OfficialAccount.objects.create(name="other", appid="wxbenchsearch00002", secret="s", wechat_id="other_oa")
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.autocommit = True
+    with raw.cursor() as cursor:
+        cursor.execute(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conrelid = %s::regclass AND contype = 'u'",
+            [TABLE],
+        )
+        constraints = cursor.fetchall()
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname NOT IN "
+            "(SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass)",
+            [TABLE, TABLE],
+        )
+        indexes = cursor.fetchall()
+        for name, _ in constraints:
+            cursor.execute(f"ALTER TABLE {TABLE} DROP CONSTRAINT {name}")
+        for name, _ in indexes:
+            cursor.execute(f"DROP INDEX {name}")
+
+        began = time.perf_counter()
+        columns = "official_account_id, time, worker, openid, opercode, text, digest, seq, source, created_at"
+        types = ["int8", "timestamptz", "text", "text", "int4", "text", "bytea", "int2", "text", "timestamptz"]
+        rows = generate(args, (main.pk, other.pk))
+        done = 0
+        batch = 1_000_000
+        while done < args.rows:
+            with raw.transaction(), cursor.copy(f"COPY {TABLE} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(types)
+                for row in rows:
+                    copy.write_row(row)
+                    done += 1
+                    if done % batch == 0:
+                        break
+            rate = done / (time.perf_counter() - began)
+            print(f"  loaded {done:,} rows ({rate:,.0f}/s)", flush=True)
+
+        cursor.execute("SET maintenance_work_mem = '1GB'")
+        for name, definition in constraints:
+            started = time.perf_counter()
+            cursor.execute(f"ALTER TABLE {TABLE} ADD CONSTRAINT {name} {definition}")
+            print(f"  built {name} in {time.perf_counter() - started:.0f} s", flush=True)
+        for name, definition in indexes:
+            started = time.perf_counter()
+            cursor.execute(definition)
+            print(f"  built {name} in {time.perf_counter() - started:.0f} s", flush=True)
+        started = time.perf_counter()
+        cursor.execute(f"VACUUM (ANALYZE) {TABLE}")
+        print(f"  VACUUM ANALYZE in {time.perf_counter() - started:.0f} s", flush=True)
+    raw.autocommit = False
+
+
+# ------------------------------------------------------------------ measuring
+
+
+def timed(fn, runs: int) -> list[float]:
+    out = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - began) * 1000)
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def cursor_at_page(account, page: int, **filters) -> tuple[str | None, int]:
+    """The cursor that fetches `page` (or the last page), and that page's number."""
+    from messaging.selectors import records_search
+
+    cursor = None
+    number = 1
+    while number < page:
+        result = records_search(account=account, after_cursor=cursor, **filters)
+        if result.next_cursor is None:
+            break
+        cursor = result.next_cursor
+        number += 1
+    return cursor, number
+
+
+def baseline_sql(account_id: int, q: str | None, after, filters: dict):
+    """A plain LIKE '%q%' query with the same filters and order: no bigram index."""
+    from messaging.selectors import _COLUMNS, ascii_fold, like_contains_pattern
+
+    clauses = ["official_account_id = %s"]
+    params: list = [account_id]
+    if filters.get("openid"):
+        clauses.append("openid = %s")
+        params.append(filters["openid"])
+    if filters.get("agent"):
+        clauses.append("worker = %s")
+        params.append(filters["agent"])
+    if filters.get("since"):
+        clauses.append("time >= %s")
+        params.append(filters["since"])
+    if filters.get("until"):
+        clauses.append("time < %s")
+        params.append(filters["until"])
+    if q:
+        clauses.append('lower("text" COLLATE "C") LIKE %s')
+        params.append(like_contains_pattern(ascii_fold(q)))
+    if after is not None:
+        clauses.append('("time", id) < (%s, %s)')
+        params.extend(after)
+    sql = f"SELECT {_COLUMNS} FROM {TABLE} WHERE {' AND '.join(clauses)} ORDER BY time DESC, id DESC LIMIT 51"
+    return sql, params
+
+
+def count_matches(account_id: int, q: str | None, filters: dict) -> int:
+    from django.db import connection
+
+    from messaging.selectors import _BIGRAMS, ascii_fold, text_bigrams
+
+    sql, params = baseline_sql(account_id, q, None, filters)
+    where = sql.split(" WHERE ", 1)[1].split(" ORDER BY ")[0]
+    if q and len(q) >= 2:
+        where += f" AND {_BIGRAMS} @> %s::text[]"
+        params.append(text_bigrams(ascii_fold(q)))
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)
+        return cursor.fetchone()[0]
+
+
+def explain(sql: str, params) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, params)
+        return "\n".join("      " + row[0] for row in cursor.fetchall())
+
+
+def run_cases(args: argparse.Namespace) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import OfficialAccount
+    from messaging.selectors import cursor_decode, records_search, search_stats_forget
+
+    account = OfficialAccount.objects.get(appid="wxbenchsearch00001")
+    search_stats_forget()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT openid, count(*) FROM {TABLE} WHERE official_account_id = %s GROUP BY openid "
+            "HAVING count(*) >= %s ORDER BY count(*) LIMIT 1",
+            [account.pk, min(10_050, args.rows // 200)],
+        )
+        openid = cursor.fetchone()[0]
+        cursor.execute(
+            f"SELECT worker, max(time) FROM {TABLE} WHERE official_account_id = %s AND worker <> '' "
+            "GROUP BY worker ORDER BY count(*) DESC LIMIT 1",
+            [account.pk],
+        )
+        agent, latest = cursor.fetchone()
+        # The rare word: a 2-character tail word found in a few hundred records at most.
+        rare = None
+        rng = random.Random(args.seed)
+        words, _ = build_vocabulary(rng, 60000)
+        for word in words[40000:]:
+            if len(word) == 2 and "\u4e00" <= word[0] <= "\u9fff":
+                n = count_matches(account.pk, word, {})
+                if 20 <= n <= 2000:
+                    rare = word
+                    break
+    day = {"agent": agent, "since": latest - timedelta(hours=24), "until": latest + timedelta(seconds=1)}
+    cases = [
+        ("rare 2-char word", {"q": rare}, 50),
+        ("common 2-char word", {"q": "你好"}, 50),
+        ("common 2-char word 2", {"q": "退款"}, 50),
+        ("4-char phrase", {"q": "退款成功"}, 50),
+        ("openid", {"openid": openid}, 10),
+        ("agent + 24 h", day, 10),
+        ("agent", {"agent": agent}, 10),
+        ("common 1-char", {"q": "好"}, 50),
+        # No target: a single character that no record contains reads the account.
+        ("absent 1-char", {"q": "龘"}, None),
+    ]
+    print()
+    print(f"{'case':<22} {'page':>5} {'matches':>10} {'plan':>6} {'p50 ms':>8} {'p95 ms':>8} {'target':>7} "
+          f"{'LIKE p50':>9} {'ratio':>7}")
+    results = []
+    for label, filters, target in cases:
+        matches = count_matches(account.pk, filters.get("q"), filters)
+        for depth in (1, 200):
+            cursor, page = cursor_at_page(account, depth, **filters) if depth > 1 else (None, 1)
+            if depth > 1 and page == 1:
+                continue
+
+            def search(cursor=cursor, filters=filters):
+                return records_search(account=account, after_cursor=cursor, **filters)
+
+            for _ in range(3 if target is not None else 1):
+                result = search()
+            samples = timed(search, args.runs if target is not None else args.baseline_runs)
+            after = cursor_decode(cursor) if cursor else None
+            sql, params = baseline_sql(account.pk, filters.get("q"), after, filters)
+
+            def plain(sql=sql, params=params):
+                with connection.cursor() as c:
+                    c.execute(sql, params)
+                    c.fetchall()
+
+            base = timed(plain, args.baseline_runs)
+            p50, p95, b50 = pct(samples, 0.5), pct(samples, 0.95), pct(base, 0.5)
+            met = "" if target is None else ("met" if p95 <= target else "MISSED")
+            shown = "-" if target is None else f"<={target}"
+            print(f"{label:<22} {page:>5} {matches:>10,} {result.plan:>6} {p50:>8.1f} {p95:>8.1f} "
+                  f"{shown:>7} {b50:>9.1f} {b50 / p50:>6.1f}x  {met}", flush=True)
+            results.append((label, page, target is None or p95 <= target))
+            if args.explain:
+                with CaptureQueriesContext(connection) as captured:
+                    search()
+                last = captured.captured_queries[-1]["sql"]
+                print(explain(last, None))
+            if filters.get("q") and len(filters["q"]) >= 2 and args.plans:
+                for plan in ("index", "scan"):
+                    forced = timed(lambda plan=plan, cursor=cursor, filters=filters: records_search(
+                        account=account, after_cursor=cursor, plan=plan, **filters), args.baseline_runs)
+                    print(f"{'':<22} {'':>5} {'':>10} {plan:>6} {pct(forced, 0.5):>8.1f} {pct(forced, 0.95):>8.1f}"
+                          "   (forced plan)", flush=True)
+    missed = [f"{label} page {page}" for label, page, ok in results if not ok]
+    print()
+    print("all targets met" if not missed else "targets missed: " + ", ".join(missed))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=10_000_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=40, help="timed runs per case")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="timed runs of the slow plain LIKE and forced plans")
+    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
+    parser.add_argument("--database", default="kfadmin_bench_search")
+    parser.add_argument("--reuse", action="store_true", help="reuse the database of an earlier run")
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    parser.add_argument("--explain", action="store_true", help="print EXPLAIN (ANALYZE, BUFFERS) of each case")
+    parser.add_argument("--no-plans", dest="plans", action="store_false", help="skip the forced-plan timings")
+    args = parser.parse_args()
+    if not args.database.startswith("kfadmin_bench"):
+        parser.error("the database name must start with kfadmin_bench (it is dropped)")
+
+    import psycopg
+
+    os.environ["DATABASE_URL"] = f"{args.server}/{args.database}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kfadmin.settings")
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+    if not args.reuse:
+        with psycopg.connect(f"{args.server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{args.database}"')
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    if not args.reuse:
+        call_command("migrate", verbosity=0)
+        print(f"loading {args.rows:,} records ...", flush=True)
+        began = time.perf_counter()
+        load(args)
+        print(f"loaded in {time.perf_counter() - began:.0f} s", flush=True)
+    try:
+        run_cases(args)
+    finally:
+        from django.db import connection
+
+        connection.close()
+        if args.drop:
+            with psycopg.connect(f"{args.server}/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    main()
