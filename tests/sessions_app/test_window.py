@@ -166,3 +166,31 @@ def test_bulk_touch_matches_single_touches(account):
 def test_bulk_touch_of_nothing_writes_nothing(account):
     assert customers_touch_bulk(account, []) == 0
     assert not Customer.objects.exists()
+
+
+def test_bulk_touch_matches_single_touches_for_customers_with_history(account):
+    # (last message counted, window expires, sends left) before the touch
+    states = {
+        "o_used_up": (T0, T0 + timedelta(hours=48), 0),
+        "o_expired": (T0 - timedelta(hours=60), T0 - timedelta(hours=12), 2),
+        "o_event_only": (None, T0 + timedelta(seconds=30), 3),
+        "o_fresh": (None, None, 0),
+    }
+    touches = [("o_used_up", T0), ("o_expired", T0 + timedelta(hours=1)),
+               ("o_event_only", T0), ("o_fresh", T0 + timedelta(minutes=5)),
+               ("o_used_up", T0 - timedelta(hours=1))]
+    other = OfficialAccountFactory()
+    for acc in (account, other):
+        for openid, (last_message, expires, left) in states.items():
+            CustomerFactory(official_account=acc, openid=openid, first_seen_at=T0 - timedelta(days=9),
+                            last_seen_at=T0 - timedelta(days=1), last_message_at=last_message,
+                            window_expires_at=expires, window_remaining=left)
+    customers_touch_bulk(account, touches)
+    for openid, at in touches:
+        customer_touch(other, openid, at, Touch.MESSAGE)
+    fields = ["openid", "first_seen_at", "last_seen_at", "last_message_at", "window_expires_at", "window_remaining"]
+    bulk = list(Customer.objects.filter(official_account=account).order_by("openid").values(*fields))
+    single = list(Customer.objects.filter(official_account=other).order_by("openid").values(*fields))
+    assert bulk == single
+    used_up = Customer.objects.get(official_account=account, openid="o_used_up")
+    assert used_up.window_remaining == 0  # an already-counted message never refills the budget
