@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import transaction
 from django.db.models import F
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from accounts.audit import audit_event_record
@@ -56,15 +56,15 @@ def send_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefu
     """Why WeChat would refuse one more message to `customer` now, or None."""
     state = customer_window_state(customer=customer, now=now)
     if state.expires_at is None or state.seconds_left <= 0:
-        return SendRefused(ERRCODE_WINDOW_CLOSED, explain(ERRCODE_WINDOW_CLOSED))
+        return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
     if state.remaining <= 0:
         if state.pending:
             return SendRefused(
                 ERRCODE_BUDGET_USED,
                 _("The messages already waiting to be sent use up the rest of this customer's budget. ")
-                + explain(ERRCODE_BUDGET_USED),
+                + _(explain(ERRCODE_BUDGET_USED)),
             )
-        return SendRefused(ERRCODE_BUDGET_USED, explain(ERRCODE_BUDGET_USED))
+        return SendRefused(ERRCODE_BUDGET_USED, _(explain(ERRCODE_BUDGET_USED)))
     return None
 
 
@@ -141,6 +141,9 @@ def _audit_delivery(outbound: OutboundMessage, *, ok: bool, errcode: int | None 
     )
 
 
+# What the task stores (OutboundMessage.error, audit messages) is kept in English, the
+# catalogue's source language; pages translate it for each viewer.
+@translation.override("en")
 def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
     """Send one queued message to WeChat. Returns None when another delivery already
     claimed it (or it is no longer queued). Raises WeChatRetryableError after putting
@@ -212,9 +215,9 @@ def _give_up_if_lost(outbound_id: int) -> None:
 def _delivery_refusal(customer: Customer) -> SendRefused | None:
     now = timezone.now()
     if customer.window_expires_at is None or customer.window_expires_at <= now:
-        return SendRefused(ERRCODE_WINDOW_CLOSED, explain(ERRCODE_WINDOW_CLOSED))
+        return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
     if customer.window_remaining <= 0:
-        return SendRefused(ERRCODE_BUDGET_USED, explain(ERRCODE_BUDGET_USED))
+        return SendRefused(ERRCODE_BUDGET_USED, _(explain(ERRCODE_BUDGET_USED)))
     return None
 
 
@@ -238,6 +241,7 @@ def _archive_sent(outbound: OutboundMessage, worker: str) -> None:
     )
 
 
+@translation.override("en")
 def outbound_give_up(*, outbound_id: int, error: WeChatError) -> OutboundMessage | None:
     """Retries are used up: the message failed for a transient reason."""
     outbound = (
@@ -260,7 +264,7 @@ def typing_refusal(*, customer: Customer, now: datetime | None = None) -> SendRe
     """Typing needs an open window and a customer interaction in the last 30 seconds."""
     state = customer_window_state(customer=customer, now=now)
     if state.expires_at is None or state.seconds_left <= 0 or customer.window_remaining <= 0:
-        return SendRefused(ERRCODE_WINDOW_CLOSED, explain(ERRCODE_WINDOW_CLOSED))
+        return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
     if not state.typing_allowed:
         return SendRefused(ERRCODE_NO_INTERACTION, explain(ERRCODE_NO_INTERACTION))
     return None

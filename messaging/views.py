@@ -25,6 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
+from accounts.services import wechat_error_message
 from kfadmin.wechat import WeChatError
 from messaging.forms import (
     HistoryFilterForm,
@@ -232,7 +233,8 @@ def typing(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
     try:
         typing_send(account=ctx.account, customer=customer, command=command, actor=request.user)
     except (SendRefused, WeChatError) as failure:
-        ok, note = False, failure.explanation
+        ok = False
+        note = failure.explanation if isinstance(failure, SendRefused) else wechat_error_message(failure)
     else:
         note = (
             _("The customer sees “typing…” for up to 15 seconds, or until your message arrives.")

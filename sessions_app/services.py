@@ -242,7 +242,7 @@ class SessionTransferIncomplete(Exception):
         ) % {
             "old": from_agent.kf_nick or from_agent.kf_account,
             "new": to_agent.kf_nick or to_agent.kf_account,
-            "reason": error.explanation,
+            "reason": _(error.explanation),
         }
         super().__init__(self.explanation)
 

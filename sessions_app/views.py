@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import trigger_client_event
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
+from accounts.services import wechat_error_message
 from kfadmin.wechat import WeChatError
 from sessions_app import selectors
 from sessions_app.forms import AssignForm, TransferForm
@@ -152,7 +153,7 @@ def assign(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
         except SessionNeedsConfirmation as needs:
             warnings = needs.warnings
         except WeChatError as failure:
-            error = failure.explanation
+            error = wechat_error_message(failure)
         else:
             messages.success(
                 request,
