@@ -1,0 +1,91 @@
+"""Settings come from the environment; a malformed value stops start-up with a sentence
+naming the variable."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from kfadmin import envconf
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """Load the settings in a fresh interpreter, as `manage.py` would."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    return subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "kfadmin.settings", **env},
+        capture_output=True, text=True, timeout=120,
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://root@localhost/kf"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:54x2/kfadmin"),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"),
+        ("CELERY_BROKER_URL", "kafka://broker:9092"),
+        ("WECHAT_API_BASE", "api.weixin.qq.com"),
+        ("WECHAT_TIMEOUT", "ten"),
+        ("WECHAT_TIMEOUT", "0"),
+        ("DEBUG", "maybe"),
+        ("SECRET_KEY", "short"),
+    ],
+)
+def test_a_malformed_variable_stops_start_up_naming_it(variable, value):
+    result = start({variable: value})
+    assert result.returncode != 0
+    assert "started" not in result.stdout
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "ImproperlyConfigured" in last_line and variable in last_line
+
+
+def test_secret_key_is_required_when_debug_is_off():
+    result = start({"DEBUG": "false", "SECRET_KEY": ""})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+
+
+def test_the_embedded_default_starts_with_no_environment():
+    result = start({})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
+
+
+def test_a_postgres_url_becomes_a_database_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://kf:p%40ss@db.internal:6543/kfadmin?sslmode=require")
+    entry = envconf.database_from_url("DATABASE_URL", "sqlite:///x", base_dir=tmp_path)
+    assert (entry["ENGINE"], entry["NAME"], entry["USER"], entry["PASSWORD"]) == (
+        "django.db.backends.postgresql", "kfadmin", "kf", "p@ss"
+    )
+    assert (entry["HOST"], entry["PORT"], entry["OPTIONS"]) == ("db.internal", "6543", {"sslmode": "require"})
+
+
+def test_a_relative_sqlite_url_lives_in_the_project(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "sqlite:///var/demo.sqlite3")
+    entry = envconf.database_from_url("DATABASE_URL", "sqlite:///x", base_dir=tmp_path)
+    assert entry["NAME"] == str(tmp_path / "var" / "demo.sqlite3")
+
+
+def test_a_development_secret_key_is_generated_once_and_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    keep = tmp_path / "secret_key"
+    first = envconf.secret_key("SECRET_KEY", debug=True, keep_file=keep)
+    assert len(first) >= 50 and keep.read_text() == first
+    assert envconf.secret_key("SECRET_KEY", debug=True, keep_file=keep) == first
+
+
+def test_lists_and_booleans_are_parsed(monkeypatch):
+    monkeypatch.setenv("ALLOWED_HOSTS", " kf.example.com, ,127.0.0.1 ")
+    monkeypatch.setenv("DEBUG", "Off")
+    assert envconf.env_list("ALLOWED_HOSTS", []) == ["kf.example.com", "127.0.0.1"]
+    assert envconf.env_bool("DEBUG", True) is False
+    monkeypatch.setenv("WECHAT_TIMEOUT", "-3")
+    with pytest.raises(ImproperlyConfigured, match="WECHAT_TIMEOUT must be at least 1"):
+        envconf.env_int("WECHAT_TIMEOUT", 10, minimum=1)
