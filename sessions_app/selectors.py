@@ -39,6 +39,20 @@ def _last_customer_text() -> Subquery:
 # A customer waiting longer than this is shown as waiting too long.
 LONG_WAIT = timedelta(minutes=5)
 
+# The queue and the sessions board show a customer by openid only. The board lists
+# every open session of the account (thousands), and each timestamp column costs a
+# few microseconds to parse per row (Django's psycopg 3 loader for timestamptz is
+# Python), so the customer's reply-window columns are not fetched for these lists.
+# Reading one of them later still works (Django loads it then, one query per row).
+_BOARD_CUSTOMER_DEFERRED = (
+    "customer__first_seen_at",
+    "customer__last_seen_at",
+    "customer__last_message_at",
+    "customer__window_expires_at",
+    "customer__window_remaining",
+    "customer__last_interaction_at",
+)
+
 
 def _with_durations(sessions: list[KfSession], since_field: str, now: datetime) -> list[KfSession]:
     """Attach `duration` (e.g. "12 min") and `waited_long` for display."""
@@ -56,6 +70,7 @@ def queue_waiting(*, account: OfficialAccount, now: datetime | None = None) -> l
     sessions = (
         KfSession.objects.filter(official_account=account, state=KfSession.State.WAITING)
         .select_related("customer")
+        .defer(*_BOARD_CUSTOMER_DEFERRED)
         .annotate(last_text=_last_customer_text())
         .order_by("created_at", "id")
     )
@@ -92,14 +107,18 @@ def sessions_by_agent(*, account: OfficialAccount, agent: Agent | None = None) -
     if agent is not None:
         agents = agents.filter(pk=agent.pk)
     groups = {a.pk: AgentLoad(agent=a, capacity=account.agent_capacity) for a in agents}
+    # Each session's agent is the group's (already loaded): not joined again per row.
     sessions = (
         KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN, agent_id__in=list(groups))
-        .select_related("customer", "agent")
+        .select_related("customer")
+        .defer(*_BOARD_CUSTOMER_DEFERRED)
         .annotate(last_text=_last_customer_text())
         .order_by("accepted_at", "id")
     )
     for session in _with_durations(list(sessions), "accepted_at", timezone.now()):
-        groups[session.agent_id].sessions.append(session)
+        group = groups[session.agent_id]
+        session.agent = group.agent
+        group.sessions.append(session)
     # Online agents first, then the busiest, so the supervisor sees who can take more.
     return sorted(
         groups.values(),
@@ -242,7 +261,10 @@ def customer_window_state(*, customer: Customer | None, now: datetime | None = N
 
 def queue_counts(*, account: OfficialAccount) -> dict[str, int]:
     """Numbers for the page header: waiting (local and WeChat's true total) and open."""
-    counts = KfSession.objects.filter(official_account=account).aggregate(
+    # Live sessions only: the closed history grows without bound, and with the state in
+    # the WHERE clause the (account, state, created_at) index reads just these rows.
+    live = (KfSession.State.WAITING, KfSession.State.OPEN)
+    counts = KfSession.objects.filter(official_account=account, state__in=live).aggregate(
         waiting=Count("id", filter=Q(state=KfSession.State.WAITING)),
         open=Count("id", filter=Q(state=KfSession.State.OPEN)),
     )
