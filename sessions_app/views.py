@@ -72,26 +72,32 @@ def safe_next(request: HttpRequest, default: str) -> str:
     return default
 
 
-def _board_context(ctx: AccountContext) -> dict:
+def _board_context(ctx: AccountContext, *, waiting: bool = True, groups: bool = True) -> dict:
+    """What the queue page shows; a polled fragment asks only for its own part, since
+    the open-sessions board is by far the costlier one to build."""
     only = ctx.agent if ctx.is_agent else None
-    return {
+    context = {
         "as_of": as_of(),
-        "waiting": list(selectors.queue_waiting(account=ctx.account)),
-        "groups": selectors.sessions_by_agent(account=ctx.account, agent=only) if (ctx.is_supervisor or only) else [],
         "counts": selectors.queue_counts(account=ctx.account),
         "now": timezone.now(),
     }
+    if waiting:
+        context["waiting"] = list(selectors.queue_waiting(account=ctx.account))
+    if groups:
+        show = ctx.is_supervisor or only
+        context["groups"] = selectors.sessions_by_agent(account=ctx.account, agent=only) if show else []
+    return context
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT)
 def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    context = _board_context(ctx)
     if request.htmx:
         if request.htmx.target == "open-sessions":
+            context = _board_context(ctx, waiting=False)
             return account_render(request, ctx, "sessions_app/_sessions.html", context)
-        return account_render(request, ctx, "sessions_app/_waiting.html", context)
-    return account_render(request, ctx, "sessions_app/queue.html", context)
+        return account_render(request, ctx, "sessions_app/_waiting.html", _board_context(ctx, groups=False))
+    return account_render(request, ctx, "sessions_app/queue.html", _board_context(ctx))
 
 
 # ------------------------------------------------------------------ actions

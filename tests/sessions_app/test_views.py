@@ -96,6 +96,20 @@ def test_the_sessions_fragment_is_served_to_htmx_polls(boss_client, account, emu
     assert "queue-waiting" not in body
 
 
+def test_each_polled_fragment_builds_only_its_own_list(boss_client, monkeypatch):
+    from sessions_app import selectors
+
+    def must_not_run(**kwargs):
+        raise AssertionError("this fragment does not show that list")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(selectors, "sessions_by_agent", must_not_run)
+        assert boss_client.get(QUEUE, **htmx("queue-waiting")).status_code == 200
+    with monkeypatch.context() as patch:
+        patch.setattr(selectors, "queue_waiting", must_not_run)
+        assert boss_client.get(QUEUE, **htmx("open-sessions")).status_code == 200
+
+
 def test_a_customer_who_just_arrived_shows_up_on_the_next_poll(boss_client, account, emulator):
     assert "o_late" not in boss_client.get(QUEUE, **htmx("queue-waiting")).content.decode()
     waiting_customer(account, openid="o_late")
