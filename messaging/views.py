@@ -122,8 +122,15 @@ def _composer_form(
 def _session_box_context(openid: str, customer: Customer | None) -> dict:
     """What the session and reply-window box shows, stamped with the time it was read
     (data-as-of, see static/js/fresh.js)."""
+    stamp = as_of()
+    if customer is not None:
+        # Read after the stamp: the caller's copy may predate a send the worker has
+        # delivered meanwhile, and a fresh stamp on stale data would win over the truth.
+        customer.refresh_from_db(
+            fields=["window_expires_at", "window_remaining", "last_message_at", "last_interaction_at"]
+        )
     return {
-        "as_of": as_of(),
+        "as_of": stamp,
         "openid": openid,
         "customer": customer,
         "live": session_selectors.live_session_for(customer=customer) if customer is not None else None,

@@ -192,6 +192,15 @@ def test_sending_queues_the_message_and_refreshes_the_timeline(boss_client, sess
     assert "您好" not in body  # a fresh composer
 
 
+def test_the_reply_window_box_refreshes_whenever_the_timeline_changes(boss_client, session):
+    # A send refreshes the timeline; a fast worker may have delivered it by then, so no
+    # status poll follows: the box must refresh on the same event to count the send.
+    body = boss_client.get(conversation_url(session)).content.decode()
+    box = body[body.index('<section id="conversation-session"'):]
+    trigger = box[box.index('hx-trigger="') + len('hx-trigger="'):]
+    assert "timelineChanged from:body" in trigger[: trigger.index('"')]
+
+
 def test_sending_without_htmx_redirects_to_the_message(boss_client, session, alice, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
         response = boss_client.post(send_url(session), {"msgtype": "image", "as_agent": alice.pk, "media_id": "M1"})
