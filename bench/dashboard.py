@@ -75,8 +75,6 @@ APPID = "wxbenchdashboard001"
 WECHAT_ID = "bench_oa"
 SUPERVISOR_USERNAME = "bench_supervisor"
 RECORDS = "messaging_messagerecord"
-RECORD_COLUMNS = "official_account_id, time, worker, openid, opercode, text, digest, seq, source, created_at"
-RECORD_TYPES = ["int8", "timestamptz", "text", "text", "int4", "text", "bytea", "int2", "text", "timestamptz"]
 
 P95_TARGET_MS = 30.0
 RATIO_TARGET = 0.25
@@ -141,47 +139,6 @@ def _record_rows(args, account_ids: tuple[int, int], openids: list[str], workers
                "sync", created)
 
 
-def _load_records(raw, rows, total: int) -> None:
-    """Binary COPY with the archive's indexes dropped, rebuilt afterwards (as a restore)."""
-    with raw.cursor() as cursor:
-        cursor.execute(
-            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
-            "WHERE conrelid = %s::regclass AND contype = 'u'",
-            [RECORDS],
-        )
-        constraints = cursor.fetchall()
-        cursor.execute(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname NOT IN "
-            "(SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass)",
-            [RECORDS, RECORDS],
-        )
-        indexes = cursor.fetchall()
-        for name, _ in constraints:
-            cursor.execute(f"ALTER TABLE {RECORDS} DROP CONSTRAINT {name}")
-        for name, _ in indexes:
-            cursor.execute(f"DROP INDEX {name}")
-        began = time.perf_counter()
-        done = 0
-        while done < total:
-            with raw.transaction(), cursor.copy(f"COPY {RECORDS} ({RECORD_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(RECORD_TYPES)
-                for row in rows:
-                    copy.write_row(row)
-                    done += 1
-                    if done % 1_000_000 == 0:
-                        break
-            print(f"  records: {done:,} ({done / (time.perf_counter() - began):,.0f}/s)", flush=True)
-        cursor.execute("SET maintenance_work_mem = '1GB'")
-        for name, definition in constraints:
-            started = time.perf_counter()
-            cursor.execute(f"ALTER TABLE {RECORDS} ADD CONSTRAINT {name} {definition}")
-            print(f"  built {name} in {time.perf_counter() - started:.0f} s", flush=True)
-        for name, definition in indexes:
-            started = time.perf_counter()
-            cursor.execute(definition)
-            print(f"  built {name} in {time.perf_counter() - started:.0f} s", flush=True)
-
-
 def _copy(raw, table: str, columns: list[str], types: list[str], rows) -> None:
     with raw.cursor() as cursor, raw.transaction():
         with cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -197,6 +154,7 @@ def build(args) -> None:
     from django.db import connection
 
     from accounts.models import Agent, Membership, OfficialAccount, SyncState
+    from bench.search import copy_into_archive
 
     rng = random.Random(args.seed)
     now = datetime.now(tz=UTC)
@@ -299,7 +257,7 @@ def build(args) -> None:
 
     began = time.perf_counter()
     workers = [a.kf_account for a in agents]
-    _load_records(raw, _record_rows(args, (main.pk, other.pk), openids, workers, end), args.records)
+    copy_into_archive(raw, _record_rows(args, (main.pk, other.pk), openids, workers, end), args.records)
     print(f"  archive: {args.records:,} records in {time.perf_counter() - began:.0f} s", flush=True)
     began = time.perf_counter()
     with raw.cursor() as cursor:
