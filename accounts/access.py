@@ -17,6 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.functional import SimpleLazyObject
 
 from accounts.models import Agent, Membership, OfficialAccount
 
@@ -76,6 +77,23 @@ def _context_for(user, account: OfficialAccount) -> AccountContext | None:
     return None
 
 
+def _context_for_id(user, account_id: int) -> AccountContext | None:
+    """The context for the account kept in the session: account, role and agent in one
+    query, since every page and every poll asks for it."""
+    membership = (
+        Membership.objects.filter(user=user, official_account_id=account_id, official_account__is_active=True)
+        .select_related("official_account", "agent")
+        .first()
+    )
+    if membership is not None:
+        agent = membership.agent if membership.role == AGENT else None
+        return AccountContext(account=membership.official_account, role=membership.role, agent=agent)
+    if user.is_superuser:
+        account = OfficialAccount.objects.filter(pk=account_id, is_active=True).first()
+        return AccountContext(account=account, role=SUPERVISOR) if account is not None else None
+    return None
+
+
 def current_context(request: HttpRequest) -> AccountContext | None:
     """The account the user is working on, falling back to the first they may open."""
     cached = getattr(request, "_kf_context", None)
@@ -84,15 +102,14 @@ def current_context(request: HttpRequest) -> AccountContext | None:
     user = request.user
     if not user.is_authenticated:
         return None
-    allowed = accounts_for_user(user)
     account_id = request.session.get(SESSION_KEY)
-    account = allowed.filter(pk=account_id).first() if account_id else None
-    if account is None:
-        account = allowed.first()
+    context = _context_for_id(user, account_id) if isinstance(account_id, int) else None
+    if context is None:
+        account = accounts_for_user(user).first()
         if account is None:
             return None
         request.session[SESSION_KEY] = account.pk
-    context = _context_for(user, account)
+        context = _context_for(user, account)
     request._kf_context = context
     return context
 
@@ -135,7 +152,9 @@ def header_context(request: HttpRequest) -> dict:
     """Template context for the header: the account switcher and the user's role."""
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
+    user = request.user
     return {
         "kf_ctx": current_context(request),
-        "kf_accounts": list(accounts_for_user(request.user).only("id", "name")),
+        # Read only by the page header: a fragment rendered with this context never asks.
+        "kf_accounts": SimpleLazyObject(lambda: list(accounts_for_user(user).only("id", "name"))),
     }
