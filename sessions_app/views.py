@@ -72,32 +72,38 @@ def safe_next(request: HttpRequest, default: str) -> str:
     return default
 
 
-def _board_context(ctx: AccountContext, *, waiting: bool = True, groups: bool = True) -> dict:
+def selected_agent_id(request: HttpRequest) -> int | None:
+    """The agent whose sessions a large board lists (`?agent=`); None if not a number."""
+    raw = request.GET.get("agent", "")
+    return int(raw) if raw.isdigit() and len(raw) < 19 else None
+
+
+def _board_context(ctx: AccountContext, *, waiting: bool = True, board: bool = True, selected_id: int | None = None) -> dict:
     """What the queue page shows; a polled fragment asks only for its own part, since
     the open-sessions board is by far the costlier one to build."""
     only = ctx.agent if ctx.is_agent else None
-    context = {
-        "as_of": as_of(),
-        "counts": selectors.queue_counts(account=ctx.account),
-        "now": timezone.now(),
-    }
+    context = {"as_of": as_of(), "now": timezone.now()}
     if waiting:
+        context["counts"] = selectors.queue_counts(account=ctx.account)
         context["waiting"] = list(selectors.queue_waiting(account=ctx.account))
-    if groups:
+    if board:
         show = ctx.is_supervisor or only
-        context["groups"] = selectors.sessions_by_agent(account=ctx.account, agent=only) if show else []
+        context["board"] = (
+            selectors.sessions_board(account=ctx.account, agent=only, selected_id=selected_id) if show else None
+        )
     return context
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT)
 def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    selected_id = selected_agent_id(request)
+    if request.htmx and request.htmx.target == "open-sessions":
+        context = _board_context(ctx, waiting=False, selected_id=selected_id)
+        return account_render(request, ctx, "sessions_app/_sessions.html", context)
     if request.htmx:
-        if request.htmx.target == "open-sessions":
-            context = _board_context(ctx, waiting=False)
-            return account_render(request, ctx, "sessions_app/_sessions.html", context)
-        return account_render(request, ctx, "sessions_app/_waiting.html", _board_context(ctx, groups=False))
-    return account_render(request, ctx, "sessions_app/queue.html", _board_context(ctx))
+        return account_render(request, ctx, "sessions_app/_waiting.html", _board_context(ctx, board=False))
+    return account_render(request, ctx, "sessions_app/queue.html", _board_context(ctx, selected_id=selected_id))
 
 
 # ------------------------------------------------------------------ actions

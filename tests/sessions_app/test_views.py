@@ -70,6 +70,90 @@ def test_the_queue_groups_open_sessions_by_agent_with_their_load(boss_client, ac
     assert "where is my parcel" in body
 
 
+def many_sessions(account, agents: list, per_agent: int) -> None:
+    """Open sessions in kfadmin's copy only (the board reads nothing else)."""
+    for agent in agents:
+        for _ in range(per_agent):
+            served_customer(account, agent, archived=False)
+
+
+def test_a_large_board_lists_one_line_per_agent_and_no_sessions(boss_client, account, monkeypatch):
+    from sessions_app import selectors
+
+    monkeypatch.setattr(selectors, "BOARD_LIST_ALL_UP_TO", 3)
+    alice = AgentFactory(official_account=account, kf_nick="Alice", online_status=1)
+    bob = AgentFactory(official_account=account, kf_nick="Bob", online_status=1)
+    AgentFactory(official_account=account, kf_nick="Idle Ivy", online_status=0)
+    many_sessions(account, [alice, bob], 2)
+
+    body = boss_client.get(QUEUE, **htmx("open-sessions")).content.decode()
+
+    assert "Alice" in body and "Bob" in body and "2 of 3" in body
+    assert "session-close-" not in body  # folded: nobody's sessions listed
+    assert "Choose an agent to list their sessions." in body
+    assert "Idle Ivy" not in body and "1 offline agent holds no session." in body
+    assert f'href="{QUEUE}?agent={alice.pk}"' in body
+
+
+def test_picking_an_agent_lists_their_sessions_and_the_poll_keeps_the_choice(boss_client, account, monkeypatch):
+    from sessions_app import selectors
+
+    monkeypatch.setattr(selectors, "BOARD_LIST_ALL_UP_TO", 3)
+    alice = AgentFactory(official_account=account, kf_nick="Alice", online_status=1)
+    bob = AgentFactory(official_account=account, kf_nick="Bob", online_status=1)
+    many_sessions(account, [alice, bob], 2)
+    alices = KfSession.objects.filter(agent=alice).select_related("customer")
+    bobs = KfSession.objects.filter(agent=bob).select_related("customer")
+
+    body = boss_client.get(f"{QUEUE}?agent={alice.pk}", **htmx("open-sessions")).content.decode()
+
+    assert all(s.customer.openid in body for s in alices)
+    assert not any(s.customer.openid in body for s in bobs)
+    assert f'hx-get="{QUEUE}?agent={alice.pk}" hx-trigger="every 5s' in body
+    assert 'aria-expanded="true"' in body
+    # The whole page at that URL (a reload, a shared link) shows the same choice.
+    page = boss_client.get(f"{QUEUE}?agent={alice.pk}").content.decode()
+    assert all(s.customer.openid in page for s in alices)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "99999999", "1" * 40])
+def test_a_bad_or_unknown_agent_choice_shows_the_folded_board(boss_client, account, monkeypatch, value):
+    from sessions_app import selectors
+
+    monkeypatch.setattr(selectors, "BOARD_LIST_ALL_UP_TO", 1)
+    alice = AgentFactory(official_account=account, kf_nick="Alice", online_status=1)
+    many_sessions(account, [alice], 2)
+    response = boss_client.get(f"{QUEUE}?agent={value}", **htmx("open-sessions"))
+    assert response.status_code == 200
+    assert "Alice" in response.content.decode() and "session-close-" not in response.content.decode()
+
+
+def test_another_accounts_agent_cannot_be_picked(boss_client, account, monkeypatch):
+    from sessions_app import selectors
+
+    monkeypatch.setattr(selectors, "BOARD_LIST_ALL_UP_TO", 1)
+    other = OfficialAccountFactory()
+    stranger = AgentFactory(official_account=other, online_status=1)
+    many_sessions(other, [stranger], 2)
+    many_sessions(account, [AgentFactory(official_account=account, online_status=1)], 2)
+    body = boss_client.get(f"{QUEUE}?agent={stranger.pk}", **htmx("open-sessions")).content.decode()
+    assert stranger.kf_account not in body
+    assert not any(s.customer.openid in body for s in KfSession.objects.filter(agent=stranger))
+
+
+def test_an_agent_always_sees_all_of_their_own_sessions(client, account, monkeypatch):
+    from sessions_app import selectors
+
+    monkeypatch.setattr(selectors, "BOARD_LIST_ALL_UP_TO", 1)
+    alice = AgentFactory(official_account=account, kf_nick="Alice", online_status=1)
+    bob = AgentFactory(official_account=account, kf_nick="Bob", online_status=1)
+    many_sessions(account, [alice, bob], 2)
+    login(client, agent_user(account, agent=alice))
+    body = client.get(f"{QUEUE}?agent={bob.pk}", **htmx("open-sessions")).content.decode()
+    assert all(s.customer.openid in body for s in KfSession.objects.filter(agent=alice).select_related("customer"))
+    assert "Bob" not in body
+
+
 def test_an_empty_queue_says_what_happens_next(boss_client):
     body = boss_client.get(QUEUE).content.decode()
     assert "Nobody is waiting" in body
@@ -103,7 +187,7 @@ def test_each_polled_fragment_builds_only_its_own_list(boss_client, monkeypatch)
         raise AssertionError("this fragment does not show that list")
 
     with monkeypatch.context() as patch:
-        patch.setattr(selectors, "sessions_by_agent", must_not_run)
+        patch.setattr(selectors, "sessions_board", must_not_run)
         assert boss_client.get(QUEUE, **htmx("queue-waiting")).status_code == 200
     with monkeypatch.context() as patch:
         patch.setattr(selectors, "queue_waiting", must_not_run)
