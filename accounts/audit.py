@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from accounts.live import live_changed
 from accounts.models import AuditEvent, OfficialAccount
 
 _SECRET_KEYS = {"secret", "password", "access_token", "callback_token", "encoding_aes_key"}
@@ -23,6 +24,9 @@ def audit_event_record(
     """Record who did what. `actor` is a user, or None for the system (sync, tasks)."""
     clean = {k: ("•••" if k in _SECRET_KEYS else v) for k, v in (params or {}).items()}
     is_user = actor is not None and getattr(actor, "is_authenticated", False)
+    if official_account is not None:
+        # The account's live regions must show this change on their next refresh.
+        live_changed(account_id=official_account.pk)
     return AuditEvent.objects.create(
         actor=actor if is_user else None,
         actor_label=actor.get_username() if is_user else "system",

@@ -124,6 +124,18 @@ def broker_url(name: str, default: str) -> str:
     return raw
 
 
+def cache_from_url(name: str, default: str) -> dict:
+    """A CACHES entry: `redis://host:port/db` shares the cache between processes;
+    `locmem://` (or nothing) keeps one in each process."""
+    raw = os.environ.get(name, default).strip()
+    scheme = urlsplit(raw).scheme.lower()
+    if raw in ("", "locmem://"):
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if scheme in ("redis", "rediss") and urlsplit(raw).hostname:
+        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw}
+    raise ImproperlyConfigured(f"{name} must be a redis:// URL or locmem://, not {raw!r}.")
+
+
 def secret_key(name: str, *, debug: bool, keep_file: Path) -> str:
     """SECRET_KEY from the environment; in development, generated once and kept locally."""
     raw = os.environ.get(name, "").strip()

@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from kfadmin.envconf import (
     broker_url,
+    cache_from_url,
     database_from_url,
     env_bool,
     env_http_url,
@@ -110,6 +111,16 @@ WHITENOISE_USE_FINDERS = True  # serve from the app folders too, so development 
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 
+# A shared cache (Redis) in production: sessions are read from it instead of the
+# database on every request, and every process serves the same cached fragments.
+CACHES = {"default": cache_from_url("CACHE_URL", "")}
+SHARED_CACHE = CACHES["default"]["BACKEND"].endswith("RedisCache")
+SESSION_ENGINE = (
+    "django.contrib.sessions.backends.cached_db" if SHARED_CACHE else "django.contrib.sessions.backends.db"
+)
+# How long a polled fragment (overview, queue, sessions board) is reused for other
+# viewers of the same thing; 0 renders every poll (accounts/live.py).
+FRAGMENT_CACHE_SECONDS = env_int("FRAGMENT_CACHE_SECONDS", 2, minimum=0)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)

@@ -5,6 +5,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
 from accounts.access import AccountContext, account_view
+from accounts.live import fragment_cached
 from accounts.selectors import overview_get
 from accounts.views import respond
 
@@ -13,8 +14,12 @@ from accounts.views import respond
 @account_view()
 def home(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     """The live numbers of the current official account; the page polls its fragment."""
-    context = {"overview": overview_get(account=ctx.account), "nav": "home"}
-    return respond(request, ctx, "core/home.html", "core/_overview.html", context)
+
+    def build() -> HttpResponse:
+        context = {"overview": overview_get(account=ctx.account), "nav": "home"}
+        return respond(request, ctx, "core/home.html", "core/_overview.html", context)
+
+    return fragment_cached(request, ctx, "overview", build)
 
 
 @login_not_required

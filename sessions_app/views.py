@@ -24,6 +24,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from django_htmx.http import trigger_client_event
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
+from accounts.live import fragment_cached
 from accounts.services import wechat_error_message
 from kfadmin.wechat import WeChatError
 from sessions_app import selectors
@@ -99,10 +100,19 @@ def _board_context(ctx: AccountContext, *, waiting: bool = True, board: bool = T
 def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     selected_id = selected_agent_id(request)
     if request.htmx and request.htmx.target == "open-sessions":
-        context = _board_context(ctx, waiting=False, selected_id=selected_id)
-        return account_render(request, ctx, "sessions_app/_sessions.html", context)
+
+        def build() -> HttpResponse:
+            context = _board_context(ctx, waiting=False, selected_id=selected_id)
+            return account_render(request, ctx, "sessions_app/_sessions.html", context)
+
+        return fragment_cached(request, ctx, "open-sessions", build, options=str(selected_id or ""))
     if request.htmx:
-        return account_render(request, ctx, "sessions_app/_waiting.html", _board_context(ctx, board=False))
+
+        def build() -> HttpResponse:
+            context = _board_context(ctx, board=False)
+            return account_render(request, ctx, "sessions_app/_waiting.html", context)
+
+        return fragment_cached(request, ctx, "queue-waiting", build)
     return account_render(request, ctx, "sessions_app/queue.html", _board_context(ctx, selected_id=selected_id))
 
 

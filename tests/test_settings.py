@@ -14,11 +14,11 @@ from kfadmin import envconf
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def start(env: dict[str, str]) -> subprocess.CompletedProcess:
-    """Load the settings in a fresh interpreter, as `manage.py` would."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+def start(env: dict[str, str], show: str = "'started'") -> subprocess.CompletedProcess:
+    """Load the settings in a fresh interpreter, as `manage.py` would, and print `show`."""
+    clean = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL")}
     return subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); print('started')"],
+        [sys.executable, "-c", f"import django; django.setup(); from django.conf import settings; print({show})"],
         cwd=ROOT, env={**clean, "DJANGO_SETTINGS_MODULE": "kfadmin.settings", **env},
         capture_output=True, text=True, timeout=120,
     )
@@ -31,6 +31,9 @@ def start(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:54x2/kfadmin"),
         ("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/"),
         ("CELERY_BROKER_URL", "kafka://broker:9092"),
+        ("CACHE_URL", "memcached://127.0.0.1:11211"),
+        ("CACHE_URL", "redis://"),
+        ("FRAGMENT_CACHE_SECONDS", "-1"),
         ("WECHAT_API_BASE", "api.weixin.qq.com"),
         ("WECHAT_TIMEOUT", "ten"),
         ("WECHAT_TIMEOUT", "0"),
@@ -89,3 +92,20 @@ def test_lists_and_booleans_are_parsed(monkeypatch):
     monkeypatch.setenv("WECHAT_TIMEOUT", "-3")
     with pytest.raises(ImproperlyConfigured, match="WECHAT_TIMEOUT must be at least 1"):
         envconf.env_int("WECHAT_TIMEOUT", 10, minimum=1)
+
+
+def test_a_redis_cache_url_shares_the_cache_and_sessions_use_it(monkeypatch):
+    monkeypatch.setenv("CACHE_URL", "redis://127.0.0.1:6379/3")
+    entry = envconf.cache_from_url("CACHE_URL", "")
+    assert entry == {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/3"}
+    result = start({"CACHE_URL": "redis://127.0.0.1:6379/3"}, show="settings.SESSION_ENGINE")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.contrib.sessions.backends.cached_db"
+
+
+def test_no_cache_url_keeps_a_cache_in_each_process(monkeypatch):
+    monkeypatch.delenv("CACHE_URL", raising=False)
+    assert envconf.cache_from_url("CACHE_URL", "")["BACKEND"].endswith("LocMemCache")
+    # Sessions then stay in the database, which every process shares.
+    result = start({}, show="settings.SESSION_ENGINE")
+    assert result.stdout.strip() == "django.contrib.sessions.backends.db"

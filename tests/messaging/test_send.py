@@ -20,7 +20,7 @@ from messaging.services import (
     typing_send,
 )
 from sessions_app.models import Customer
-from tests.sessions_app.test_views_support import emulated_agent, waiting_customer, wired_account
+from tests.sessions_app.test_views_support import emulated_agent, enqueued, waiting_customer, wired_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
@@ -50,7 +50,7 @@ def send_calls(emulator):
 def queue_and_deliver(django_capture_on_commit_callbacks, **kwargs):
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         outbound = outbound_queue(**kwargs)
-    assert len(callbacks) == 1  # the task is enqueued once the row is committed
+    assert len(enqueued(callbacks)) == 1  # the task is enqueued once the row is committed
     return outbound_deliver(outbound_id=outbound.pk)
 
 

@@ -16,6 +16,7 @@ from tests.factories import AgentFactory, agent_user, auditor, outsider
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
+    enqueued,
     htmx,
     served_customer,
     triggered,
@@ -184,7 +185,7 @@ def test_sending_queues_the_message_and_refreshes_the_timeline(boss_client, sess
 
     assert response.status_code == 200
     assert "timelineChanged" in triggered(response)
-    assert len(callbacks) == 1
+    assert len(enqueued(callbacks)) == 1
     outbound = OutboundMessage.objects.get()
     assert (outbound.msgtype, outbound.payload, outbound.agent, outbound.status) == ("text", {"content": "您好"}, alice, "queued")
     body = response.content.decode()
