@@ -39,7 +39,7 @@ from django.utils import translation
 from accounts.access import AccountContext
 
 _VERSION_KEY = "kfadmin:live:version:{account_id}"
-_FRAGMENT_KEY = "kfadmin:live:fragment:{name}:{account_id}:{version}:{variant}:{language}"
+_FRAGMENT_KEY = "kfadmin:live:fragment:{name}:{account_id}:{variant}:{language}"
 # Response headers worth keeping with the cached body (the rest Django adds anew).
 _KEPT_HEADERS = ("Content-Type", "Vary")
 
@@ -95,16 +95,19 @@ def fragment_cached(
     # Pending flash messages ride along with the fragment: render them for this user.
     if seconds <= 0 or not _is_poll(request) or len(messages.get_messages(request)):
         return build()
+    version_key = _VERSION_KEY.format(account_id=ctx.account.pk)
     key = _FRAGMENT_KEY.format(
         name=name,
         account_id=ctx.account.pk,
-        version=live_version(account_id=ctx.account.pk),
         variant=f"{ctx.role}.{ctx.agent.pk if ctx.agent else ''}.{options}",
         language=translation.get_language(),
     )
-    stored = cache.get(key)
-    if stored is not None:
-        content, headers = stored
+    # One round trip for both: the copy is good only if made at the current version.
+    found = cache.get_many([version_key, key])
+    version = found.get(version_key, 0)
+    stored = found.get(key)
+    if stored is not None and stored[0] == version:
+        _, content, headers = stored
         response = HttpResponse(content)
         for header, value in headers:
             response[header] = value
@@ -112,5 +115,5 @@ def fragment_cached(
     response = build()
     if _cacheable(request, response):
         headers = [(h, response[h]) for h in _KEPT_HEADERS if response.has_header(h)]
-        cache.set(key, (response.content, headers), seconds)
+        cache.set(key, (version, response.content, headers), seconds)
     return response

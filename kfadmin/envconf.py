@@ -132,7 +132,7 @@ def cache_from_url(name: str, default: str) -> dict:
     if raw in ("", "locmem://"):
         return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     if scheme in ("redis", "rediss") and urlsplit(raw).hostname:
-        return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": raw}
+        return {"BACKEND": "kfadmin.cache.RedisCache", "LOCATION": raw}
     raise ImproperlyConfigured(f"{name} must be a redis:// URL or locmem://, not {raw!r}.")
 
 

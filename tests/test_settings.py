@@ -97,7 +97,7 @@ def test_lists_and_booleans_are_parsed(monkeypatch):
 def test_a_redis_cache_url_shares_the_cache_and_sessions_use_it(monkeypatch):
     monkeypatch.setenv("CACHE_URL", "redis://127.0.0.1:6379/3")
     entry = envconf.cache_from_url("CACHE_URL", "")
-    assert entry == {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:6379/3"}
+    assert entry == {"BACKEND": "kfadmin.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/3"}
     result = start({"CACHE_URL": "redis://127.0.0.1:6379/3"}, show="settings.SESSION_ENGINE")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "django.contrib.sessions.backends.cached_db"
