@@ -47,6 +47,7 @@ view's requests/s.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import random
@@ -362,9 +363,15 @@ class Endpoint:
     label: str
     path: str
     marker: bytes  # must be in every answer's body
-    kind: str  # "trivial", "floor" (reference, no target), "polled" or "page" (no target)
-    user: str | None = None  # None: no session
+    kind: str  # "trivial", "floor" (reference, no target), "polled", "uncached" (reference) or "page" (no target)
+    user: str | tuple[str, ...] | None = None  # None: no session; several: one per client, in turn
     hx_target: str | None = None  # for htmx requests: the polled element's id
+
+    @property
+    def users(self) -> tuple[str, ...]:
+        if self.user is None:
+            return ()
+        return (self.user,) if isinstance(self.user, str) else self.user
 
     def headers(self, host: str, port: int, cookie: str | None) -> dict[str, str]:
         out = {}
@@ -412,13 +419,14 @@ def _cpu_ticks() -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def run_load(host: str, port: int, endpoint: Endpoint, cookie: str | None, *, clients: int, seconds: float,
+def run_load(host: str, port: int, endpoint: Endpoint, cookies: list[str | None], *, clients: int, seconds: float,
              max_requests: int, warmup: float) -> Result:
     """`clients` threads, each sending one request after the other, until `seconds`
-    have passed or `max_requests` were sent; a warm-up of the same shape first."""
-    request = request_bytes(host, port, "GET", endpoint.path, endpoint.headers(host, port, cookie))
+    have passed or `max_requests` were sent; a warm-up of the same shape first.
+    Client i sends the session cookie `cookies[i % len(cookies)]`."""
+    requests = [request_bytes(host, port, "GET", endpoint.path, endpoint.headers(host, port, c)) for c in cookies]
 
-    def one(result: Result, lock: threading.Lock) -> None:
+    def one(result: Result, lock: threading.Lock, request: bytes) -> None:
         began = time.perf_counter()
         problem = None
         try:
@@ -448,12 +456,13 @@ def run_load(host: str, port: int, endpoint: Endpoint, cookie: str | None, *, cl
         start = threading.Barrier(clients + 1)
         deadline = [0.0]
 
-        def worker() -> None:
+        def worker(request: bytes) -> None:
             start.wait()
             while time.perf_counter() < deadline[0] and next(counter) < budget:
-                one(result, lock)
+                one(result, lock, request)
 
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(clients)]
+        threads = [threading.Thread(target=worker, args=(requests[i % len(requests)],), daemon=True)
+                   for i in range(clients)]
         for thread in threads:
             thread.start()
         busy0, total0 = _cpu_ticks()
@@ -485,7 +494,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(args, database_url: str, port: int, log) -> subprocess.Popen:
+def start_gunicorn(args, database_url: str, port: int, log, *, fragment_cache: float) -> subprocess.Popen:
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -493,6 +502,9 @@ def start_gunicorn(args, database_url: str, port: int, log) -> subprocess.Popen:
         "SECRET_KEY": BENCH_SECRET_KEY,
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
+        # As in production: a cache shared by the workers (sessions, polled fragments).
+        "CACHE_URL": args.cache_url,
+        "FRAGMENT_CACHE_SECONDS": f"{fragment_cache:g}",
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     command = [sys.executable, "-m", "gunicorn", "kfadmin.wsgi", "-w", str(args.workers),
@@ -584,10 +596,18 @@ def endpoints(args) -> tuple[list[Endpoint], dict]:
         KfSession.objects.filter(agent=agent, state=KfSession.State.OPEN).select_related("customer")
         .order_by("accepted_at", "id").first()
     )
+    # Eight agents with typical loads, one per client: each polls only their own board,
+    # which nobody else sees, so the shared cache cannot help (the realistic case).
+    typical = sorted(agents, key=lambda a: (abs(a.open - mean), a.kf_account))[: args.clients]
+    agent_names = tuple(
+        Membership.objects.filter(official_account=account, agent__in=typical)
+        .order_by("agent__kf_account").values_list("user__username", flat=True)
+    )
     facts = {
         "account": account,
         "agent": agent,
         "agent_username": member.user.username,
+        "agent_usernames": agent_names,
         "agent_sessions": agent.open,
         "customer": session.customer.openid,
         "open": KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN).count(),
@@ -600,12 +620,16 @@ def endpoints(args) -> tuple[list[Endpoint], dict]:
     return [
         Endpoint("trivial /healthz", "/healthz", b'"ok"', "trivial"),
         # An account fragment that reads nothing: the fixed cost of every polled fragment
-        # (session, user, account and role, the header's account list).
+        # (session, user, account and role).
         Endpoint("floor /queue/panel/", "/queue/panel/", b'id="action-panel"', "floor", sup, "action-panel"),
         Endpoint("overview #overview", "/", b'id="overview"', "polled", sup, "overview"),
         Endpoint("queue #queue-waiting", "/queue/", b'id="queue-waiting"', "polled", sup, "queue-waiting"),
         Endpoint("queue #open-sessions", "/queue/", b'id="open-sessions"', "polled", sup, "open-sessions"),
+        Endpoint("queue #open-sessions ?agent", f"/queue/?agent={agent.pk}", b'id="open-sessions"', "polled", sup,
+                 "open-sessions"),
         Endpoint("agent #open-sessions", "/queue/", b'id="open-sessions"', "polled", ag, "open-sessions"),
+        Endpoint(f"{len(agent_names)} agents #open-sessions", "/queue/", b'id="open-sessions"', "polled", agent_names,
+                 "open-sessions"),
         Endpoint("agent #timeline", conversation, b'id="timeline"', "polled", ag, "timeline"),
         Endpoint(f"history q={args.query}", history, b"<mark>", "page", sup),
     ], facts
@@ -621,6 +645,38 @@ def refresh_sync_state() -> None:
     SyncState.objects.filter(official_account__appid=APPID).update(last_started_at=now, last_success_at=now)
 
 
+def run_phase(args, database_url: str, host: str, plan: list[Endpoint], *, fragment_cache: float) -> list[Result]:
+    """Start gunicorn with the given fragment cache (the shared cache emptied first),
+    log everyone in through the login form, and load each endpoint in turn."""
+    import redis
+    from django.db import connection
+
+    redis.Redis.from_url(args.cache_url).flushdb()
+    port = free_port()
+    results = []
+    process = None
+    with tempfile.TemporaryFile() as log:
+        try:
+            process = start_gunicorn(args, database_url, port, log, fragment_cache=fragment_cache)
+            cookies = {name: login(host, port, name) for name in sorted({n for e in plan for n in e.users})}
+            for endpoint in plan:
+                refresh_sync_state()
+                connection.close()
+                jar = [cookies[n] for n in endpoint.users] or [None]
+                result = run_load(host, port, endpoint, jar, clients=args.clients, seconds=args.seconds,
+                                  max_requests=args.max_requests, warmup=args.warmup)
+                results.append(result)
+                print(f"  {endpoint.label:<38} {result.requests:>7,} requests  {result.errors} errors  "
+                      f"p95 {result.pct(0.95):7.1f} ms  {result.rate:8,.0f}/s", flush=True)
+        finally:
+            stop_gunicorn(process)
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip()
+            if tail and (process is None or process.returncode not in (0, None) or args.verbose):
+                print("gunicorn said:\n" + tail[-4000:])
+    return results
+
+
 def measure(args, database_url: str) -> bool:
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -633,47 +689,40 @@ def measure(args, database_url: str) -> bool:
           f"{facts['waiting']} waiting; agent {facts['agent'].kf_account} holds {facts['agent_sessions']} sessions")
 
     User = get_user_model()
-    users = {u.username: u for u in User.objects.filter(username__in=[SUPERVISOR_USERNAME, facts["agent_username"]])}
+    names = {n for e in targets for n in e.users}
+    users = {u.username: u for u in User.objects.filter(username__in=names)}
     refresh_sync_state()
     profiles = {}
     for endpoint in targets:
-        user = users.get(endpoint.user) if endpoint.user else None
-        profiles[endpoint.label] = profile(endpoint, user)
+        # In this process the fragment cache is off: the full work of one request.
+        profiles[endpoint.label] = profile(endpoint, users[endpoint.users[0]] if endpoint.users else None)
     connection.close()
 
-    host, port = "127.0.0.1", free_port()
+    host = "127.0.0.1"
     sys.setswitchinterval(0.0005)  # client threads wake promptly: latencies are not GIL waits
     busy0, total0 = _cpu_ticks()
     time.sleep(2)
     busy1, total1 = _cpu_ticks()
     idle_busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
-    print(f"gunicorn kfadmin.wsgi -w {args.workers} on {host}:{port}; {args.clients} clients, "
+    print(f"gunicorn kfadmin.wsgi -w {args.workers}; {args.clients} clients, "
           f"{args.seconds:g} s or {args.max_requests:,} requests per endpoint after {args.warmup:g} s warm-up; "
-          f"CPU busy before the run: {idle_busy:.0%}", flush=True)
+          f"cache {args.cache_url}; CPU busy before the run: {idle_busy:.0%}", flush=True)
     if idle_busy > 0.2:
         print("  warning: something else is using the CPU; the figures will be low and noisy", flush=True)
     results: list[Result] = []
-    process = None
-    with tempfile.TemporaryFile() as log:
-        try:
-            process = start_gunicorn(args, database_url, port, log)
-            cookies = {SUPERVISOR_USERNAME: login(host, port, SUPERVISOR_USERNAME),
-                       facts["agent_username"]: login(host, port, facts["agent_username"])}
-            plan = [targets[0], *targets[1:], targets[0]]
-            for endpoint in plan:
-                refresh_sync_state()
-                connection.close()
-                result = run_load(host, port, endpoint, cookies.get(endpoint.user), clients=args.clients,
-                                  seconds=args.seconds, max_requests=args.max_requests, warmup=args.warmup)
-                results.append(result)
-                print(f"  {endpoint.label:<24} {result.requests:>7,} requests  {result.errors} errors  "
-                      f"p95 {result.pct(0.95):7.1f} ms  {result.rate:8,.0f}/s", flush=True)
-        finally:
-            stop_gunicorn(process)
-            log.seek(0)
-            tail = log.read().decode(errors="replace").strip()
-            if tail and (process is None or process.returncode not in (0, None) or args.verbose):
-                print("gunicorn said:\n" + tail[-4000:])
+    # The product as configured (polled fragments cached for --fragment-cache seconds),
+    # then the polled fragments again with the cache off: what each poll costs when
+    # nobody else just asked for the same thing.
+    phases = [(args.fragment_cache, [targets[0], *targets[1:], targets[0]])]
+    if args.fragment_cache > 0 and not args.skip_uncached:
+        uncached = [dataclasses.replace(e, label=f"{e.label} (no cache)", kind="uncached")
+                    for e in targets if e.kind == "polled"]
+        for e in uncached:
+            profiles[e.label] = profiles[e.label.removesuffix(" (no cache)")]
+        phases.append((0, uncached))
+    for fragment_cache, plan in phases:
+        print(f"FRAGMENT_CACHE_SECONDS={fragment_cache:g}", flush=True)
+        results += run_phase(args, database_url, host, plan, fragment_cache=fragment_cache)
     return report(args, results, profiles, records)
 
 
@@ -684,7 +733,7 @@ def report(args, results: list[Result], profiles: dict[str, Profile], records: i
     print(f"records {records:,}; trivial view {base:,.0f} req/s (mean of the first and last run: "
           f"{trivial[0].rate:,.0f} and {trivial[-1].rate:,.0f}); targets for polled fragments: "
           f"p95 <= {P95_TARGET_MS:g} ms and >= {RATIO_TARGET:.0%} of the trivial view's req/s")
-    header = (f"{'endpoint':<24} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
+    header = (f"{'endpoint':<38} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
               f"{'req/s':>7} {'ratio':>6} {'queries':>7} {'alone ms':>8} {'cpu':>4} {'gen':>4}  result")
     print(header)
     print("-" * len(header))
@@ -705,8 +754,10 @@ def report(args, results: list[Result], profiles: dict[str, Profile], records: i
             if checks:
                 missed.append(r.endpoint.label)
         else:
-            verdict = {"trivial": "baseline", "floor": "reference"}.get(r.endpoint.kind, "no target")
-        print(f"{r.endpoint.label:<24} {r.requests:>8,} {r.errors:>6} {r.pct(0.50):>7.1f} {r.pct(0.95):>7.1f} "
+            verdict = {"trivial": "baseline", "floor": "reference", "uncached": "reference"}.get(
+                r.endpoint.kind, "no target"
+            )
+        print(f"{r.endpoint.label:<38} {r.requests:>8,} {r.errors:>6} {r.pct(0.50):>7.1f} {r.pct(0.95):>7.1f} "
               f"{r.pct(0.99):>7.1f} {r.rate:>7,.0f} {ratio:>6.2f} {prof.queries:>7} {prof.alone_ms:>8.1f} "
               f"{r.machine_cpu:>4.0%} {r.client_cpu:>4.0%}  {verdict}")
         for sample in r.error_samples:
@@ -749,6 +800,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per endpoint")
     parser.add_argument("--max-requests", type=int, default=20_000, help="requests per endpoint at most")
     parser.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per endpoint")
+    parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/14",
+                        help="the cache gunicorn's workers share (CACHE_URL; emptied before each phase)")
+    parser.add_argument("--fragment-cache", type=float, default=2.0,
+                        help="FRAGMENT_CACHE_SECONDS for the main run (default 2, the product's default)")
+    parser.add_argument("--skip-uncached", action="store_true",
+                        help="do not measure the polled fragments again with the cache off")
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
     parser.add_argument("--database", default="kfadmin_bench_dashboard")
     parser.add_argument("--reuse", action="store_true", help="reuse the database of an earlier run")
@@ -770,6 +827,7 @@ def main() -> None:
     os.environ["DATABASE_URL"] = database_url
     os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
     os.environ["DEBUG"] = "false"  # the in-process profile runs with production settings too
+    os.environ["FRAGMENT_CACHE_SECONDS"] = "0"  # ... and renders every request in full
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kfadmin.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     if not args.reuse:
