@@ -86,11 +86,7 @@ def _conversation_customer(ctx: AccountContext, openid: str) -> Customer | None:
     if ctx.is_agent:
         if ctx.agent is None:
             raise Http404("No kf account linked")
-        waiting = (
-            customer is not None
-            and KfSession.objects.filter(customer=customer, state=KfSession.State.WAITING).exists()
-        )
-        if not waiting and not session_selectors.customer_served_by(
+        if not session_selectors.customer_open_to_agent(
             customer=customer, openid=openid, account=ctx.account, agent=ctx.agent
         ):
             raise Http404("Not your customer")
@@ -143,6 +139,9 @@ def _session_box_context(openid: str, customer: Customer | None) -> dict:
 def _conversation_context(
     request: HttpRequest, ctx: AccountContext, openid: str, customer: Customer | None, *, form: PayloadForm | None = None
 ) -> dict:
+    # Taken before the timeline is read: a record arriving in between changes the
+    # stamp, so the next poll fetches it rather than being told nothing is new.
+    stamp = session_selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
     box = _session_box_context(openid, customer)
     live = box["live"]
     msgtype = form.msgtype if form is not None else request.GET.get("type")
@@ -163,6 +162,7 @@ def _conversation_context(
         **box,
         "stale_before": session_selectors.outbound_stale_before(),
         "timeline": timeline,
+        "timeline_stamp": stamp,
         "form": form,
         "msgtypes": OutboundMessage.MsgType.choices,
         "current_type": form.msgtype if form is not None else "text",
@@ -176,6 +176,12 @@ def _conversation_context(
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
     customer = _conversation_customer(ctx, openid)
+    if request.htmx and request.htmx.target == "timeline" and "stamp" in request.GET:
+        # The timeline's poll: with nothing new since the copy on screen, answer 204
+        # (htmx leaves the page alone) instead of rendering a hundred messages again.
+        current = session_selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
+        if request.GET["stamp"] == current:
+            return HttpResponse(status=204)
     context = _conversation_context(request, ctx, openid, customer)
     if request.htmx:
         fragment = {

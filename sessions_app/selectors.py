@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Max, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -246,10 +246,15 @@ def customer_get(*, account: OfficialAccount, openid: str) -> Customer | None:
     return Customer.objects.filter(official_account=account, openid=openid).first()
 
 
-def customer_served_by(*, customer: Customer | None, openid: str, account: OfficialAccount, agent: Agent) -> bool:
-    """Whether `agent` ever served this customer: a session with them, or a record
-    naming them as the worker. Agents see only these customers."""
-    if customer is not None and KfSession.objects.filter(customer=customer, agent=agent).exists():
+def customer_open_to_agent(*, customer: Customer | None, openid: str, account: OfficialAccount, agent: Agent) -> bool:
+    """Whether an agent may open this customer's conversation: the customer waits for
+    anyone to take them, or the agent served them (a session with them, or a record
+    naming them as the worker). Agents see only these customers."""
+    if customer is not None and (
+        KfSession.objects.filter(customer=customer)
+        .filter(Q(state=KfSession.State.WAITING) | Q(agent=agent))
+        .exists()
+    ):
         return True
     return MessageRecord.objects.filter(official_account=account, openid=openid, worker=agent.kf_account).exists()
 
@@ -441,6 +446,32 @@ def conversation_timeline(
         items += [TimelineItem(time=o.created_at, outbound=o) for o in outbound]
     items.sort(key=lambda item: item.sort_key)
     return Timeline(items=items, earlier_cursor=earlier_cursor, is_latest=is_latest, focus_id=focus_id)
+
+
+# History sync brings a record at most about a day after it was written (24-hour
+# windows); the timeline's stamp watches this far back for records arriving late.
+TIMELINE_STAMP_LOOKBACK = timedelta(days=3)
+
+
+def timeline_stamp(*, account: OfficialAccount, openid: str, customer: Customer | None) -> str:
+    """What the newest view of a conversation was built from: the newest archived record
+    of the last days (ids only grow) and the newest message sent from kfadmin. Equal
+    stamps, same timeline: a poll that brings its stamp is answered "nothing new"."""
+    since = timezone.now() - TIMELINE_STAMP_LOOKBACK
+    newest_record = MessageRecord.objects.filter(official_account=account, openid=openid, time__gte=since).order_by(
+        "-id"
+    )
+    if customer is None:
+        record, sent = newest_record.values_list("id", flat=True).first(), None
+    else:
+        # Both in one query: this runs on every poll of every open conversation.
+        newest_sent = OutboundMessage.objects.filter(customer=OuterRef("pk")).order_by("-id")
+        record, sent = (
+            Customer.objects.filter(pk=customer.pk)
+            .values_list(Subquery(newest_record.values("id")[:1]), Subquery(newest_sent.values("id")[:1]))
+            .first()
+        ) or (None, None)
+    return f"{record or 0}.{sent or 0}"
 
 
 # A send and its copy in WeChat's history are this close in time (as in messaging.sync).

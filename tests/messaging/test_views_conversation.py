@@ -84,6 +84,60 @@ def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_clie
     assert '<section id="conversation-session"' in body and 'hx-swap-oob="true"' in body
 
 
+def timeline_poll_url(client, session) -> str:
+    """The URL the timeline polls, as the page renders it (with its stamp)."""
+    import html
+    import re
+
+    body = client.get(conversation_url(session), **htmx("timeline")).content.decode()
+    return html.unescape(re.search(r'<section id="timeline"[^>]*hx-get="([^"]+)"', body).group(1))
+
+
+def test_a_timeline_poll_with_nothing_new_is_answered_204(boss_client, session):
+    poll = timeline_poll_url(boss_client, session)
+    assert "?stamp=" in poll
+    response = boss_client.get(poll, **htmx("timeline"))
+    assert response.status_code == 204 and response.content == b""
+
+
+def test_a_new_message_makes_the_timeline_poll_render_it(boss_client, session):
+    poll = timeline_poll_url(boss_client, session)
+    archive(session.official_account, session.customer.openid, "还在吗？")
+    response = boss_client.get(poll, **htmx("timeline"))
+    body = response.content.decode()
+    assert response.status_code == 200 and "还在吗？" in body
+    assert timeline_poll_url(boss_client, session) != poll
+
+
+def test_a_record_synced_late_with_an_older_time_still_shows(boss_client, session):
+    poll = timeline_poll_url(boss_client, session)
+    archive(session.official_account, session.customer.openid, "昨天的回复", opercode=2002,
+            worker=session.agent.kf_account, at=timezone.now() - timedelta(hours=20))
+    assert "昨天的回复" in boss_client.get(poll, **htmx("timeline")).content.decode()
+
+
+def test_a_message_sent_from_kfadmin_makes_the_timeline_poll_render_it(boss_client, session, alice):
+    poll = timeline_poll_url(boss_client, session)
+    boss_client.post(send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "马上为您处理"}, **htmx("composer"))
+    response = boss_client.get(poll, **htmx("timeline"))
+    assert response.status_code == 200 and "马上为您处理" in response.content.decode()
+
+
+@pytest.mark.parametrize("stamp", ["", "0.0", "garbage", "99999999.99999999"])
+def test_an_unknown_stamp_gets_the_whole_timeline(boss_client, session, stamp):
+    response = boss_client.get(conversation_url(session) + f"?stamp={stamp}", **htmx("timeline"))
+    assert response.status_code == 200 and "我的快递到哪了？" in response.content.decode()
+
+
+def test_a_stamp_does_not_open_another_agents_conversation(client, account, session, emulator):
+    from tests.factories import agent_user
+
+    stranger = emulated_agent(account, emulator, "bob")
+    client.force_login(agent_user(account, agent=stranger, username="bob_user"))
+    poll = conversation_url(session) + "?stamp=0.0"
+    assert client.get(poll, **htmx("timeline")).status_code == 404
+
+
 def test_the_session_box_fragment_refreshes_on_its_own(boss_client, session):
     body = boss_client.get(conversation_url(session), **htmx("conversation-session")).content.decode()
     assert body.lstrip().startswith('<section id="conversation-session"')
