@@ -25,7 +25,9 @@ sockets, one connection per request (gunicorn's sync workers close every connect
 anyway); no tool outside the project is needed. They share the machine with gunicorn,
 PostgreSQL and Redis: the `gen` column says how much of it they used.
 
-- trivial view: `/healthz` (measured first and last; the ratio uses their mean)
+- trivial view: `/healthz`, measured first and last, and for 4 s just before every
+  other endpoint: each endpoint's ratio is against that neighbour, since the shared
+  machine's speed drifts by a quarter within a run
 - the floor: the empty action panel `/queue/panel/` (htmx), an account fragment that
   reads nothing, i.e. what every polled fragment pays before its own work (session,
   user, account and role); a reference, no target
@@ -406,6 +408,13 @@ class Result:
     seconds: float = 0.0
     machine_cpu: float = 0.0  # share of all cores busy during the run
     client_cpu: float = 0.0  # share of all cores the load generator used
+    # The trivial view's req/s measured just before this endpoint (the machine's speed
+    # drifts during a run; the ratio compares neighbours).
+    baseline_rate: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.rate / self.baseline_rate if self.baseline_rate else 0.0
 
     @property
     def requests(self) -> int:
@@ -635,7 +644,7 @@ def endpoints(args) -> tuple[list[Endpoint], dict]:
     stamp = timeline_stamp(account=account, openid=session.customer.openid, customer=session.customer)
     sup, ag = SUPERVISOR_USERNAME, member.user.username
     return [
-        Endpoint("trivial /healthz", "/healthz", b'"ok"', "trivial"),
+        TRIVIAL,
         # An account fragment that reads nothing: the fixed cost of every polled fragment
         # (session, user, account and role).
         Endpoint("floor /queue/panel/", "/queue/panel/", b'id="action-panel"', "floor", sup, "action-panel"),
@@ -666,6 +675,9 @@ def refresh_sync_state() -> None:
     SyncState.objects.filter(official_account__appid=APPID).update(last_started_at=now, last_success_at=now)
 
 
+TRIVIAL = Endpoint("trivial /healthz", "/healthz", b'"ok"', "trivial")
+
+
 def run_phase(args, database_url: str, host: str, plan: list[Endpoint], *, fragment_cache: float) -> list[Result]:
     """Start gunicorn with the given fragment cache (the shared cache emptied first),
     log everyone in through the login form, and load each endpoint in turn."""
@@ -683,9 +695,12 @@ def run_phase(args, database_url: str, host: str, plan: list[Endpoint], *, fragm
             for endpoint in plan:
                 refresh_sync_state()
                 connection.close()
+                baseline = run_load(host, port, TRIVIAL, [None], clients=args.clients, seconds=args.baseline_seconds,
+                                    max_requests=args.max_requests, warmup=args.warmup)
                 jar = [cookies[n] for n in endpoint.users] or [None]
                 result = run_load(host, port, endpoint, jar, clients=args.clients, seconds=args.seconds,
                                   max_requests=args.max_requests, warmup=args.warmup)
+                result.baseline_rate = baseline.rate
                 results.append(result)
                 print(f"  {endpoint.label:<38} {result.requests:>7,} requests  {result.errors} errors  "
                       f"p95 {result.pct(0.95):7.1f} ms  {result.rate:8,.0f}/s", flush=True)
@@ -763,10 +778,9 @@ def summarize(rounds: list[list[Result]]) -> None:
     ratios: dict[str, list[float]] = {}
     p95s: dict[str, list[float]] = {}
     for results in rounds:
-        base = statistics.mean(r.rate for r in results if r.endpoint.kind == "trivial")
         for r in results:
             if r.endpoint.kind == "polled":
-                ratios.setdefault(r.endpoint.label, []).append(r.rate / base if base else 0.0)
+                ratios.setdefault(r.endpoint.label, []).append(r.ratio)
                 p95s.setdefault(r.endpoint.label, []).append(r.pct(0.95))
     for label, values in ratios.items():
         ratio, p95 = statistics.median(values), statistics.median(p95s[label])
@@ -780,7 +794,8 @@ def report(args, results: list[Result], profiles: dict[str, Profile], records: i
     base = statistics.mean(r.rate for r in trivial)
     print()
     print(f"records {records:,}; trivial view {base:,.0f} req/s (mean of the first and last run: "
-          f"{trivial[0].rate:,.0f} and {trivial[-1].rate:,.0f}); targets for polled fragments: "
+          f"{trivial[0].rate:,.0f} and {trivial[-1].rate:,.0f}); each ratio is against the trivial view "
+          f"measured just before that endpoint ({args.baseline_seconds:g} s); targets for polled fragments: "
           f"p95 <= {P95_TARGET_MS:g} ms and >= {RATIO_TARGET:.0%} of the trivial view's req/s")
     header = (f"{'endpoint':<38} {'requests':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} "
               f"{'req/s':>7} {'ratio':>6} {'queries':>7} {'alone ms':>8} {'cpu':>4} {'gen':>4}  result")
@@ -788,7 +803,7 @@ def report(args, results: list[Result], profiles: dict[str, Profile], records: i
     print("-" * len(header))
     failed, missed = False, []
     for r in results:
-        ratio = r.rate / base if base else 0.0
+        ratio = r.ratio
         prof = profiles[r.endpoint.label]
         if r.errors:
             verdict = "FAILED (errors)"
@@ -854,6 +869,8 @@ def main() -> None:
                         help="the cache gunicorn's workers share (CACHE_URL; emptied before each phase)")
     parser.add_argument("--fragment-cache", type=float, default=2.0,
                         help="FRAGMENT_CACHE_SECONDS for the main run (default 2, the product's default)")
+    parser.add_argument("--baseline-seconds", type=float, default=4.0,
+                        help="the trivial view measured before each endpoint, for its ratio (default 4 s)")
     parser.add_argument("--repeat", type=int, default=1, help="measure this many rounds and summarise them")
     parser.add_argument("--skip-uncached", action="store_true",
                         help="do not measure the polled fragments again with the cache off")
