@@ -20,7 +20,12 @@ from messaging.services import (
     typing_send,
 )
 from sessions_app.models import Customer
-from tests.sessions_app.test_views_support import emulated_agent, enqueued, waiting_customer, wired_account
+from tests.sessions_app.test_views_support import (
+    emulated_agent,
+    enqueued,
+    waiting_customer,
+    wired_account,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
