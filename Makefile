@@ -20,6 +20,7 @@ run: deps
 ## Run the whole test suite against PostgreSQL and Redis, browser tests included.
 test: deps
 	scripts/ensure-chromium.sh
+	$(UV) run ruff check .
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(UV) run pytest $(PYTEST_ARGS)
 
