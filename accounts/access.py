@@ -66,18 +66,6 @@ def accounts_for_user(user) -> QuerySet[OfficialAccount]:
     return accounts.filter(memberships__user=user).distinct()
 
 
-def _context_for(user, account: OfficialAccount) -> AccountContext | None:
-    membership = (
-        Membership.objects.filter(user=user, official_account=account).select_related("agent").first()
-    )
-    if membership is not None:
-        agent = membership.agent if membership.role == AGENT else None
-        return AccountContext(account=account, role=membership.role, agent=agent)
-    if user.is_superuser:
-        return AccountContext(account=account, role=SUPERVISOR)
-    return None
-
-
 # What the per-request lookup reads of each row: the columns every request may need,
 # all of them integers and text, which every database backend returns as Python
 # values with no conversion. The rest (secrets, timestamps) is loaded on first access,
@@ -152,7 +140,7 @@ def current_context(request: HttpRequest) -> AccountContext | None:
         if account is None:
             return None
         request.session[SESSION_KEY] = account.pk
-        context = _context_for(user, account)
+        context = _context_for_id(user, account.pk)
     request._kf_context = context
     return context
 
