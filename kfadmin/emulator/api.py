@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .errors import ApiError
-from .models import NEVER, Customer, KfAccount, OfficialAccount, window_open
+from .models import NEVER, Customer, KfAccount, OfficialAccount, spend_send, window_open
 from .multipart import parse_form_data
 
 if TYPE_CHECKING:
@@ -516,9 +516,8 @@ def op_send(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> 
             _account(oa, kf_account)
     if not window_open(customer, now):
         raise ApiError(45015)
-    if customer.remaining <= 0:
+    if not spend_send(customer, now):
         raise ApiError(45047)
-    customer.remaining -= 1
     customer.typing_until = NEVER  # a message ends the typing indicator (§6.3)
     emu._record(oa, 2002, kf_account or customer.session_kf, customer.openid, text, now)
     return dict(OK)
