@@ -46,6 +46,12 @@ from .models import (
 
 Clock = Callable[[], float]
 
+# stable_token's force_refresh mode: at most 20 rotations a day, 30 s apart (§2.2). The
+# day is WeChat's quota day, midnight to midnight in China (UTC+8).
+FORCE_REFRESH_PER_DAY = 20
+FORCE_REFRESH_INTERVAL = 30
+QUOTA_DAY_OFFSET = 8 * 3600
+
 # Enough for any JSON call and a small avatar; a log of 1000 5 MB uploads would not be.
 CALL_BODY_LIMIT = 1024 * 1024
 TOKEN_SHAPE_RE = re.compile(r"[A-Za-z0-9_-]{64,}")
@@ -345,6 +351,21 @@ class Emulator:
         current = self._tokens.get(oa.stable_token)
         alive = current is not None and (current.revoked_at is None or current.revoked_at > now)
         if force:
+            if (
+                current is not None
+                and alive
+                and now - oa.last_forced_refresh < FORCE_REFRESH_INTERVAL
+            ):
+                # Forced calls less than 30 s apart "will not refresh" (§2.2): the
+                # current token comes back unchanged.
+                return current
+            day = int((now + QUOTA_DAY_OFFSET) // 86400)
+            if oa.forced_refresh_day != day:
+                oa.forced_refresh_day, oa.forced_refreshes_today = day, 0
+            if oa.forced_refreshes_today >= FORCE_REFRESH_PER_DAY:
+                raise ApiError(45009)
+            oa.forced_refreshes_today += 1
+            oa.last_forced_refresh = now
             if current is not None and alive:
                 current.revoked_at = now  # force_refresh kills the previous token at once
         elif (

@@ -89,6 +89,11 @@ class OfficialAccount:
     records: RecordStore = field(default_factory=RecordStore)
     stable_token: str = ""
     classic_token: str = ""
+    # stable_token force_refresh limits (§2.2): when the last forced rotation happened,
+    # and how many were made on which quota day (see Emulator._stable_token).
+    last_forced_refresh: float = NEVER
+    forced_refresh_day: int = -1
+    forced_refreshes_today: int = 0
     next_msg_id: int = 24_000_000_000_000_001
 
     def summary(self) -> dict[str, Any]:
