@@ -32,6 +32,13 @@ OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # literal backslash followed by "u4e2d"). WeChat rejects these with 40033.
 UNICODE_ESCAPE_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u([0-9a-fA-F]{4})")
 
+# Deeper JSON is a format error (47001). Real bodies nest a few levels; without a cap
+# Python's parser hits its recursion limit near 1000, at a depth that depends on the
+# thread's stack, so a body could parse here and then break the call log's dump.
+MAX_JSON_DEPTH = 512
+_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET_RE = re.compile(rb"[\[\]{}]")
+
 MAX_ACCOUNTS = 100
 MAX_BINDINGS_PER_WX = 5
 NICKNAME_MAX = 16
@@ -80,6 +87,32 @@ class ApiRequest:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _too_deep(raw: bytes) -> bool:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # cheap common case: not enough brackets to nest that deep
+    depth = 0
+    for match in _JSON_BRACKET_RE.finditer(_JSON_STRING_RE.sub(b"", raw)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def load_json(raw: bytes) -> Any:
+    """``json.loads`` for untrusted bytes: anything unparseable (bad UTF-8, bad
+    syntax, nesting deeper than MAX_JSON_DEPTH) raises ValueError, never
+    RecursionError."""
+    if _too_deep(raw):
+        raise ValueError("JSON nested too deeply")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
 def _json_body(emu: Emulator, req: ApiRequest) -> dict[str, Any]:
     """The JSON object in the body, whatever the Content-Type says (§1.3)."""
     if not req.body.strip():
@@ -89,8 +122,8 @@ def _json_body(emu: Emulator, req: ApiRequest) -> dict[str, Any]:
             if int(match.group(1), 16) >= 0x80:
                 raise ApiError(40033)
     try:
-        data = json.loads(req.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = load_json(req.body)
+    except ValueError as exc:
         raise ApiError(47001, "body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise ApiError(47001, "body must be a JSON object")

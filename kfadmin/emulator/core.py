@@ -286,8 +286,8 @@ class Emulator:
         parsed: Any = None
         if request.body[:1] in (b"{", b"[") or request.body.lstrip()[:1] in (b"{", b"["):
             try:
-                parsed = json.loads(request.body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+                parsed = api.load_json(request.body)
+            except ValueError:
                 parsed = None
         self._call_seq += 1
         self._calls.append(

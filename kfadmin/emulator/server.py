@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .api import ApiRequest
+from .api import ApiRequest, load_json
 from .core import Emulator
 from .demo import DEMO_AVATAR
 from .errors import ApiError, ControlError
@@ -87,7 +87,7 @@ def _jsonable(value: Any) -> Any:
 def _query_value(raw: str) -> Any:
     # GET control calls carry JSON-ish scalars in the query (limit=10, customers=false).
     try:
-        return json.loads(raw)
+        return load_json(raw.encode("utf-8"))
     except ValueError:
         return raw
 
@@ -124,18 +124,24 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, *, close: bool = False) -> None:
+        self._responded = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if close:
+            # Say so: a pooled client that is not told would reuse the dead socket.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_json(self, status: int, payload: Any) -> None:
+    def _send_json(self, status: int, payload: Any, *, close: bool = False) -> None:
         self._send(
             status,
             json.dumps(payload, ensure_ascii=False).encode("utf-8"),
             "application/json; encoding=utf-8",
+            close=close,
         )
 
     def _read_body(self) -> bytes:
@@ -190,18 +196,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         emu = self.server.emulator
+        # Keep-alive survives any error once the whole body is read: the next request
+        # starts where this one ended. Only an unread body (or a half-sent answer)
+        # leaves the stream unusable, and then the answer says Connection: close.
+        self._responded = False
+        body_read = False
         try:
             split = urlsplit(self.path)
             try:
                 body = self._read_body()
             except _TooLarge:
-                self._send_json(200, ApiError(44002, "request body too large").payload())
-                self.close_connection = True
+                self._send_json(200, ApiError(44002, "request body too large").payload(), close=True)
                 return
             except ValueError:
-                self._send_json(200, ApiError(47001, "unreadable body").payload())
-                self.close_connection = True
+                self._send_json(200, ApiError(47001, "unreadable body").payload(), close=True)
                 return
+            body_read = True
             if split.path.startswith(CONTROL_PREFIX) or split.path == CONTROL_PREFIX.rstrip("/"):
                 self._control(split.path[len(CONTROL_PREFIX) :], split.query, body)
                 return
@@ -229,11 +239,13 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             # A bug must still look like WeChat being busy, not like a Python traceback page.
             log.exception("emulator failed on %s %s", self.command, self.path)
+            if self._responded:
+                self.close_connection = True
+                return
             try:
-                self._send_json(200, ApiError(-1).payload())
+                self._send_json(200, ApiError(-1).payload(), close=not body_read)
             except OSError:
-                pass
-            self.close_connection = True
+                self.close_connection = True
 
     # ------------------------------------------------------------------ control API
 
@@ -284,8 +296,8 @@ class _Handler(BaseHTTPRequestHandler):
         payload: dict[str, Any] = {k: _query_value(v[-1]) for k, v in parse_qs(query).items()}
         if body.strip():
             try:
-                data = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
+                data = load_json(body)
+            except ValueError as exc:
                 raise ControlError(400, "body must be a JSON object") from exc
             if not isinstance(data, dict):
                 raise ControlError(400, "body must be a JSON object")
