@@ -608,18 +608,33 @@ ROUTES: dict[str, Route] = {
 }
 
 
+def _check_method(req: ApiRequest, *, post_only: bool) -> None:
+    """WeChat operations are GET or POST; anything else is refused before acting.
+
+    POST-only operations answer 43002 "require POST method" to every other method (as
+    stable_token does to a GET, §2.2); the GET operations, which also take a POST,
+    answer 43001 "require GET method" to PUT, DELETE and the like (the global code
+    list's pair to 43002; WeChat's exact answer to these methods is undocumented).
+    """
+    if req.method == "POST":
+        return
+    if post_only:
+        raise ApiError(43002)
+    if req.method != "GET":
+        raise ApiError(43001)
+
+
 def dispatch(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any]:
     if req.path == "/cgi-bin/token":
+        _check_method(req, post_only=False)
         return op_token(emu, req, now)
     if req.path == "/cgi-bin/stable_token":
-        if req.method != "POST":
-            raise ApiError(43002)
+        _check_method(req, post_only=True)
         return op_stable_token(emu, req, now)
     route = ROUTES.get(req.path)
     if route is None:
         raise ApiError(40066)
-    if route.post_only and req.method != "POST":
-        raise ApiError(43002)
+    _check_method(req, post_only=route.post_only)
     oa = emu._authenticate(req.query.get("access_token"), now)
     if not oa.kf_enabled:
         raise ApiError(65400)

@@ -124,11 +124,21 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def _send(self, status: int, body: bytes, content_type: str, *, close: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._responded = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if close:
             # Say so: a pooled client that is not told would reuse the dead socket.
             self.send_header("Connection", "close")
@@ -136,12 +146,20 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_json(self, status: int, payload: Any, *, close: bool = False) -> None:
+    def _send_json(
+        self,
+        status: int,
+        payload: Any,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._send(
             status,
             json.dumps(payload, ensure_ascii=False).encode("utf-8"),
             "application/json; encoding=utf-8",
             close=close,
+            headers=headers,
         )
 
     def _read_body(self) -> bytes:
@@ -192,6 +210,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_DELETE(self) -> None:
+        self._handle()
+
+    # Read and answered like the others (a WeChat or control error, never an action),
+    # so the connection stays usable; methods without a do_ get send_error's JSON.
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
         self._handle()
 
     def _handle(self) -> None:
@@ -252,14 +278,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self, name: str, query: str, body: bytes) -> None:
         emu = self.server.emulator
         match = HEADIMG_RE.fullmatch(name)
-        if match and self.command == "GET":
+        read_only = bool(match or MEDIA_RE.fullmatch(name)) or name in ("", "index", "health")
+        if read_only and self.command != "GET":
+            self._wrong_method(("GET",))
+            return
+        if match:
             data = emu.headimg(match.group(1), int(match.group(2)))
             if data is None:
                 self._send_json(404, ControlError(404, "no such avatar").payload())
             else:
                 self._send(200, data, "image/jpeg")
             return
-        if MEDIA_RE.fullmatch(name) and self.command == "GET":
+        if MEDIA_RE.fullmatch(name):
             self._send(200, DEMO_AVATAR, "image/jpeg")
             return
         if name in ("", "index"):
@@ -273,9 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, ControlError(404, name).payload())
             return
         if self.command not in endpoint.http_methods:
-            self._send_json(
-                405, ControlError(400, f"use {' or '.join(endpoint.http_methods)}").payload()
-            )
+            self._wrong_method(endpoint.http_methods)
             return
         try:
             payload = self._control_payload(query, body)
@@ -291,6 +319,10 @@ class _Handler(BaseHTTPRequestHandler):
         if isinstance(result, list) or endpoint.result_key:
             result = {endpoint.result_key or "items": result}
         self._send_json(200, {"errcode": 0, "errmsg": "ok", **result})
+
+    def _wrong_method(self, allowed: tuple[str, ...]) -> None:
+        payload = ControlError(400, f"use {' or '.join(allowed)}").payload()
+        self._send_json(405, payload, headers={"Allow": ", ".join(allowed)})
 
     def _control_payload(self, query: str, body: bytes) -> dict[str, Any]:
         payload: dict[str, Any] = {k: _query_value(v[-1]) for k, v in parse_qs(query).items()}

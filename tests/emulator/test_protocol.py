@@ -318,10 +318,87 @@ def test_a_bogus_method_gets_a_json_error(emulator):
     assert b"Traceback" not in answer
 
 
-def test_an_unsupported_method_gets_json(emulator):
-    response = requests.request("PATCH", f"{emulator.base_url}/cgi-bin/token", timeout=TIMEOUT)
+def test_a_method_the_server_does_not_know_gets_json(emulator):
+    response = requests.request("TRACE", f"{emulator.base_url}/cgi-bin/token", timeout=TIMEOUT)
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["errcode"] == -1
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH", "OPTIONS"])
+def test_delete_on_the_delete_endpoint_does_not_delete(emulator, method):
+    account = emulator.bound_agent("mei")
+    response = requests.request(
+        method,
+        f"{emulator.base_url}/customservice/kfaccount/del",
+        params={"access_token": emulator.access_token(), "kf_account": account},
+        timeout=TIMEOUT,
+    )
+    assert (response.status_code, response.json()["errcode"]) == (200, 43001)
+    kf_list = emulator.get("/cgi-bin/customservice/getkflist")["kf_list"]
+    assert [entry["kf_account"] for entry in kf_list] == [account]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/cgi-bin/customservice/getkflist",
+        "/cgi-bin/customservice/getonlinekflist",
+        "/customservice/kfsession/getsession",
+        "/customservice/kfsession/getsessionlist",
+        "/customservice/kfsession/getwaitcase",
+        "/cgi-bin/token",
+    ],
+)
+def test_put_on_a_get_operation_answers_43001(emulator, path):
+    response = requests.put(
+        f"{emulator.base_url}{path}",
+        params={"access_token": emulator.access_token()},
+        timeout=TIMEOUT,
+    )
+    assert response.json()["errcode"] == 43001
+
+
+def test_a_put_to_the_token_endpoint_issues_no_token(emulator):
+    params = {"grant_type": "client_credential", "appid": emulator.appid, "secret": emulator.secret}
+    answer = requests.put(f"{emulator.base_url}/cgi-bin/token", params=params, timeout=TIMEOUT)
+    assert "access_token" not in answer.json()
+    tokens = emulator.control("state", customers=False)["official_accounts"][0]["tokens"]
+    assert [t for t in tokens if t["kind"] == "classic"] == []
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_on_post_operations_answer_43002_and_do_nothing(emulator, method):
+    body = utf8_json({"kf_account": emulator.kf_account("anna"), "nickname": "安娜"})
+    response = requests.request(
+        method,
+        f"{emulator.base_url}/customservice/kfaccount/add",
+        params={"access_token": emulator.access_token()},
+        data=body,
+        timeout=TIMEOUT,
+    )
+    assert response.json()["errcode"] == 43002
+    assert emulator.get("/cgi-bin/customservice/getkflist") == {"kf_list": []}
+
+
+def test_a_put_to_stable_token_answers_43002(emulator):
+    body = utf8_json(
+        {"grant_type": "client_credential", "appid": emulator.appid, "secret": emulator.secret}
+    )
+    response = requests.put(f"{emulator.base_url}/cgi-bin/stable_token", data=body, timeout=TIMEOUT)
+    assert response.json()["errcode"] == 43002
+
+
+def test_a_wrong_method_keeps_the_connection(emulator, one_connection):
+    token = emulator.access_token()
+    status, answer = one_connection.request(
+        "DELETE", f"/customservice/kfaccount/add?access_token={token}", b'{"a":1}'
+    )
+    assert answer["errcode"] == 43002
+    status, answer = one_connection.request(
+        "GET", f"/cgi-bin/customservice/getkflist?access_token={token}"
+    )
+    assert answer == {"kf_list": []}
+    assert one_connection.same_socket
 
 
 def test_a_put_on_a_wechat_path_gets_a_wechat_error(emulator):
