@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .errors import ApiError
-from .models import NEVER, Customer, KfAccount, OfficialAccount, window_open
+from .models import NEVER, Customer, KfAccount, OfficialAccount, spend_send, window_open
 from .multipart import parse_form_data
 
 if TYPE_CHECKING:
@@ -31,6 +31,13 @@ OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # A \uXXXX escape for a non-ASCII code point, not itself escaped ("\\u4e2d" is a
 # literal backslash followed by "u4e2d"). WeChat rejects these with 40033.
 UNICODE_ESCAPE_RE = re.compile(rb"(?<!\\)(?:\\\\)*\\u([0-9a-fA-F]{4})")
+
+# Deeper JSON is a format error (47001). Real bodies nest a few levels; without a cap
+# Python's parser hits its recursion limit near 1000, at a depth that depends on the
+# thread's stack, so a body could parse here and then break the call log's dump.
+MAX_JSON_DEPTH = 512
+_JSON_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET_RE = re.compile(rb"[\[\]{}]")
 
 MAX_ACCOUNTS = 100
 MAX_BINDINGS_PER_WX = 5
@@ -80,6 +87,32 @@ class ApiRequest:
 # ---------------------------------------------------------------------------- helpers
 
 
+def _too_deep(raw: bytes) -> bool:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # cheap common case: not enough brackets to nest that deep
+    depth = 0
+    for match in _JSON_BRACKET_RE.finditer(_JSON_STRING_RE.sub(b"", raw)):
+        if match.group() in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def load_json(raw: bytes) -> Any:
+    """``json.loads`` for untrusted bytes: anything unparseable (bad UTF-8, bad
+    syntax, nesting deeper than MAX_JSON_DEPTH) raises ValueError, never
+    RecursionError."""
+    if _too_deep(raw):
+        raise ValueError("JSON nested too deeply")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except RecursionError as exc:
+        raise ValueError("JSON nested too deeply") from exc
+
+
 def _json_body(emu: Emulator, req: ApiRequest) -> dict[str, Any]:
     """The JSON object in the body, whatever the Content-Type says (§1.3)."""
     if not req.body.strip():
@@ -89,8 +122,8 @@ def _json_body(emu: Emulator, req: ApiRequest) -> dict[str, Any]:
             if int(match.group(1), 16) >= 0x80:
                 raise ApiError(40033)
     try:
-        data = json.loads(req.body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
+        data = load_json(req.body)
+    except ValueError as exc:
         raise ApiError(47001, "body is not valid JSON") from exc
     if not isinstance(data, dict):
         raise ApiError(47001, "body must be a JSON object")
@@ -516,9 +549,8 @@ def op_send(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> 
             _account(oa, kf_account)
     if not window_open(customer, now):
         raise ApiError(45015)
-    if customer.remaining <= 0:
+    if not spend_send(customer, now):
         raise ApiError(45047)
-    customer.remaining -= 1
     customer.typing_until = NEVER  # a message ends the typing indicator (§6.3)
     emu._record(oa, 2002, kf_account or customer.session_kf, customer.openid, text, now)
     return dict(OK)
@@ -576,18 +608,33 @@ ROUTES: dict[str, Route] = {
 }
 
 
+def _check_method(req: ApiRequest, *, post_only: bool) -> None:
+    """WeChat operations are GET or POST; anything else is refused before acting.
+
+    POST-only operations answer 43002 "require POST method" to every other method (as
+    stable_token does to a GET, §2.2); the GET operations, which also take a POST,
+    answer 43001 "require GET method" to PUT, DELETE and the like (the global code
+    list's pair to 43002; WeChat's exact answer to these methods is undocumented).
+    """
+    if req.method == "POST":
+        return
+    if post_only:
+        raise ApiError(43002)
+    if req.method != "GET":
+        raise ApiError(43001)
+
+
 def dispatch(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any]:
     if req.path == "/cgi-bin/token":
+        _check_method(req, post_only=False)
         return op_token(emu, req, now)
     if req.path == "/cgi-bin/stable_token":
-        if req.method != "POST":
-            raise ApiError(43002)
+        _check_method(req, post_only=True)
         return op_stable_token(emu, req, now)
     route = ROUTES.get(req.path)
     if route is None:
         raise ApiError(40066)
-    if route.post_only and req.method != "POST":
-        raise ApiError(43002)
+    _check_method(req, post_only=route.post_only)
     oa = emu._authenticate(req.query.get("access_token"), now)
     if not oa.kf_enabled:
         raise ApiError(65400)

@@ -30,21 +30,27 @@ from .callbacks import MODES, CallbackSender, Delivery, prepare_push, verify_url
 from .errors import ApiError, ControlError
 from .faults import FaultRule, FaultSet
 from .models import (
-    EVENT_BUDGET,
-    EVENT_WINDOW,
-    MESSAGE_BUDGET,
-    MESSAGE_WINDOW,
     NEVER,
     Customer,
     KfAccount,
     OfficialAccount,
     Token,
-    grant_window,
+    close_window,
+    grant_event,
+    grant_message,
     new_openid,
+    sends_left,
+    window_expires_at,
     window_open,
 )
 
 Clock = Callable[[], float]
+
+# stable_token's force_refresh mode: at most 20 rotations a day, 30 s apart (§2.2). The
+# day is WeChat's quota day, midnight to midnight in China (UTC+8).
+FORCE_REFRESH_PER_DAY = 20
+FORCE_REFRESH_INTERVAL = 30
+QUOTA_DAY_OFFSET = 8 * 3600
 
 # Enough for any JSON call and a small avatar; a log of 1000 5 MB uploads would not be.
 CALL_BODY_LIMIT = 1024 * 1024
@@ -280,8 +286,8 @@ class Emulator:
         parsed: Any = None
         if request.body[:1] in (b"{", b"[") or request.body.lstrip()[:1] in (b"{", b"["):
             try:
-                parsed = json.loads(request.body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
+                parsed = api.load_json(request.body)
+            except ValueError:
                 parsed = None
         self._call_seq += 1
         self._calls.append(
@@ -345,6 +351,21 @@ class Emulator:
         current = self._tokens.get(oa.stable_token)
         alive = current is not None and (current.revoked_at is None or current.revoked_at > now)
         if force:
+            if (
+                current is not None
+                and alive
+                and now - oa.last_forced_refresh < FORCE_REFRESH_INTERVAL
+            ):
+                # Forced calls less than 30 s apart "will not refresh" (§2.2): the
+                # current token comes back unchanged.
+                return current
+            day = int((now + QUOTA_DAY_OFFSET) // 86400)
+            if oa.forced_refresh_day != day:
+                oa.forced_refresh_day, oa.forced_refreshes_today = day, 0
+            if oa.forced_refreshes_today >= FORCE_REFRESH_PER_DAY:
+                raise ApiError(45009)
+            oa.forced_refreshes_today += 1
+            oa.last_forced_refresh = now
             if current is not None and alive:
                 current.revoked_at = now  # force_refresh kills the previous token at once
         elif (
@@ -684,7 +705,7 @@ class Emulator:
             now = self.now()
             customer = self._customer(oa, openid)
             customer.subscribed = True
-            grant_window(customer, budget=MESSAGE_BUDGET, window=MESSAGE_WINDOW, now=now)
+            grant_message(customer, now)
             customer.last_interaction = now
             customer.latest_time = int(now)
             shown = text if msgtype == "text" else f"[{msgtype}]"
@@ -708,8 +729,7 @@ class Emulator:
                 "msgid": msg_id,
                 "kf_account": customer.session_kf,
                 "queued": queued,
-                "window_expires_at": customer.window_expires_at,
-                "remaining": customer.remaining,
+                **self._window_view(customer, now),
             }
 
     def customer_event(
@@ -731,11 +751,10 @@ class Emulator:
             extra: list[tuple[str, str | int]] = []
             if wire == "unsubscribe":
                 customer.subscribed = False
-                customer.window_expires_at = NEVER
-                customer.remaining = 0
+                close_window(customer)
             else:
                 customer.subscribed = True
-                grant_window(customer, budget=EVENT_BUDGET, window=EVENT_WINDOW, now=now)
+                grant_event(customer, now)
                 customer.last_interaction = now
                 if wire == "CLICK":
                     extra.append(("EventKey", event_key or "MENU_CONTACT_KF"))
@@ -750,8 +769,7 @@ class Emulator:
             return {
                 "openid": customer.openid,
                 "event": wire,
-                "window_expires_at": customer.window_expires_at,
-                "remaining": customer.remaining,
+                **self._window_view(customer, now),
             }
 
     def agent_online(
@@ -1041,14 +1059,29 @@ class Emulator:
         return {
             "openid": c.openid,
             "subscribed": c.subscribed,
-            "window_open": window_open(c, now),
-            "window_expires_at": c.window_expires_at if c.window_expires_at != NEVER else None,
-            "remaining": c.remaining if window_open(c, now) else 0,
+            **self._window_view(c, now),
             "last_interaction": c.last_interaction if c.last_interaction != NEVER else None,
             "typing": c.typing_until > now,
             "kf_account": c.session_kf,
             "session_created": c.session_created,
             "latest_time": c.latest_time,
+        }
+
+    @staticmethod
+    def _window_view(c: Customer, now: float) -> dict[str, Any]:
+        def grant(expires_at: float, remaining: int) -> dict[str, Any] | None:
+            if not c.subscribed or expires_at <= now:
+                return None
+            return {"expires_at": expires_at, "remaining": remaining}
+
+        expires = window_expires_at(c, now)
+        return {
+            "window_open": window_open(c, now),
+            "window_expires_at": expires if expires != NEVER else None,
+            "remaining": sends_left(c, now),
+            # The two grants behind those totals (None when not running).
+            "message_grant": grant(c.message_expires_at, c.message_remaining),
+            "event_grant": grant(c.event_expires_at, c.event_remaining),
         }
 
     def customer(self, *, appid: str | None = None, openid: str) -> dict[str, Any]:

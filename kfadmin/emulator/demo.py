@@ -14,13 +14,11 @@ from typing import TYPE_CHECKING
 
 from .dialogues import TEMPLATES_EN, Line, pick_follow_up, pick_template, render
 from .models import (
-    MESSAGE_BUDGET,
-    MESSAGE_WINDOW,
     Customer,
     OfficialAccount,
-    grant_window,
+    grant_message,
     new_openid,
-    window_open,
+    spend_send,
 )
 
 if TYPE_CHECKING:
@@ -231,11 +229,11 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
     for t, _seq, opercode, _worker, openid, _text in events:
         customer = oa.customers[openid]
         if opercode in (2001, 2003):
-            grant_window(customer, budget=MESSAGE_BUDGET, window=MESSAGE_WINDOW, now=t)
+            grant_message(customer, t)
             customer.last_interaction = t
             customer.latest_time = t
-        elif opercode == 2002 and window_open(customer, t) and customer.remaining > 0:
-            customer.remaining -= 1
+        elif opercode == 2002:
+            spend_send(customer, t)
 
     for openid, agent, created in sessions:
         oa.customers[openid].session_kf = agent

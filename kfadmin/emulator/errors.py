@@ -31,6 +31,7 @@ ERRMSG: dict[int, str] = {
     41004: "appsecret missing",
     41005: "media data missing",
     42001: "access_token expired",
+    43001: "require GET method",
     43002: "require POST method",
     44002: "empty post data",
     44003: "empty news data",

@@ -42,9 +42,12 @@ class KfAccount:
 class Customer:
     openid: str
     subscribed: bool = True
-    # Reply window and budget, wechat-kf-api.md §6.4 "Emulator model".
-    window_expires_at: float = NEVER
-    remaining: int = 0
+    # Reply grants (see the rules above grant_message): a customer message's and an
+    # event's, kept apart so neither stretches or refills the other.
+    message_expires_at: float = NEVER
+    message_remaining: int = 0
+    event_expires_at: float = NEVER
+    event_remaining: int = 0
     # Last customer-originated interaction (message or event); typing needs one < 30 s old.
     last_interaction: float = NEVER
     typing_until: float = NEVER
@@ -86,6 +89,11 @@ class OfficialAccount:
     records: RecordStore = field(default_factory=RecordStore)
     stable_token: str = ""
     classic_token: str = ""
+    # stable_token force_refresh limits (§2.2): when the last forced rotation happened,
+    # and how many were made on which quota day (see Emulator._stable_token).
+    last_forced_refresh: float = NEVER
+    forced_refresh_day: int = -1
+    forced_refreshes_today: int = 0
     next_msg_id: int = 24_000_000_000_000_001
 
     def summary(self) -> dict[str, Any]:
@@ -105,22 +113,73 @@ class OfficialAccount:
     to_dict = summary
 
 
-# Reply-window rules (wechat-kf-api.md §6.4): a customer message grants 5 sends for
-# 48 h, a follow / menu click / scan grants 3 sends for 60 s. Budgets do not add up:
-# the remaining count becomes the larger of what is left and the new grant.
+# Reply-window rules (wechat-kf-api.md §6.4, send page D-send and its 2023-06-12 rules):
+# a customer message grants 5 sends for 48 h; a follow, menu click or QR scan grants 3
+# sends for 1 minute, and "does not create the user-message quota". The two grants are
+# therefore kept apart: each trigger resets only its own grant (5 or 3, never added to
+# what is left, like the mini-program rule that counts do not accumulate), so a click
+# after the message grant is used up gives 3 sends for one minute, and the message
+# grant's 48 h are untouched. A send spends the grant that expires first (our choice:
+# the shorter grant would otherwise lapse unused).
 MESSAGE_BUDGET = 5
 MESSAGE_WINDOW = 48 * 3600
 EVENT_BUDGET = 3
 EVENT_WINDOW = 60
 
 
-def grant_window(customer: Customer, *, budget: int, window: float, now: float) -> None:
-    if customer.window_expires_at <= now:
-        # An expired window's leftover budget must not carry into the new one.
-        customer.remaining = 0
-    customer.remaining = max(customer.remaining, budget)
-    customer.window_expires_at = max(customer.window_expires_at, now + window)
+def grant_message(customer: Customer, now: float) -> None:
+    customer.message_remaining = MESSAGE_BUDGET
+    customer.message_expires_at = now + MESSAGE_WINDOW
+
+
+def grant_event(customer: Customer, now: float) -> None:
+    customer.event_remaining = EVENT_BUDGET
+    customer.event_expires_at = now + EVENT_WINDOW
+
+
+def close_window(customer: Customer) -> None:
+    customer.message_expires_at = customer.event_expires_at = NEVER
+    customer.message_remaining = customer.event_remaining = 0
 
 
 def window_open(customer: Customer, now: float) -> bool:
-    return customer.subscribed and customer.window_expires_at > now
+    """Some grant is still running (sends may be used up: that is 45047, not 45015)."""
+    return customer.subscribed and (
+        customer.message_expires_at > now or customer.event_expires_at > now
+    )
+
+
+def window_expires_at(customer: Customer, now: float) -> float:
+    """When the last running grant ends (NEVER when none runs)."""
+    if not window_open(customer, now):
+        return NEVER
+    return max(t for t in (customer.message_expires_at, customer.event_expires_at) if t > now)
+
+
+def sends_left(customer: Customer, now: float) -> int:
+    if not customer.subscribed:
+        return 0
+    left = 0
+    if customer.message_expires_at > now:
+        left += customer.message_remaining
+    if customer.event_expires_at > now:
+        left += customer.event_remaining
+    return left
+
+
+def spend_send(customer: Customer, now: float) -> bool:
+    """Use one send of the grant that expires first; False when none is left."""
+    if not customer.subscribed:
+        return False
+    grants = []
+    if customer.event_expires_at > now and customer.event_remaining > 0:
+        grants.append((customer.event_expires_at, "event"))
+    if customer.message_expires_at > now and customer.message_remaining > 0:
+        grants.append((customer.message_expires_at, "message"))
+    if not grants:
+        return False
+    if min(grants)[1] == "event":
+        customer.event_remaining -= 1
+    else:
+        customer.message_remaining -= 1
+    return True

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .api import ApiRequest
+from .api import ApiRequest, load_json
 from .core import Emulator
 from .demo import DEMO_AVATAR
 from .errors import ApiError, ControlError
@@ -87,7 +87,7 @@ def _jsonable(value: Any) -> Any:
 def _query_value(raw: str) -> Any:
     # GET control calls carry JSON-ish scalars in the query (limit=10, customers=false).
     try:
-        return json.loads(raw)
+        return load_json(raw.encode("utf-8"))
     except ValueError:
         return raw
 
@@ -124,18 +124,42 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._responded = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if close:
+            # Say so: a pooled client that is not told would reuse the dead socket.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
-    def _send_json(self, status: int, payload: Any) -> None:
+    def _send_json(
+        self,
+        status: int,
+        payload: Any,
+        *,
+        close: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self._send(
             status,
             json.dumps(payload, ensure_ascii=False).encode("utf-8"),
             "application/json; encoding=utf-8",
+            close=close,
+            headers=headers,
         )
 
     def _read_body(self) -> bytes:
@@ -188,20 +212,32 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._handle()
 
+    # Read and answered like the others (a WeChat or control error, never an action),
+    # so the connection stays usable; methods without a do_ get send_error's JSON.
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_OPTIONS(self) -> None:
+        self._handle()
+
     def _handle(self) -> None:
         emu = self.server.emulator
+        # Keep-alive survives any error once the whole body is read: the next request
+        # starts where this one ended. Only an unread body (or a half-sent answer)
+        # leaves the stream unusable, and then the answer says Connection: close.
+        self._responded = False
+        body_read = False
         try:
             split = urlsplit(self.path)
             try:
                 body = self._read_body()
             except _TooLarge:
-                self._send_json(200, ApiError(44002, "request body too large").payload())
-                self.close_connection = True
+                self._send_json(200, ApiError(44002, "request body too large").payload(), close=True)
                 return
             except ValueError:
-                self._send_json(200, ApiError(47001, "unreadable body").payload())
-                self.close_connection = True
+                self._send_json(200, ApiError(47001, "unreadable body").payload(), close=True)
                 return
+            body_read = True
             if split.path.startswith(CONTROL_PREFIX) or split.path == CONTROL_PREFIX.rstrip("/"):
                 self._control(split.path[len(CONTROL_PREFIX) :], split.query, body)
                 return
@@ -229,25 +265,31 @@ class _Handler(BaseHTTPRequestHandler):
         except Exception:
             # A bug must still look like WeChat being busy, not like a Python traceback page.
             log.exception("emulator failed on %s %s", self.command, self.path)
+            if self._responded:
+                self.close_connection = True
+                return
             try:
-                self._send_json(200, ApiError(-1).payload())
+                self._send_json(200, ApiError(-1).payload(), close=not body_read)
             except OSError:
-                pass
-            self.close_connection = True
+                self.close_connection = True
 
     # ------------------------------------------------------------------ control API
 
     def _control(self, name: str, query: str, body: bytes) -> None:
         emu = self.server.emulator
         match = HEADIMG_RE.fullmatch(name)
-        if match and self.command == "GET":
+        read_only = bool(match or MEDIA_RE.fullmatch(name)) or name in ("", "index", "health")
+        if read_only and self.command != "GET":
+            self._wrong_method(("GET",))
+            return
+        if match:
             data = emu.headimg(match.group(1), int(match.group(2)))
             if data is None:
                 self._send_json(404, ControlError(404, "no such avatar").payload())
             else:
                 self._send(200, data, "image/jpeg")
             return
-        if MEDIA_RE.fullmatch(name) and self.command == "GET":
+        if MEDIA_RE.fullmatch(name):
             self._send(200, DEMO_AVATAR, "image/jpeg")
             return
         if name in ("", "index"):
@@ -261,9 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(404, ControlError(404, name).payload())
             return
         if self.command not in endpoint.http_methods:
-            self._send_json(
-                405, ControlError(400, f"use {' or '.join(endpoint.http_methods)}").payload()
-            )
+            self._wrong_method(endpoint.http_methods)
             return
         try:
             payload = self._control_payload(query, body)
@@ -280,12 +320,16 @@ class _Handler(BaseHTTPRequestHandler):
             result = {endpoint.result_key or "items": result}
         self._send_json(200, {"errcode": 0, "errmsg": "ok", **result})
 
+    def _wrong_method(self, allowed: tuple[str, ...]) -> None:
+        payload = ControlError(400, f"use {' or '.join(allowed)}").payload()
+        self._send_json(405, payload, headers={"Allow": ", ".join(allowed)})
+
     def _control_payload(self, query: str, body: bytes) -> dict[str, Any]:
         payload: dict[str, Any] = {k: _query_value(v[-1]) for k, v in parse_qs(query).items()}
         if body.strip():
             try:
-                data = json.loads(body.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as exc:
+                data = load_json(body)
+            except ValueError as exc:
                 raise ControlError(400, "body must be a JSON object") from exc
             if not isinstance(data, dict):
                 raise ControlError(400, "body must be a JSON object")

@@ -135,7 +135,9 @@ class WeChatClient:
         """The access token (GET ``/cgi-bin/token`` or POST ``/cgi-bin/stable_token``),
         cached in the token store; ``force_refresh`` bypasses the cache.
 
-        ``expires_in`` is the number of seconds the client will keep using it.
+        ``expires_in`` is WeChat's: what it answered when this call fetched, else the
+        seconds WeChat still accepts the cached token. The client itself stops using
+        a token ``token_margin`` seconds earlier (see ``TokenProvider``).
         """
         return self._tokens.fetch_access_token(force_refresh=force_refresh)
 

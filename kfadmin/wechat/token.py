@@ -46,19 +46,32 @@ class CachedToken:
 
     ``expires_at`` (timezone-aware) is the moment this client stops using the token:
     WeChat's expiry minus the safety margin, so a token read from a store is usable
-    exactly while ``expires_at`` is in the future.
+    exactly while ``expires_at`` is in the future. ``wechat_expires_at`` is WeChat's
+    own expiry (fetch time + the ``expires_in`` it answered), kept by stores that can;
+    None when a store keeps only ``expires_at``.
     """
 
     access_token: str = field(repr=False)
     expires_at: datetime
+    wechat_expires_at: datetime | None = None
 
     def is_fresh(self, now: datetime | None = None) -> bool:
         return self.expires_at > (now or _utcnow())
 
     def expires_in(self, now: datetime | None = None) -> int:
         """Whole seconds left before ``expires_at`` (never negative)."""
-        seconds = (self.expires_at - (now or _utcnow())).total_seconds()
-        return max(0, math.floor(seconds))
+        return _seconds_until(self.expires_at, now)
+
+    def wechat_expires_in(self, now: datetime | None = None) -> int:
+        """Whole seconds WeChat still accepts the token; the client's own
+        ``expires_in`` when WeChat's expiry was not kept."""
+        if self.wechat_expires_at is None:
+            return self.expires_in(now)
+        return _seconds_until(self.wechat_expires_at, now)
+
+
+def _seconds_until(moment: datetime, now: datetime | None) -> int:
+    return max(0, math.floor((moment - (now or _utcnow())).total_seconds()))
 
 
 @runtime_checkable
@@ -115,7 +128,8 @@ class MemoryTokenStore:
             if current is not None and current.access_token != stale_token and current.is_fresh():
                 return current
             token = fetch()
-            self.set(appid, token.access_token, token.expires_at)
+            with self._lock:
+                self._tokens[appid] = token  # the whole token, WeChat's expiry included
             return token
 
 
@@ -161,18 +175,31 @@ class TokenProvider:
         return self.store.refresh(self.appid, self._fetch, stale_token)
 
     def fetch_access_token(self, force_refresh: bool = False) -> AccessToken:
-        """The current token; ``force_refresh`` bypasses the cache.
+        """The current token and WeChat's ``expires_in`` for it; ``force_refresh``
+        bypasses the cache.
 
-        Even when forced, ``stable_token`` is asked in normal mode: WeChat's own
-        ``force_refresh:true`` invalidates the token for every other process and is
-        limited to 20 calls a day (wechat-kf-api.md §2.2).
+        When this call fetched, the answer is WeChat's own (its ``expires_in``, not
+        reduced by the margin); a cached token comes with the seconds WeChat still
+        accepts it. Even when forced, ``stable_token`` is asked in normal mode:
+        WeChat's own ``force_refresh:true`` invalidates the token for every other
+        process and is limited to 20 calls a day (wechat-kf-api.md §2.2).
         """
-        if force_refresh:
-            stored = self.store.get(self.appid)
-            token = self.refresh(stale_token=stored.access_token if stored else None)
+        answers: list[AccessToken] = []
+
+        def fetch() -> CachedToken:
+            cached, answer = self._fetch_answer()
+            answers.append(answer)
+            return cached
+
+        stored = self.store.get(self.appid)
+        if force_refresh or stored is None or not stored.is_fresh():
+            stale = stored.access_token if stored else None
+            token = self.store.refresh(self.appid, fetch, stale)
         else:
-            token = self.current()
-        return AccessToken(access_token=token.access_token, expires_in=token.expires_in())
+            token = stored
+        if answers and answers[-1].access_token == token.access_token:
+            return answers[-1]
+        return AccessToken(access_token=token.access_token, expires_in=token.wechat_expires_in())
 
     def _request(self) -> ApiRequest:
         if self.endpoint == "token":
@@ -198,6 +225,11 @@ class TokenProvider:
         )
 
     def _fetch(self) -> CachedToken:
+        return self._fetch_answer()[0]
+
+    def _fetch_answer(self) -> tuple[CachedToken, AccessToken]:
+        """WeChat's answer, and the token to cache: used until ``margin`` before
+        WeChat's expiry."""
         fetched_at = _utcnow()
         data = self._transport.send(self._request())
         token = from_dict(AccessToken, data)
@@ -216,4 +248,5 @@ class TokenProvider:
             self.endpoint,
             token.expires_in,
         )
-        return CachedToken(token.access_token, expires_at)
+        wechat_expires_at = fetched_at + timedelta(seconds=token.expires_in)
+        return CachedToken(token.access_token, expires_at, wechat_expires_at), token

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
 import requests
 
 from kfadmin.emulator import Emulator
@@ -60,6 +61,28 @@ def test_a_control_body_that_is_not_json_answers_400(emulator):
 def test_a_write_endpoint_refuses_get(emulator):
     response = requests.get(f"{emulator.base_url}/__emulator__/reset", timeout=TIMEOUT)
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH"])
+def test_a_write_endpoint_refuses_other_methods_and_does_not_act(emulator, method):
+    response = requests.request(method, f"{emulator.base_url}/__emulator__/reset", timeout=TIMEOUT)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.json()["errcode"] == 400
+    assert emulator.control("state", customers=False)["official_accounts"] != []
+
+
+@pytest.mark.parametrize("name", ["", "health", "headimg/wx1234567890abcdef/1001.jpg"])
+def test_read_only_endpoints_answer_only_get(emulator, name):
+    response = requests.delete(f"{emulator.base_url}/__emulator__/{name}", timeout=TIMEOUT)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET"
+
+
+def test_a_read_endpoint_refuses_delete(emulator):
+    response = requests.delete(f"{emulator.base_url}/__emulator__/state", timeout=TIMEOUT)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
 
 
 def test_a_second_official_account_can_be_created_over_http(emulator):

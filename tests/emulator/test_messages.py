@@ -224,14 +224,65 @@ def test_menu_clicks_and_scans_grant_three_sends_too(emulator, event):
     assert text(emulator, "oClicker")["errcode"] == 45047
 
 
-def test_an_event_inside_a_message_window_tops_up_but_keeps_the_48_hours(emulator):
+def test_a_click_after_the_message_budget_is_used_grants_three_sends_for_one_minute_only(
+    emulator,
+):
+    # The probe, over HTTP: 5 sends, a click, an hour, a 6th send.
     openid = emulator.customer()
-    for _ in range(4):
+    for _ in range(5):
+        assert text(emulator, openid) == OK
+    emulator.control("customer_event", openid=openid, event="menu_click")
+    emulator.control("advance", seconds=3600)
+    assert text(emulator, openid)["errcode"] == 45047
+
+
+def test_the_sends_an_event_grants_expire_after_a_minute_even_inside_a_message_window(
+    emulator,
+):
+    openid = emulator.customer()
+    for _ in range(5):
         text(emulator, openid)
-    emulator.state.customer_event(openid=openid, event="menu_click")
-    assert emulator.state.customer(openid=openid)["remaining"] == 3
-    emulator.state.advance(3600)
+    emulator.control("customer_event", openid=openid, event="scan")
+    for _ in range(3):
+        assert text(emulator, openid) == OK
+    assert text(emulator, openid)["errcode"] == 45047
+    emulator.control("customer_event", openid=openid, event="follow")
+    emulator.control("advance", seconds=61)
+    assert text(emulator, openid)["errcode"] == 45047
+
+
+def test_an_event_does_not_touch_the_message_windows_48_hours_or_its_budget(emulator):
+    openid = emulator.customer()
+    written = emulator.control("customer", openid=openid)["message_grant"]
+    text(emulator, openid)
+    answer = emulator.control("customer_event", openid=openid, event="menu_click")
+    assert answer["message_grant"] == {"expires_at": written["expires_at"], "remaining": 4}
+    assert answer["event_grant"]["remaining"] == 3
+    assert answer["remaining"] == 7
+    emulator.control("advance", seconds=61)
+    for _ in range(4):
+        assert text(emulator, openid) == OK
+    assert text(emulator, openid)["errcode"] == 45047
+    emulator.control("advance", seconds=48 * 3600)
+    assert text(emulator, openid)["errcode"] == 45015
+
+
+def test_a_send_spends_the_event_grant_first_because_it_lapses_first(emulator):
+    openid = emulator.customer()
+    emulator.control("customer_event", openid=openid, event="menu_click")
     assert text(emulator, openid) == OK
+    view = emulator.control("customer", openid=openid)
+    assert view["event_grant"]["remaining"] == 2
+    assert view["message_grant"]["remaining"] == 5
+
+
+def test_a_message_after_an_event_keeps_the_event_grant_and_opens_48_hours(emulator):
+    openid = emulator.control("customer_event", openid="oFollower", event="follow")["openid"]
+    text(emulator, openid)
+    answer = emulator.control("customer_writes", openid=openid, text="你好", queue=False)
+    assert answer["message_grant"]["remaining"] == 5
+    assert answer["event_grant"]["remaining"] == 2
+    assert answer["window_expires_at"] == answer["message_grant"]["expires_at"]
 
 
 def test_an_unfollow_closes_the_window(emulator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -79,6 +80,114 @@ def test_a_body_that_is_not_utf8_answers_47001(emulator):
         b'{"nickname":"\xff"}',
     ).json()
     assert result["errcode"] == 47001
+
+
+NESTED = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
+
+
+class OneConnection:
+    """http.client on one socket; ``same_socket`` tells whether it was ever reopened."""
+
+    def __init__(self, base_url: str) -> None:
+        split = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(split.hostname, split.port, timeout=TIMEOUT)
+        self.conn.connect()
+        self.sock = self.conn.sock
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+        self.conn.request(method, path, body=body)
+        response = self.conn.getresponse()
+        assert not response.will_close, "the server asked to close the connection"
+        return response.status, json.loads(response.read())
+
+    @property
+    def same_socket(self) -> bool:
+        return self.conn.sock is self.sock
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def one_connection(emulator):
+    connection = OneConnection(emulator.base_url)
+    yield connection
+    connection.close()
+
+
+def test_absurdly_nested_json_is_a_format_error_and_keeps_the_connection(
+    emulator, one_connection
+):
+    token = emulator.access_token()
+    status, answer = one_connection.request(
+        "POST", f"/customservice/kfaccount/add?access_token={token}", NESTED
+    )
+    assert (status, answer["errcode"]) == (200, 47001)
+    status, answer = one_connection.request(
+        "GET", f"/cgi-bin/customservice/getkflist?access_token={token}"
+    )
+    assert answer == {"kf_list": []}
+    assert one_connection.same_socket
+
+
+def test_nested_json_just_within_the_depth_limit_is_parsed(emulator):
+    depth = 500
+    head = '{"kf_account":"deep@test_oa","nickname":"深","x":'.encode()
+    body = head + b"[" * depth + b"]" * depth + b"}"
+    result = post_raw(
+        emulator.base_url, "/customservice/kfaccount/add", emulator.access_token(), body
+    ).json()
+    assert result == {"errcode": 0, "errmsg": "ok"}
+
+
+def test_nested_json_on_the_token_endpoint_is_a_format_error(emulator, one_connection):
+    status, answer = one_connection.request("POST", "/cgi-bin/stable_token", NESTED)
+    assert answer["errcode"] == 47001
+    status, answer = one_connection.request("GET", "/__emulator__/health")
+    assert answer["errcode"] == 0
+    assert one_connection.same_socket
+
+
+def test_nested_json_is_logged_without_a_parsed_body(emulator):
+    post_raw(emulator.base_url, "/customservice/kfaccount/add", emulator.access_token(), NESTED)
+    calls = requests.get(
+        f"{emulator.base_url}/__emulator__/calls", params={"limit": 1}, timeout=TIMEOUT
+    ).json()["calls"]
+    assert calls[-1]["json"] is None and calls[-1]["body_size"] == len(NESTED)
+
+
+def test_nested_json_to_the_control_api_is_a_400_and_keeps_the_connection(
+    emulator, one_connection
+):
+    status, answer = one_connection.request("POST", "/__emulator__/add_customer", NESTED)
+    assert (status, answer["errcode"]) == (400, 400)
+    status, answer = one_connection.request("GET", "/__emulator__/health")
+    assert answer["errcode"] == 0
+    assert one_connection.same_socket
+
+
+def test_an_internal_error_answers_minus_1_and_keeps_the_connection(
+    emulator, one_connection, monkeypatch
+):
+    def broken(request):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(emulator.state, "process", broken)
+    status, answer = one_connection.request("GET", "/cgi-bin/customservice/getkflist")
+    assert (status, answer["errcode"]) == (200, -1)
+    status, answer = one_connection.request("GET", "/__emulator__/health")
+    assert answer["errcode"] == 0
+    assert one_connection.same_socket
+
+
+def test_an_unreadable_body_closes_the_connection_and_says_so(emulator):
+    answer = raw_exchange(
+        emulator.base_url,
+        b"POST /customservice/kfaccount/add HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    )
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body)["errcode"] == 47001
 
 
 def test_an_empty_post_body_answers_44002(emulator):
@@ -209,10 +318,87 @@ def test_a_bogus_method_gets_a_json_error(emulator):
     assert b"Traceback" not in answer
 
 
-def test_an_unsupported_method_gets_json(emulator):
-    response = requests.request("PATCH", f"{emulator.base_url}/cgi-bin/token", timeout=TIMEOUT)
+def test_a_method_the_server_does_not_know_gets_json(emulator):
+    response = requests.request("TRACE", f"{emulator.base_url}/cgi-bin/token", timeout=TIMEOUT)
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.json()["errcode"] == -1
+
+
+@pytest.mark.parametrize("method", ["DELETE", "PUT", "PATCH", "OPTIONS"])
+def test_delete_on_the_delete_endpoint_does_not_delete(emulator, method):
+    account = emulator.bound_agent("mei")
+    response = requests.request(
+        method,
+        f"{emulator.base_url}/customservice/kfaccount/del",
+        params={"access_token": emulator.access_token(), "kf_account": account},
+        timeout=TIMEOUT,
+    )
+    assert (response.status_code, response.json()["errcode"]) == (200, 43001)
+    kf_list = emulator.get("/cgi-bin/customservice/getkflist")["kf_list"]
+    assert [entry["kf_account"] for entry in kf_list] == [account]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/cgi-bin/customservice/getkflist",
+        "/cgi-bin/customservice/getonlinekflist",
+        "/customservice/kfsession/getsession",
+        "/customservice/kfsession/getsessionlist",
+        "/customservice/kfsession/getwaitcase",
+        "/cgi-bin/token",
+    ],
+)
+def test_put_on_a_get_operation_answers_43001(emulator, path):
+    response = requests.put(
+        f"{emulator.base_url}{path}",
+        params={"access_token": emulator.access_token()},
+        timeout=TIMEOUT,
+    )
+    assert response.json()["errcode"] == 43001
+
+
+def test_a_put_to_the_token_endpoint_issues_no_token(emulator):
+    params = {"grant_type": "client_credential", "appid": emulator.appid, "secret": emulator.secret}
+    answer = requests.put(f"{emulator.base_url}/cgi-bin/token", params=params, timeout=TIMEOUT)
+    assert "access_token" not in answer.json()
+    tokens = emulator.control("state", customers=False)["official_accounts"][0]["tokens"]
+    assert [t for t in tokens if t["kind"] == "classic"] == []
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
+def test_other_methods_on_post_operations_answer_43002_and_do_nothing(emulator, method):
+    body = utf8_json({"kf_account": emulator.kf_account("anna"), "nickname": "安娜"})
+    response = requests.request(
+        method,
+        f"{emulator.base_url}/customservice/kfaccount/add",
+        params={"access_token": emulator.access_token()},
+        data=body,
+        timeout=TIMEOUT,
+    )
+    assert response.json()["errcode"] == 43002
+    assert emulator.get("/cgi-bin/customservice/getkflist") == {"kf_list": []}
+
+
+def test_a_put_to_stable_token_answers_43002(emulator):
+    body = utf8_json(
+        {"grant_type": "client_credential", "appid": emulator.appid, "secret": emulator.secret}
+    )
+    response = requests.put(f"{emulator.base_url}/cgi-bin/stable_token", data=body, timeout=TIMEOUT)
+    assert response.json()["errcode"] == 43002
+
+
+def test_a_wrong_method_keeps_the_connection(emulator, one_connection):
+    token = emulator.access_token()
+    status, answer = one_connection.request(
+        "DELETE", f"/customservice/kfaccount/add?access_token={token}", b'{"a":1}'
+    )
+    assert answer["errcode"] == 43002
+    status, answer = one_connection.request(
+        "GET", f"/cgi-bin/customservice/getkflist?access_token={token}"
+    )
+    assert answer == {"kf_list": []}
+    assert one_connection.same_socket
 
 
 def test_a_put_on_a_wechat_path_gets_a_wechat_error(emulator):

@@ -129,6 +129,35 @@ def test_force_refresh_rotates_the_stable_token_and_kills_the_old_one(emulator):
     assert "kf_list" in kf_list(emulator, second)
 
 
+def test_a_second_force_refresh_within_30_seconds_does_not_refresh(emulator):
+    first = stable(emulator, force_refresh=True)
+    emulator.control("advance", seconds=29)
+    again = stable(emulator, force_refresh=True)
+    assert again["access_token"] == first["access_token"]
+    assert "kf_list" in kf_list(emulator, first["access_token"])
+    emulator.control("advance", seconds=1)
+    third = stable(emulator, force_refresh=True)
+    assert third["access_token"] != first["access_token"]
+    assert kf_list(emulator, first["access_token"])["errcode"] == 40001
+
+
+def test_force_refresh_rotates_at_most_20_times_a_day_then_answers_45009(emulator):
+    # Start just after midnight in China (UTC+8), WeChat's quota day.
+    now = requests.get(f"{emulator.base_url}/__emulator__/health", timeout=TIMEOUT).json()["now"]
+    emulator.control("advance", seconds=86400 - (now + 8 * 3600) % 86400 + 1)
+    tokens = set()
+    for _ in range(20):
+        tokens.add(stable(emulator, force_refresh=True)["access_token"])
+        emulator.control("advance", seconds=30)
+    assert len(tokens) == 20
+    refused = stable(emulator, force_refresh=True)
+    assert refused["errcode"] == 45009
+    current = stable(emulator)["access_token"]
+    assert current in tokens and "kf_list" in kf_list(emulator, current)
+    emulator.control("advance", seconds=86400 - 20 * 30)
+    assert stable(emulator, force_refresh=True)["access_token"] not in tokens
+
+
 def test_stable_and_classic_tokens_do_not_invalidate_each_other(emulator):
     emulator.state.configure(token_overlap=0)
     stable_token = stable(emulator)["access_token"]

@@ -63,6 +63,32 @@ def test_it_fetches_and_uses_both_kinds_of_token(emulator, endpoint, path):
     assert listing.query["access_token"] == token.access_token
 
 
+@pytest.mark.parametrize("endpoint", ["stable_token", "token"])
+def test_the_fetched_token_carries_the_expires_in_wechat_answered(emulator, endpoint):
+    # Both endpoints answer exactly 7200 for a new token; the client's own 300 s margin
+    # must not show in the result.
+    client = WeChatClient(
+        emulator.appid, emulator.secret, base_url=emulator.base_url, token_endpoint=endpoint
+    )
+
+    token = client.fetch_access_token()
+
+    assert token.expires_in == 7200
+    cached = client.token_store.get(emulator.appid)
+    assert cached.expires_at < cached.wechat_expires_at
+
+
+def test_a_stable_token_with_a_short_remaining_life_is_reported_as_wechat_said(emulator, wx):
+    emulator.control("issue_token", kind="stable")
+    emulator.control("advance", seconds=6000)
+
+    token = wx.fetch_access_token()
+
+    # WeChat's remaining lifetime of the token it already had (about 1200 s), as is.
+    assert 0 < token.expires_in <= 1200
+    assert token.expires_in > 1200 - 300
+
+
 def test_it_caches_the_token_between_calls(emulator, wx):
     wx.get_account_list()
     wx.get_online_list()

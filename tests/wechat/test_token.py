@@ -72,7 +72,7 @@ def test_it_fetches_a_stable_token_with_a_json_post(rsps: responses.RequestsMock
         "force_refresh": False,
     }
     assert token.access_token == "NEW"
-    assert 6800 <= token.expires_in <= 6900
+    assert token.expires_in == 7200
 
 
 def test_it_fetches_a_classic_token_with_a_get(rsps: responses.RequestsMock):
@@ -152,6 +152,51 @@ def test_it_stores_the_expiry_minus_the_margin(rsps: responses.RequestsMock):
     assert cached is not None and cached.access_token == "NEW"
     expected = before + timedelta(seconds=7200 - 300)
     assert abs((cached.expires_at - expected).total_seconds()) < 5
+
+
+def test_the_result_carries_wechats_expires_in_not_the_reduced_one(
+    rsps: responses.RequestsMock,
+):
+    # 345 is the stable_token doc's example answer.
+    rsps.add(responses.POST, STABLE, json=token_answer("NEW", 345))
+    store = MemoryTokenStore()
+    client = WeChatClient(APPID, SECRET, token_store=store)
+
+    before = datetime.now(UTC)
+    token = client.fetch_access_token()
+
+    assert token.expires_in == 345
+    cached = store.get(APPID)
+    assert abs((cached.wechat_expires_at - (before + timedelta(seconds=345))).total_seconds()) < 5
+    assert cached.expires_at < cached.wechat_expires_at
+
+
+def test_a_cached_token_is_reported_with_the_seconds_wechat_still_accepts_it(
+    rsps: responses.RequestsMock,
+):
+    rsps.add(responses.POST, STABLE, json=token_answer("NEW", 7200))
+    client = WeChatClient(APPID, SECRET)
+    client.fetch_access_token()
+
+    again = client.fetch_access_token()
+
+    assert len(token_calls(rsps)) == 1
+    assert 7200 - 300 < again.expires_in <= 7200
+
+
+def test_wechats_remaining_seconds_are_counted_from_its_expiry():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    token = CachedToken("T", now + timedelta(seconds=6900), now + timedelta(seconds=7200.9))
+
+    assert token.expires_in(now) == 6900
+    assert token.wechat_expires_in(now) == 7200
+
+
+def test_a_store_that_keeps_only_the_cutoff_reports_the_cutoff():
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    token = CachedToken("T", now + timedelta(seconds=6900))
+
+    assert token.wechat_expires_in(now) == 6900
 
 
 def test_a_short_lived_token_spends_at_most_half_its_life_in_the_margin(
