@@ -59,7 +59,7 @@ class OfficialAccountForm(forms.ModelForm):
         model = OfficialAccount
         fields = [
             "name", "appid", "secret", "wechat_id", "original_id", "callback_token",
-            "encoding_aes_key", "api_base_url", "token_endpoint", "time_zone",
+            "encoding_aes_key", "callback_mode", "api_base_url", "token_endpoint", "time_zone",
             "agent_capacity", "is_active",
         ]
 
@@ -81,6 +81,15 @@ class OfficialAccountForm(forms.ModelForm):
             raise forms.ValidationError(_("The EncodingAESKey is 43 letters and digits."))
         return value
 
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        mode = cleaned.get("callback_mode")
+        has_key = cleaned.get("encoding_aes_key") or (self.instance.pk and self.instance.encoding_aes_key)
+        if mode and mode != OfficialAccount.CallbackMode.PLAIN and not has_key:
+            # Without the key every encrypted push would be refused.
+            self.add_error("encoding_aes_key", _("Compatible and safe mode need the EncodingAESKey."))
+        return cleaned
+
     def save(self, commit: bool = True) -> OfficialAccount:
         account = super().save(commit=False)
         for name in _SECRET_FIELDS:
@@ -100,8 +109,10 @@ class OfficialAccountForm(forms.ModelForm):
 @admin.register(OfficialAccount)
 class OfficialAccountAdmin(admin.ModelAdmin):
     form = OfficialAccountForm
-    list_display = ["name", "appid", "wechat_id", "api_base_url", "token_endpoint", "waiting_count", "is_active"]
-    list_filter = ["is_active", "token_endpoint"]
+    list_display = [
+        "name", "appid", "wechat_id", "api_base_url", "token_endpoint", "callback_mode", "waiting_count", "is_active",
+    ]
+    list_filter = ["is_active", "token_endpoint", "callback_mode"]
     search_fields = ["name", "appid", "wechat_id", "original_id"]
     readonly_fields = [
         "secret_masked", "callback_token_masked", "encoding_aes_key_masked", "access_token_masked",

@@ -15,6 +15,12 @@ class OfficialAccount(models.Model):
         STABLE = "stable_token", _("Stable token (recommended)")
         CLASSIC = "token", _("Classic token")
 
+    class CallbackMode(models.TextChoices):
+        # As set in WeChat's console (消息加解密方式); the values are the emulator's.
+        PLAIN = "plain", _("Plaintext")
+        COMPAT = "compat", _("Compatible")
+        SAFE = "safe", _("Safe (AES)")
+
     name = models.CharField(_("name"), max_length=64)
     appid = models.CharField(_("AppID"), max_length=32, unique=True)
     secret = EncryptedTextField(_("AppSecret"))
@@ -24,6 +30,10 @@ class OfficialAccount(models.Model):
     original_id = models.CharField(_("original ID"), max_length=32, blank=True, help_text="gh_…")
     callback_token = EncryptedTextField(_("callback token"), blank=True)
     encoding_aes_key = EncryptedTextField(_("EncodingAESKey"), blank=True)
+    callback_mode = models.CharField(
+        _("message encryption"), max_length=8, choices=CallbackMode.choices, default=CallbackMode.SAFE,
+        help_text=_("As set in WeChat's console. In safe mode the callback receiver refuses plaintext pushes."),
+    )
     api_base_url = models.URLField(_("API base URL"), default="https://api.weixin.qq.com")
     token_endpoint = models.CharField(
         _("token endpoint"), max_length=16, choices=TokenEndpoint.choices, default=TokenEndpoint.STABLE

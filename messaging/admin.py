@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from messaging.models import MessageRecord, OutboundMessage
+from messaging.models import CallbackNonce, MessageRecord, OutboundMessage
 
 
 @admin.register(MessageRecord)
@@ -36,3 +36,9 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
     search_fields = ["customer__openid", "agent__kf_account", "error"]
     date_hierarchy = "created_at"
     list_select_related = ["customer", "agent", "official_account"]
+
+
+@admin.register(CallbackNonce)
+class CallbackNonceAdmin(ReadOnlyAdmin):
+    list_display = ["official_account", "timestamp", "nonce"]
+    list_filter = ["official_account"]

@@ -7,16 +7,27 @@ messages and the kf session events (`kf_create_session`, `kf_close_session`,
 reply window and the session rows follow. Follow, menu-click and scan events open
 the short reply window.
 
+The query's signature covers only token, timestamp and nonce, not the body, and
+every URL WeChat called sits in some access log; so a push is accepted only when
+its timestamp is within 5 minutes of our clock, its (timestamp, nonce) was never
+used before (`CallbackNonce`, claimed in the same transaction as the writes), it
+is encrypted if the account runs in safe mode, and every field has the shape
+WeChat gives it. Anything else gets a 4xx and changes nothing. An unknown appid,
+an inactive account and a bad signature get the same answer, so an outsider
+cannot tell which appids exist.
+
 WeChat waits 5 seconds and then retries the same push (three attempts), so the work
 is a few small writes in one transaction, and a redelivered push changes nothing.
-Anything that is not a valid push for a known account gets a 4xx with a short
-sentence and changes nothing. Tokens and keys never reach the log.
+Tokens and keys never reach the log.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
+import secrets
+import time
 from datetime import UTC, datetime
 
 from django.contrib.auth.decorators import login_not_required
@@ -29,15 +40,17 @@ from django.views.decorators.http import require_http_methods
 from accounts.models import OfficialAccount
 from accounts.sync import agent_get_or_stub
 from kfadmin.wechat import (
+    MAX_CLOCK_SKEW,
     CallbackMessage,
     WeChatCallbackError,
     WeChatCrypto,
     check_signature,
+    check_timestamp,
     msg_signature,
     parse_message,
     parse_xml,
 )
-from messaging.models import MessageRecord, record_digest
+from messaging.models import CallbackNonce, MessageRecord, record_digest
 from sessions_app.models import Customer, KfSession
 from sessions_app.services import Touch, customer_touch, customer_window_close
 
@@ -60,10 +73,27 @@ _SESSION_EVENTS = {
     "kf_close_session": MessageRecord.OperCode.CLOSED,
     "kf_switch_session": MessageRecord.OperCode.TRANSFERRED,
 }
+_NONCE_RE = re.compile(r"[A-Za-z0-9]{1,32}")
+# Checked when no account matches, so an unknown appid costs what a wrong signature does.
+_NO_TOKEN = secrets.token_hex(16)
+FORBIDDEN = "forbidden"
+
+
+class CallbackForbidden(WeChatCallbackError):
+    """The push is not from WeChat for this account (or no longer may be): 403."""
+
+
+class CallbackReplayed(CallbackForbidden):
+    """The (timestamp, nonce) of the push was used before."""
 
 
 def _text(status: int, message: str) -> HttpResponse:
     return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
+def _now() -> float:
+    """The receiver's clock (tests pin it to the time of their fixed pushes)."""
+    return time.time()
 
 
 # --------------------------------------------------------------------------- view
@@ -74,44 +104,64 @@ def _text(status: int, message: str) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def wechat_callback(request: HttpRequest, appid: str) -> HttpResponse:
     account = OfficialAccount.objects.filter(appid=appid, is_active=True).first()
-    if account is None:
-        return _text(404, "Unknown official account.")
-    if not account.callback_token:
-        return _text(404, "This official account has no callback token configured.")
-    token = account.callback_token
+    known = account is not None and bool(account.callback_token)
     query = request.GET
     timestamp = query.get("timestamp", "")
     nonce = query.get("nonce", "")
-    if not check_signature(token, query.get("signature", ""), timestamp, nonce):
-        logger.warning("Callback for appid %s refused: bad signature.", appid)
-        return _text(403, "Signature check failed.")
+    signed = check_signature(account.callback_token if known else _NO_TOKEN, query.get("signature", ""), timestamp, nonce)
+    if not (known and signed):
+        # The same answer for both, so the appids that exist stay unknown outside.
+        reason = "bad signature" if known else "unknown, inactive or tokenless account"
+        logger.warning("Callback for appid %r refused: %s.", appid, reason)
+        return _text(403, FORBIDDEN)
+    try:
+        pushed_at = check_timestamp(timestamp, now=_now())
+        if not _NONCE_RE.fullmatch(nonce):
+            raise CallbackForbidden(None, "The push has no valid nonce.")
+    except WeChatCallbackError as exc:
+        logger.warning("Callback for appid %r refused: %s", appid, exc.errmsg)
+        return _text(403, exc.errmsg)
 
     if request.method == "GET":
         # URL verification: echo echostr back verbatim.
         return _text(200, query.get("echostr", ""))
 
     try:
-        if query.get("encrypt_type", "").lower() == "aes":
-            xml = _decrypt(account, request.body, query.get("msg_signature", ""), timestamp, nonce)
-            if xml is None:
-                logger.warning("Callback for appid %s refused: bad msg_signature.", appid)
-                return _text(403, "Message signature check failed.")
-        else:
-            xml = request.body
-        message = parse_message(xml)
+        message = _message(account, request, timestamp=timestamp, nonce=nonce, pushed_at=pushed_at)
+        callback_push_apply(account=account, message=message, timestamp=pushed_at, nonce=nonce)
     except WeChatCallbackError as exc:
-        logger.warning("Callback for appid %s refused: %s", appid, exc.errmsg)
-        return _text(400, exc.errmsg)
-    if account.original_id and message.to_user != account.original_id:
-        return _text(400, "The push is addressed to another official account.")
-
-    callback_message_record(account=account, message=message)
+        logger.warning("Callback for appid %r refused: %s", appid, exc.errmsg)
+        return _text(403 if isinstance(exc, CallbackForbidden) else 400, exc.errmsg)
     # An empty passive reply: acknowledged, nothing sent back to the customer.
     return _text(200, "success")
 
 
-def _decrypt(account: OfficialAccount, body: bytes, signature: str, timestamp: str, nonce: str) -> str | None:
-    """The plaintext XML of an AES push; None when msg_signature does not match."""
+def _message(
+    account: OfficialAccount, request: HttpRequest, *, timestamp: str, nonce: str, pushed_at: int
+) -> CallbackMessage:
+    """The push, decrypted when encrypted, every field checked; raises
+    WeChatCallbackError (CallbackForbidden for what only a forger would send)."""
+    encrypted = request.GET.get("encrypt_type", "").lower() == "aes"
+    if account.callback_mode == OfficialAccount.CallbackMode.SAFE and not encrypted:
+        raise CallbackForbidden(
+            None, "This official account's pushes are encrypted (safe mode); a plaintext push is refused."
+        )
+    if encrypted:
+        xml = _decrypt(account, request.body, request.GET.get("msg_signature", ""), timestamp, nonce)
+    else:
+        xml = request.body
+    message = parse_message(xml, timestamp=pushed_at)
+    if account.original_id and message.to_user != account.original_id:
+        raise WeChatCallbackError(None, "The push is addressed to another official account.")
+    suffix = "@" + account.wechat_id.lower()
+    for kf_account in (message.kf_account, message.from_kf_account, message.to_kf_account):
+        if kf_account and not kf_account.lower().endswith(suffix):
+            raise WeChatCallbackError(None, "The push names a kf account of another WeChat ID.")
+    return message
+
+
+def _decrypt(account: OfficialAccount, body: bytes, signature: str, timestamp: str, nonce: str) -> str:
+    """The plaintext XML of an AES push, once its msg_signature matched."""
     if not account.encoding_aes_key:
         raise WeChatCallbackError(None, "This official account has no EncodingAESKey configured.")
     encrypted = parse_xml(body).get("Encrypt", "")
@@ -119,7 +169,7 @@ def _decrypt(account: OfficialAccount, body: bytes, signature: str, timestamp: s
         raise WeChatCallbackError(None, "The callback body has no <Encrypt> element.")
     expected = msg_signature(account.callback_token, timestamp, nonce, encrypted)
     if not hmac.compare_digest(expected.encode(), signature.lower().encode()):
-        return None
+        raise CallbackForbidden(None, "Message signature check failed.")
     crypto = WeChatCrypto(account.callback_token, account.encoding_aes_key, account.appid)
     return crypto.decrypt_message(body, signature, timestamp, nonce)
 
@@ -127,11 +177,27 @@ def _decrypt(account: OfficialAccount, body: bytes, signature: str, timestamp: s
 # --------------------------------------------------------------------------- service
 
 
+def callback_push_apply(*, account: OfficialAccount, message: CallbackMessage, timestamp: int, nonce: str) -> bool:
+    """Apply one checked push, once per (timestamp, nonce): raises CallbackReplayed
+    for a second one. Returns False when it was a redelivery (nothing changed)."""
+    # Pairs this old are refused by their timestamp before the table is asked.
+    CallbackNonce.objects.filter(timestamp__lt=int(_now()) - MAX_CLOCK_SKEW).delete()
+    with transaction.atomic():
+        try:
+            # In the push's transaction: a push that fails leaves its nonce free for
+            # WeChat's retry, and a concurrent replay waits on the unique index.
+            with transaction.atomic():
+                CallbackNonce.objects.create(official_account=account, timestamp=timestamp, nonce=nonce)
+        except IntegrityError:
+            raise CallbackReplayed(None, "This push was received before (replayed timestamp and nonce).") from None
+        return callback_message_record(account=account, message=message)
+
+
 @transaction.atomic
 def callback_message_record(*, account: OfficialAccount, message: CallbackMessage) -> bool:
     """Apply one push. Returns False when it was a redelivery (nothing changed)."""
     openid = message.from_user
-    at = datetime.fromtimestamp(message.create_time, tz=UTC) if message.create_time else timezone.now()
+    at = datetime.fromtimestamp(message.create_time, tz=UTC)
     event = message.event.lower() if message.is_event else ""
 
     if not message.is_event:

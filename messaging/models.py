@@ -134,3 +134,26 @@ class OutboundMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.msgtype} to {self.customer} ({self.status})"
+
+
+class CallbackNonce(models.Model):
+    """A (timestamp, nonce) that a push to this account has used.
+
+    In plaintext mode WeChat's signature covers only token, timestamp and nonce, not
+    the body, so a second push under the same pair is a replay, whatever it carries.
+    Rows whose timestamp is older than the clock-skew window are pruned: such a
+    timestamp is refused before this table is asked.
+    """
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    timestamp = models.BigIntegerField()
+    nonce = models.CharField(max_length=32)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["official_account", "timestamp", "nonce"], name="callback_nonce_once"),
+        ]
+        indexes = [models.Index(fields=["timestamp"], name="callback_nonce_timestamp")]
+
+    def __str__(self) -> str:
+        return f"{self.timestamp} {self.nonce}"

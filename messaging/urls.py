@@ -1,5 +1,6 @@
 from django.urls import path
 
+import kfadmin.converters  # noqa: F401  (registers <openid:…>)
 from messaging import views
 
 app_name = "messaging"
@@ -7,9 +8,9 @@ app_name = "messaging"
 urlpatterns = [
     path("history/", views.history, name="history"),
     path("history/export.<str:fmt>", views.export, name="export"),
-    path("conversations/<str:openid>/", views.conversation, name="conversation"),
-    path("conversations/<str:openid>/send/", views.send, name="send"),
-    path("conversations/<str:openid>/typing/", views.typing, name="typing"),
-    path("conversations/<str:openid>/transcript/", views.transcript, name="transcript"),
+    path("conversations/<openid:openid>/", views.conversation, name="conversation"),
+    path("conversations/<openid:openid>/send/", views.send, name="send"),
+    path("conversations/<openid:openid>/typing/", views.typing, name="typing"),
+    path("conversations/<openid:openid>/transcript/", views.transcript, name="transcript"),
     path("outbound/<int:outbound_id>/", views.outbound_status, name="outbound"),
 ]

@@ -74,6 +74,8 @@ class OfficialAccountFactory(factory.django.DjangoModelFactory):
     secret = factory.Sequence(lambda n: f"secret{n:026d}")
     wechat_id = factory.Sequence(lambda n: f"oa_shop{n}")
     original_id = factory.Sequence(lambda n: f"gh_{n:012d}")
+    # Accepts a push in any mode; the callback tests choose theirs.
+    callback_mode = OfficialAccount.CallbackMode.PLAIN
     # Tests that talk to WeChat point this at `emulator.base_url`; nothing else calls out.
     api_base_url = "http://127.0.0.1:9"
     time_zone = "Asia/Shanghai"

@@ -9,9 +9,11 @@ Standalone: imports nothing from Django or the kfadmin apps.
 """
 
 from .callback import (
+    MAX_CLOCK_SKEW,
     CallbackMessage,
     WeChatCrypto,
     check_signature,
+    check_timestamp,
     echo_for_verification,
     msg_signature,
     parse_message,
@@ -65,6 +67,7 @@ from .types import (
 from .validation import MESSAGE_TYPES, TYPING_COMMANDS
 
 __all__ = [
+    "MAX_CLOCK_SKEW",
     "MESSAGE_TYPES",
     "TOKEN_REFRESH_ERRCODES",
     "TYPING_COMMANDS",
@@ -109,6 +112,7 @@ __all__ = [
     "WeChatTokenError",
     "WeChatTransportError",
     "check_signature",
+    "check_timestamp",
     "echo_for_verification",
     "encode_json",
     "error_class_for",

@@ -5,8 +5,10 @@
 - Safe mode: :class:`WeChatCrypto` (AES-256-CBC, IV = key[:16], PKCS#7 with a
   32-byte block, plaintext ``random16 | len_be32 | msg | appid``) and
   :func:`msg_signature`.
-- Parsing pushes: :func:`parse_message`, with DOCTYPE/ENTITY declarations refused
-  before the XML parser sees the body (no XXE, no billion laughs).
+- Freshness: :func:`check_timestamp` (a push's timestamp within 5 minutes of now).
+- Parsing pushes: :func:`parse_message`, through defusedxml with every DTD refused
+  (no XXE, no billion laughs, in any encoding), then every field checked like a
+  form: pattern, length, allowed values, range.
 - Passive replies: :func:`transfer_customer_service_reply`.
 """
 
@@ -24,14 +26,18 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
+import defusedxml
+import defusedxml.ElementTree as SafeET
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from .errors import WeChatCallbackError
 
 __all__ = [
+    "MAX_CLOCK_SKEW",
     "CallbackMessage",
     "WeChatCrypto",
     "check_signature",
+    "check_timestamp",
     "echo_for_verification",
     "msg_signature",
     "parse_message",
@@ -44,7 +50,9 @@ __all__ = [
 MAX_XML_BYTES = 1024 * 1024
 _PKCS7_BLOCK = 32
 _RANDOM_PREFIX = 16
-_FORBIDDEN_XML_RE = re.compile(rb"<!\s*(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+# How far a push's timestamp may be from our clock, either way: a URL that WeChat
+# once called (access logs, proxies keep them) is worthless after this.
+MAX_CLOCK_SKEW = 300
 
 
 # ----------------------------------------------------------------- signatures
@@ -59,6 +67,19 @@ def check_signature(token: str, signature: str, timestamp: str, nonce: str) -> b
     """Verify the ``signature`` query parameter of a push or of URL verification."""
     expected = sha1_signature(token, str(timestamp), str(nonce))
     return hmac.compare_digest(expected.encode("ascii"), str(signature).lower().encode("utf-8"))
+
+
+def check_timestamp(timestamp: str, *, now: float, skew: int = MAX_CLOCK_SKEW) -> int:
+    """The push's ``timestamp`` query parameter as an int, if within ``skew`` seconds
+    of ``now`` either way; raises :class:`WeChatCallbackError` otherwise."""
+    if not re.fullmatch(r"[0-9]{1,10}", str(timestamp)):
+        raise WeChatCallbackError(None, "The push has no valid timestamp.")
+    value = int(timestamp)
+    if abs(value - now) > skew:
+        raise WeChatCallbackError(
+            None, f"The push's timestamp is more than {skew // 60} minutes off; refused."
+        )
+    return value
 
 
 def msg_signature(token: str, timestamp: str, nonce: str, encrypt: str) -> str:
@@ -77,18 +98,18 @@ def _cdata(value: str) -> str:
 def parse_xml(body: str | bytes) -> dict[str, str]:
     """Parse a push or reply into ``{tag: text}`` for the children of ``<xml>``.
 
-    Refuses DOCTYPE and ENTITY declarations before parsing: expat would expand
-    internal entities, which is all a billion-laughs attack needs.
+    defusedxml refuses any DTD (so any entity declaration) as expat meets it, after
+    decoding, so a UTF-16 body cannot slip one past; WeChat never sends a DTD.
     """
     raw = body.encode("utf-8") if isinstance(body, str) else bytes(body)
     if len(raw) > MAX_XML_BYTES:
         raise WeChatCallbackError(None, "The callback body is too large to be a WeChat push.")
-    if _FORBIDDEN_XML_RE.search(raw):
+    try:
+        root = SafeET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except defusedxml.DefusedXmlException:
         raise WeChatCallbackError(
             None, "The callback body contains a DOCTYPE or ENTITY declaration; refused."
-        )
-    try:
-        root = ET.fromstring(raw)
+        ) from None
     except ET.ParseError as exc:
         raise WeChatCallbackError(
             None, f"The callback body is not well-formed XML ({exc})."
@@ -285,23 +306,87 @@ _MESSAGE_FIELDS: dict[str, str] = {
 }
 
 
-def parse_message(xml: str | bytes) -> CallbackMessage:
-    """Parse a plaintext push (decrypt safe-mode bodies first).
+# The shape of each field WeChat pushes. Openids are 28 characters of [A-Za-z0-9_-]
+# (64 is the column width); a kf account is "prefix@wechat_id".
+OPENID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+KF_ACCOUNT_RE = re.compile(r"(?=.{3,64}$)[A-Za-z0-9_-]+@[A-Za-z0-9_-]+")
+_ORIGINAL_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_DIGITS_RE = re.compile(r"[0-9]{1,20}")
+_EVENT_RE = re.compile(r"[A-Za-z_]{1,64}")
+PUSH_MSG_TYPES = frozenset(
+    {"text", "image", "voice", "video", "shortvideo", "location", "link", "file", "miniprogrampage", "event"}
+)
+MAX_CONTENT_CHARS = 20_000
+MAX_FIELD_CHARS = 2_048
+# A push's CreateTime is when the customer acted: WeChat pushes at once and retries
+# within about 15 s, so anything far from the push's own timestamp is not from it.
+CREATE_TIME_BEFORE = 3_600
+_KF_FIELDS = {
+    "kf_create_session": ("KfAccount",),
+    "kf_close_session": ("KfAccount",),
+    "kf_switch_session": ("FromKfAccount", "ToKfAccount"),
+}
+
+
+def parse_message(xml: str | bytes, *, timestamp: int | None = None) -> CallbackMessage:
+    """Parse a plaintext push (decrypt safe-mode bodies first) and check every field
+    like a form: a :class:`WeChatCallbackError` names the first that is wrong.
+
+    With ``timestamp`` (the push's, already checked for freshness) CreateTime must
+    lie between an hour before it and :data:`MAX_CLOCK_SKEW` after it.
 
     Handles user messages (text, image, voice, video, shortvideo, ...), events
     including ``kf_create_session``/``kf_close_session``/``kf_switch_session`` and
     menu-option taps (text with ``bizmsgmenuid``).
     """
     values = parse_xml(xml)
-    missing = [tag for tag in ("ToUserName", "FromUserName", "MsgType") if not values.get(tag)]
+    missing = [tag for tag in ("ToUserName", "FromUserName", "CreateTime", "MsgType") if not values.get(tag)]
     if missing:
         raise WeChatCallbackError(None, f"The push lacks {', '.join(missing)}.")
-    try:
-        create_time = int(values.get("CreateTime", "0") or 0)
-    except ValueError:
-        raise WeChatCallbackError(None, "The push has a non-numeric CreateTime.") from None
+    _check_field(values, "ToUserName", _ORIGINAL_ID_RE, "an original ID")
+    _check_field(values, "FromUserName", OPENID_RE, "an openid")
+    create_time = _create_time(values["CreateTime"], timestamp)
+    msg_type = values["MsgType"]
+    if msg_type not in PUSH_MSG_TYPES:
+        raise WeChatCallbackError(None, "The push has an unknown MsgType.")
+    if msg_type == "text" and "Content" not in values:
+        raise WeChatCallbackError(None, "The text push lacks Content.")
+    if "MsgId" in values:
+        _check_field(values, "MsgId", _DIGITS_RE, "a message id")
+    if msg_type == "event":
+        if not values.get("Event"):
+            raise WeChatCallbackError(None, "The event push lacks Event.")
+        _check_field(values, "Event", _EVENT_RE, "an event name")
+        for tag in _KF_FIELDS.get(values["Event"].lower(), ()):
+            if not values.get(tag):
+                raise WeChatCallbackError(None, f"The push lacks {tag}.")
+    for tag in ("KfAccount", "FromKfAccount", "ToKfAccount"):
+        if values.get(tag):
+            _check_field(values, tag, KF_ACCOUNT_RE, "a kf account (prefix@wechat_id)")
+    for tag, value in values.items():
+        limit = MAX_CONTENT_CHARS if tag == "Content" else MAX_FIELD_CHARS
+        if len(value) > limit and tag != "Encrypt":
+            raise WeChatCallbackError(None, f"The push's {tag} is longer than {limit} characters.")
     kwargs = {attr: values[tag] for tag, attr in _MESSAGE_FIELDS.items() if tag in values}
     return CallbackMessage(create_time=create_time, raw=values, **kwargs)
+
+
+def _check_field(values: Mapping[str, str], tag: str, pattern: re.Pattern[str], what: str) -> None:
+    if not pattern.fullmatch(values[tag]):
+        raise WeChatCallbackError(None, f"The push's {tag} is not {what}.")
+
+
+def _create_time(value: str, timestamp: int | None) -> int:
+    if not re.fullmatch(r"[0-9]{1,20}", value):
+        raise WeChatCallbackError(None, "The push has a non-numeric CreateTime.")
+    create_time = int(value)
+    if timestamp is None:
+        in_range = 0 < create_time < 2**32
+    else:
+        in_range = timestamp - CREATE_TIME_BEFORE <= create_time <= timestamp + MAX_CLOCK_SKEW
+    if not in_range:
+        raise WeChatCallbackError(None, "The push's CreateTime is out of range.")
+    return create_time
 
 
 # ---------------------------------------------------------------- replies

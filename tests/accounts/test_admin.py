@@ -88,6 +88,7 @@ def form_data(account: OfficialAccount, **changes) -> dict:
         "original_id": account.original_id, "callback_token": "", "encoding_aes_key": "",
         "api_base_url": account.api_base_url, "token_endpoint": account.token_endpoint,
         "time_zone": account.time_zone, "agent_capacity": account.agent_capacity, "is_active": "on",
+        "callback_mode": account.callback_mode,
     }
     data.update(changes)
     return data
@@ -135,3 +136,26 @@ def test_a_malformed_aes_key_is_refused(staff, account):
     assert list(response.context["adminform"].form.errors) == ["encoding_aes_key"]
     account.refresh_from_db()
     assert account.encoding_aes_key == AES_KEY
+
+
+@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
+def test_the_callback_mode_is_set_in_the_admin(staff, account, mode):
+    response = staff.post(
+        reverse("admin:accounts_officialaccount_change", args=[account.pk]), form_data(account, callback_mode=mode)
+    )
+    assert response.status_code == 302
+    account.refresh_from_db()
+    assert account.callback_mode == mode
+
+
+def test_a_new_account_starts_in_safe_mode_and_needs_its_aes_key(staff):
+    template = OfficialAccountFactory.build()
+    url = reverse("admin:accounts_officialaccount_add")
+    response = staff.get(url)
+    assert response.context["adminform"].form["callback_mode"].value() == "safe"
+    data = form_data(template, secret="the-secret", callback_mode="safe")
+    response = staff.post(url, data)
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.errors) == ["encoding_aes_key"]
+    assert staff.post(url, {**data, "encoding_aes_key": AES_KEY}).status_code == 302
+    assert OfficialAccount.objects.get(appid=template.appid).callback_mode == "safe"

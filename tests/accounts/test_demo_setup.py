@@ -66,7 +66,17 @@ def test_it_creates_the_demo_account_on_the_emulator(tmp_path, demo_emulator):
 def test_it_points_the_emulators_push_at_the_receiver(tmp_path, demo_emulator):
     output = run(tmp_path, urlsplit(demo_emulator.base_url).port, "--web-url", "http://127.0.0.1:8123")
     assert demo_push(demo_emulator) == (f"http://127.0.0.1:8123/wechat/callback/{DEMO_APPID}/", "safe")
+    assert OfficialAccount.objects.get(appid=DEMO_APPID).callback_mode == "safe"
     assert "pushes messages to" in output
+
+
+@pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
+def test_the_account_expects_the_mode_the_emulator_pushes_in(tmp_path, demo_emulator, mode):
+    port = urlsplit(demo_emulator.base_url).port
+    run(tmp_path, port, "--callback-mode", "plain")
+    run(tmp_path, port, "--callback-mode", mode)
+    assert demo_push(demo_emulator)[1] == mode
+    assert OfficialAccount.objects.get(appid=DEMO_APPID).callback_mode == mode
 
 
 def test_running_it_again_changes_nothing_but_the_stale_token(tmp_path, demo_emulator):

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 from django.test import Client
 
 from accounts.models import Agent, OfficialAccount
 from kfadmin.wechat import WeChatCrypto, msg_signature, sha1_signature
-from messaging.models import MessageRecord, record_digest
+from messaging import callback
+from messaging.models import CallbackNonce, MessageRecord, record_digest
 from sessions_app.models import Customer, KfSession
 from sessions_app.services import customer_window_consume
 from tests.factories import AgentFactory, CustomerFactory, KfSessionFactory, OfficialAccountFactory
@@ -26,13 +28,23 @@ TS = 1740830400  # 2025-03-01 12:00:00 UTC
 AT = datetime.fromtimestamp(TS, tz=UTC)
 
 
+@pytest.fixture(autouse=True)
+def receiver_clock(request, monkeypatch):
+    """The receiver's clock stands at TS, the time of the pushes built here (the
+    emulator's pushes carry the real time)."""
+    if "live_server" not in request.fixturenames:
+        monkeypatch.setattr(callback, "_now", lambda: TS)
+
+
 @pytest.fixture
 def account() -> OfficialAccount:
     return OfficialAccountFactory(
         appid="wx1def0e9e5891b338",
+        wechat_id="shop",
         callback_token=TOKEN,
         encoding_aes_key=AES_KEY,
         original_id=ORIGINAL_ID,
+        callback_mode=OfficialAccount.CallbackMode.PLAIN,
     )
 
 
@@ -61,9 +73,14 @@ def event(name: str, *, openid: str = OPENID, ts: int = TS, **extra: str) -> str
     return xml(ToUserName=ORIGINAL_ID, FromUserName=openid, CreateTime=ts, MsgType="event", Event=name, **extra)
 
 
-def post(client: Client, account: OfficialAccount, body: str, *, mode: str = "plain", token: str = TOKEN, nonce: str = "1514711492", path: str | None = None):
-    """POST `body` the way WeChat does in `mode` (plain, compat or safe)."""
-    ts = str(TS)
+_nonces = iter(range(10**6))
+
+
+def post(client: Client, account: OfficialAccount, body: str | bytes, *, mode: str = "plain", token: str = TOKEN, nonce: str | None = None, path: str | None = None, ts: int = TS):
+    """POST `body` the way WeChat does in `mode` (plain, compat or safe), with a fresh
+    nonce unless one is given."""
+    ts = str(ts)
+    nonce = nonce or f"1514{next(_nonces)}"
     query = {"signature": sha1_signature(token, ts, nonce), "timestamp": ts, "nonce": nonce, "openid": OPENID}
     if mode != "plain":
         encrypted = WeChatCrypto(token, AES_KEY, account.appid).encrypt(body)
@@ -73,8 +90,8 @@ def post(client: Client, account: OfficialAccount, body: str, *, mode: str = "pl
             body = xml(ToUserName=ORIGINAL_ID, Encrypt=encrypted)
         else:
             body = body.replace("</xml>", f"<Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
-    target = (path or url(account)) + "?" + "&".join(f"{k}={v}" for k, v in query.items())
-    return client.post(target, data=body.encode(), content_type="text/xml")
+    target = (path or url(account)) + "?" + urlencode(query)
+    return client.post(target, data=body if isinstance(body, bytes) else body.encode(), content_type="text/xml")
 
 
 def snapshot(account: OfficialAccount) -> tuple:
@@ -84,6 +101,7 @@ def snapshot(account: OfficialAccount) -> tuple:
         list(Customer.objects.values_list("id", "window_remaining", "window_expires_at", "last_seen_at")),
         list(KfSession.objects.values_list("id", "state", "agent_id", "closed_at")),
         list(Agent.objects.values_list("id", "kf_account")),
+        list(CallbackNonce.objects.values_list("id", "nonce")),
         account.updated_at,
     )
 
@@ -91,10 +109,11 @@ def snapshot(account: OfficialAccount) -> tuple:
 # --------------------------------------------------------------------------- verification
 
 
-def test_url_verification_echoes_echostr(client, account):
+def test_url_verification_echoes_echostr(client, account, monkeypatch):
     # Signature vector from WeChat's documentation (wechat-kf-api.md §7.1).
     account.callback_token = "AAAAA"
     account.save()
+    monkeypatch.setattr(callback, "_now", lambda: 1714036504)
     response = client.get(
         url(account),
         {"signature": "f464b24fc39322e44b38aa78f5edd27bd1441696", "timestamp": "1714036504",
@@ -110,16 +129,19 @@ def test_url_verification_with_a_bad_signature_is_refused(client, account):
     assert b"3" not in response.content
 
 
-def test_verification_for_an_unknown_appid_is_not_found(client, account):
-    response = client.get("/wechat/callback/wx_nobody/", {"signature": "x", "timestamp": "1", "nonce": "2", "echostr": "3"})
-    assert response.status_code == 404
-    assert response.content == b"Unknown official account."
+def test_an_unknown_appid_gets_the_answer_of_a_bad_signature(client, account):
+    bad_signature = post(client, account, text_message(), token="not-the-token")
+    nobody = OfficialAccount(appid="wx_nobody")
+    unknown = post(client, nobody, text_message())
+    assert (unknown.status_code, unknown.content) == (bad_signature.status_code, bad_signature.content) == (403, b"forbidden")
+    assert not MessageRecord.objects.exists()
 
 
-def test_an_inactive_account_gets_no_callbacks(client, account):
-    account.is_active = False
-    account.save()
-    assert post(client, account, text_message()).status_code == 404
+@pytest.mark.parametrize("change", [{"is_active": False}, {"callback_token": ""}], ids=["inactive", "no-token"])
+def test_an_inactive_or_tokenless_account_gets_no_callbacks(client, account, change):
+    OfficialAccount.objects.filter(pk=account.pk).update(**change)
+    response = post(client, account, text_message())
+    assert (response.status_code, response.content) == (403, b"forbidden")
     assert not MessageRecord.objects.exists()
 
 
@@ -138,6 +160,8 @@ def test_the_trailing_slash_is_optional(client, account):
 
 @pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
 def test_a_customer_message_is_archived_and_opens_the_window(client, account, mode):
+    account.callback_mode = mode
+    account.save()
     response = post(client, account, text_message("我要退款"), mode=mode)
     assert response.status_code == 200
     assert response.content == b"success"
@@ -317,7 +341,7 @@ def test_a_push_with_a_bad_signature_changes_nothing(client, account):
     before = snapshot(account)
     response = post(client, account, text_message(), token="not-the-token")
     assert response.status_code == 403
-    assert response.content == b"Signature check failed."
+    assert response.content == b"forbidden"
     assert snapshot(account) == before
 
 
@@ -390,9 +414,129 @@ def test_the_token_and_aes_key_never_reach_the_log(client, account, caplog):
     post(client, account, text_message(), token="wrong")
     post(client, account, "<xml>", mode="safe")
     logged = "\n".join(record.getMessage() for record in caplog.records)
-    assert "Signature check failed" in logged or "bad signature" in logged
+    assert "bad signature" in logged
     assert TOKEN not in logged
     assert AES_KEY not in logged
+
+
+# --------------------------------------------------------------------------- hostile pushes
+#
+# Each is signed with the account's token, as anyone holding a URL that WeChat once
+# called (an access log keeps them) can do.
+
+SVG_OPENID = 'o/x"><svg onload=alert(1)>'
+UTF16_ENTITY = (
+    '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE xml [<!ENTITY who "' + OPENID + '">]>'
+    + text_message(openid="&who;").replace("<![CDATA[&who;]]>", "&who;")
+)
+
+
+def hostile_pushes(account: OfficialAccount) -> dict:
+    """name -> (keyword arguments of post(), account mode)."""
+    kf = f"alice@{account.wechat_id}"
+    return {
+        "stale-timestamp": ({"body": text_message(), "ts": TS - 301}, "plain"),
+        "future-timestamp": ({"body": text_message(), "ts": TS + 301}, "plain"),
+        "plaintext-to-safe-mode": ({"body": text_message()}, "safe"),
+        "svg-openid": ({"body": text_message(openid=SVG_OPENID)}, "plain"),
+        "long-openid": ({"body": text_message(openid="o" * 65)}, "plain"),
+        "openid-in-safe-mode": ({"body": text_message(openid=SVG_OPENID), "mode": "safe"}, "safe"),
+        "kf-account-without-wechat-id": ({"body": event("kf_create_session", KfAccount="alice")}, "plain"),
+        "kf-account-of-another-oa": ({"body": event("kf_create_session", KfAccount="alice@other_oa")}, "plain"),
+        "kf-switch-to-a-forged-agent": (
+            {"body": event("kf_switch_session", FromKfAccount=kf, ToKfAccount='x"><b>@shop')}, "plain",
+        ),
+        "create-time-far-future": ({"body": text_message(ts=TS + 86_400 * 365)}, "plain"),
+        "create-time-zero": ({"body": text_message(ts=0)}, "plain"),
+        "create-time-overflow": ({"body": text_message(ts=10**12)}, "plain"),
+        "create-time-a-day-old": ({"body": text_message(ts=TS - 86_400)}, "plain"),
+        "unknown-msg-type": ({"body": xml(ToUserName=ORIGINAL_ID, FromUserName=OPENID, CreateTime=TS, MsgType="evil")}, "plain"),
+        "huge-content": ({"body": text_message("长" * 20_001)}, "plain"),
+        "utf16-internal-entity": ({"body": UTF16_ENTITY.encode("utf-16")}, "plain"),
+        "utf8-internal-entity": ({"body": UTF16_ENTITY.replace("UTF-16", "UTF-8")}, "plain"),
+        "bad-nonce": ({"body": text_message(), "nonce": "1 OR 1=1"}, "plain"),
+    }
+
+
+HOSTILE = list(hostile_pushes(OfficialAccount(wechat_id="shop")))
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_a_hostile_push_is_refused_and_stores_nothing(client, account, name):
+    kwargs, mode = hostile_pushes(account)[name]
+    account.callback_mode = mode
+    account.save()
+    AgentFactory(official_account=account, kf_account=f"alice@{account.wechat_id}")
+    before = snapshot(account)
+    response = post(client, account, **kwargs)
+    assert 400 <= response.status_code < 500, response.content
+    assert snapshot(account) == before
+
+
+@pytest.mark.parametrize("same_body", [True, False], ids=["same-body", "other-body"])
+@pytest.mark.parametrize("mode", ["plain", "safe"])
+def test_a_replayed_push_is_refused_and_stores_nothing(client, account, same_body, mode):
+    account.callback_mode = mode
+    account.save()
+    assert post(client, account, text_message("第一条"), nonce="424242", mode=mode).status_code == 200
+    before = snapshot(account)
+    body = text_message("第一条") if same_body else text_message("伪造的", msg_id="1")
+    response = post(client, account, body, nonce="424242", mode=mode)
+    assert response.status_code == 403
+    assert b"received before" in response.content
+    assert snapshot(account) == before
+
+
+def test_the_same_nonce_at_another_timestamp_is_a_new_push(client, account):
+    assert post(client, account, text_message("一"), nonce="7", ts=TS).status_code == 200
+    assert post(client, account, text_message("二", msg_id="2", ts=TS + 1), nonce="7", ts=TS + 1).status_code == 200
+    assert MessageRecord.objects.count() == 2
+
+
+def test_a_nonce_is_pruned_once_its_timestamp_is_refused_anyway(client, account, monkeypatch):
+    post(client, account, text_message(), nonce="11")
+    monkeypatch.setattr(callback, "_now", lambda: TS + 301)
+    post(client, account, text_message("later", msg_id="9", ts=TS + 301), nonce="12", ts=TS + 301)
+    assert list(CallbackNonce.objects.values_list("nonce", flat=True)) == ["12"]
+
+
+def test_a_push_that_fails_leaves_its_nonce_for_wechats_retry(client, account, monkeypatch):
+    def broken(**kwargs):
+        raise RuntimeError("database went away")
+
+    client.raise_request_exception = False
+    monkeypatch.setattr(callback, "callback_message_record", broken)
+    assert post(client, account, text_message(), nonce="31").status_code == 500
+    monkeypatch.undo()
+    monkeypatch.setattr(callback, "_now", lambda: TS)
+    assert post(client, account, text_message(), nonce="31").status_code == 200
+    assert MessageRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize("mode", ["compat", "safe"])
+def test_an_encrypted_push_without_msg_signature_is_refused(client, account, mode):
+    account.callback_mode = mode
+    account.save()
+    ts, nonce = str(TS), "77"
+    encrypted = WeChatCrypto(TOKEN, AES_KEY, account.appid).encrypt(text_message())
+    query = f"signature={sha1_signature(TOKEN, ts, nonce)}&timestamp={ts}&nonce={nonce}&encrypt_type=aes"
+    response = client.post(f"{url(account)}?{query}", data=xml(ToUserName=ORIGINAL_ID, Encrypt=encrypted).encode(), content_type="text/xml")
+    assert response.status_code == 403
+    assert not MessageRecord.objects.exists()
+
+
+def test_a_compatible_mode_account_still_takes_a_plaintext_push(client, account):
+    account.callback_mode = OfficialAccount.CallbackMode.COMPAT
+    account.save()
+    assert post(client, account, text_message("明文")).status_code == 200
+    assert MessageRecord.objects.get().text == "明文"
+
+
+def test_a_stale_url_verification_is_refused(client, account):
+    ts, nonce = str(TS - 3600), "5"
+    response = client.get(url(account), {"signature": sha1_signature(TOKEN, ts, nonce), "timestamp": ts, "nonce": nonce, "echostr": "<b>hi</b>"})
+    assert response.status_code == 403
+    assert b"<b>" not in response.content
 
 
 # --------------------------------------------------------------------------- the emulator pushing for real
@@ -400,6 +544,8 @@ def test_the_token_and_aes_key_never_reach_the_log(client, account, caplog):
 
 @pytest.mark.parametrize("mode", ["plain", "compat", "safe"])
 def test_the_emulator_verifies_and_pushes_to_the_live_receiver(emulator, kf_account_row, live_server, mode):
+    kf_account_row.callback_mode = mode
+    kf_account_row.save()
     url = f"{live_server.url}/wechat/callback/{kf_account_row.appid}/"
     emulator.control("set_callback", url=url, mode=mode)
     assert emulator.control("verify_callback_url")["ok"] is True
@@ -437,6 +583,8 @@ def test_the_emulator_verifies_and_pushes_to_the_live_receiver(emulator, kf_acco
 
 def test_archived_callbacks_match_wechats_own_records(emulator, kf_account_row, live_server):
     """The history sync later finds the same records under the same natural key."""
+    kf_account_row.callback_mode = OfficialAccount.CallbackMode.SAFE
+    kf_account_row.save()
     emulator.control("set_callback", url=f"{live_server.url}/wechat/callback/{kf_account_row.appid}/", mode="safe")
     alice = emulator.bound_agent("alice")
     openid = emulator.customer(text="订单什么时候到？")

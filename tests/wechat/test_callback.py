@@ -17,9 +17,11 @@ from kfadmin.wechat import (
     WeChatCallbackError,
     WeChatCrypto,
     check_signature,
+    check_timestamp,
     echo_for_verification,
     msg_signature,
     parse_message,
+    parse_xml,
     transfer_customer_service_reply,
 )
 
@@ -246,15 +248,39 @@ BILLION_LAUGHS = """<?xml version="1.0"?>
 <xml><ToUserName>&lol2;</ToUserName><FromUserName>o</FromUserName><MsgType>text</MsgType></xml>"""
 
 XXE = """<?xml version="1.0"?>
-<!doctype xml [<!entity xxe SYSTEM "file:///etc/passwd">]>
+<!DOCTYPE xml [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
 <xml><Content>&xxe;</Content></xml>"""
+
+INTERNAL_ENTITY = """<?xml version="1.0" encoding="UTF-16"?>
+<!DOCTYPE xml [<!ENTITY who "oia2TjuEGTNoeX76QEjQNrcURxG8">]>
+<xml><ToUserName>gh_7f083739789a</ToUserName><FromUserName>&who;</FromUserName>
+<CreateTime>1399197672</CreateTime><MsgType>text</MsgType><Content>x</Content></xml>"""
 
 
 @pytest.mark.parametrize(
-    "body", [BILLION_LAUGHS, XXE, "<!ENTITY x 'y'><xml/>"], ids=["laughs", "xxe", "entity"]
+    "body",
+    [
+        BILLION_LAUGHS,
+        XXE,
+        '<!DOCTYPE xml SYSTEM "http://example.com/x.dtd"><xml/>',
+        "<!DOCTYPE xml><xml/>",
+        INTERNAL_ENTITY.encode("utf-16"),
+        INTERNAL_ENTITY.replace("UTF-16", "UTF-16BE").encode("utf-16-be"),
+        INTERNAL_ENTITY.replace("UTF-16", "ISO-8859-1").encode("latin-1"),
+    ],
+    ids=["laughs", "xxe", "external-dtd", "empty-doctype", "utf-16", "utf-16be", "latin-1"],
 )
-def test_doctype_and_entity_declarations_are_refused(body):
+def test_any_dtd_is_refused_in_any_encoding(body):
     with pytest.raises(WeChatCallbackError, match="DOCTYPE or ENTITY"):
+        parse_message(body)
+
+
+@pytest.mark.parametrize(
+    "body", ["<!ENTITY x 'y'><xml/>", INTERNAL_ENTITY.replace("UTF-16", "UTF-32").encode("utf-32")],
+    ids=["entity-outside-doctype", "utf-32"],
+)
+def test_what_expat_cannot_read_is_refused_as_not_xml(body):
+    with pytest.raises(WeChatCallbackError, match="well-formed"):
         parse_message(body)
 
 
@@ -270,6 +296,87 @@ def test_a_doctype_is_refused_inside_a_decrypted_push_too(crypto: WeChatCrypto):
 def test_a_doctype_in_the_outer_body_is_refused_before_decrypting(crypto: WeChatCrypto):
     with pytest.raises(WeChatCallbackError, match="DOCTYPE"):
         crypto.decrypt_message(BILLION_LAUGHS, "sig", "1", "n")
+
+
+GOOD = {
+    "ToUserName": "gh_7f083739789a",
+    "FromUserName": "oia2TjuEGTNoeX76QEjQNrcURxG8",
+    "CreateTime": "1399197672",
+    "MsgType": "text",
+    "Content": "hi",
+}
+
+
+def body_with(**changes: str | None) -> str:
+    values = {**GOOD, **changes}
+    return "<xml>" + "".join(
+        f"<{tag}><![CDATA[{value}]]></{tag}>" for tag, value in values.items() if value is not None
+    ) + "</xml>"
+
+
+def test_a_push_of_the_right_shape_is_accepted():
+    assert parse_message(body_with()).content == "hi"
+    assert parse_message(body_with(FromUserName="o-_9" + "a" * 60)).from_user.startswith("o-_9")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"FromUserName": 'o/x"><svg onload=alert(1)>'}, "FromUserName is not an openid"),
+        ({"FromUserName": "o" * 65}, "FromUserName is not an openid"),
+        ({"FromUserName": "o6_bmjrPTlm6 2sgVt7hMZOPfL2M"}, "FromUserName is not an openid"),
+        ({"ToUserName": "gh_<b>"}, "ToUserName is not an original ID"),
+        ({"CreateTime": None}, "lacks CreateTime"),
+        ({"CreateTime": "-5"}, "non-numeric CreateTime"),
+        ({"CreateTime": "99999999999"}, "CreateTime is out of range"),
+        ({"CreateTime": "0"}, "CreateTime is out of range"),
+        ({"MsgType": "script"}, "unknown MsgType"),
+        ({"Content": None}, "lacks Content"),
+        ({"Content": "长" * 20_001}, "Content is longer"),
+        ({"PicUrl": "x" * 2_049}, "PicUrl is longer"),
+        ({"MsgId": "12ab"}, "MsgId is not a message id"),
+        ({"MsgType": "event", "Event": None}, "lacks Event"),
+        ({"MsgType": "event", "Event": "kf<close>"}, "Event is not an event name"),
+        ({"MsgType": "event", "Event": "kf_create_session"}, "lacks KfAccount"),
+        ({"MsgType": "event", "Event": "kf_switch_session", "FromKfAccount": "a@shop"}, "lacks ToKfAccount"),
+        ({"MsgType": "event", "Event": "kf_close_session", "KfAccount": "alice"}, "KfAccount is not a kf account"),
+        ({"MsgType": "event", "Event": "kf_close_session", "KfAccount": "a@b@c"}, "KfAccount is not a kf account"),
+        ({"MsgType": "event", "Event": "kf_close_session", "KfAccount": "<a>@shop"}, "KfAccount is not a kf account"),
+        (
+            {"MsgType": "event", "Event": "kf_close_session", "KfAccount": "a" * 40 + "@" + "b" * 30},
+            "KfAccount is not a kf account",
+        ),
+    ],
+)
+def test_a_field_of_the_wrong_shape_is_refused(changes, message):
+    with pytest.raises(WeChatCallbackError, match=message):
+        parse_message(body_with(**changes))
+
+
+@pytest.mark.parametrize(
+    ("create_time", "ok"),
+    [(1_000_000, True), (1_000_300, True), (1_000_301, False), (996_400, True), (996_399, False)],
+)
+def test_create_time_must_be_near_the_pushes_timestamp(create_time, ok):
+    body = body_with(CreateTime=str(create_time))
+    if ok:
+        assert parse_message(body, timestamp=1_000_000).create_time == create_time
+    else:
+        with pytest.raises(WeChatCallbackError, match="CreateTime is out of range"):
+            parse_message(body, timestamp=1_000_000)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "ok"),
+    [("1000000", True), ("1000300", True), ("999700", True), ("1000301", False), ("999699", False),
+     ("", False), ("-1", False), ("1e6", False), ("12345678901", False)],
+)
+def test_a_push_timestamp_must_be_within_five_minutes(timestamp, ok):
+    if ok:
+        assert check_timestamp(timestamp, now=1_000_000.0) == int(timestamp)
+    else:
+        with pytest.raises(WeChatCallbackError):
+            check_timestamp(timestamp, now=1_000_000.0)
 
 
 @pytest.mark.parametrize(
@@ -443,6 +550,6 @@ def test_a_transfer_reply_can_be_encrypted_for_safe_mode(crypto: WeChatCrypto):
     wrapped = crypto.encrypt_message(reply, nonce="n", timestamp=1)
     signature = ET.fromstring(wrapped).findtext("MsgSignature")
 
-    assert parse_message(crypto.decrypt_message(wrapped, signature, "1", "n")).msg_type == (
+    assert parse_xml(crypto.decrypt_message(wrapped, signature, "1", "n"))["MsgType"] == (
         "transfer_customer_service"
     )

@@ -45,13 +45,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--callback-mode",
             default="safe",
-            choices=["plain", "compat", "safe"],
+            choices=OfficialAccount.CallbackMode.values,
             help="How the emulator pushes: plaintext, compatible or safe (AES) mode.",
         )
 
     def handle(self, *args, **options) -> None:
         user = self._demo_user()
-        account = self._demo_account(user)
+        account = self._demo_account(user, options["callback_mode"])
         self._connect_callback(account, options["web_url"].rstrip("/"), options["callback_mode"])
 
     def _demo_user(self):
@@ -71,7 +71,7 @@ class Command(BaseCommand):
         return user
 
     @transaction.atomic
-    def _demo_account(self, user) -> OfficialAccount:
+    def _demo_account(self, user, callback_mode: str) -> OfficialAccount:
         api_base_url = f"http://127.0.0.1:{settings.EMULATOR_PORT}"
         account, created = OfficialAccount.objects.update_or_create(
             appid=DEMO_APPID,
@@ -82,6 +82,8 @@ class Command(BaseCommand):
                 "original_id": DEMO_ORIGINAL_ID,
                 "callback_token": DEMO_CALLBACK_TOKEN,
                 "encoding_aes_key": DEMO_ENCODING_AES_KEY,
+                # The receiver holds the account to the mode the emulator pushes in.
+                "callback_mode": callback_mode,
                 "api_base_url": api_base_url,
                 "token_endpoint": OfficialAccount.TokenEndpoint.STABLE,
                 "is_active": True,
