@@ -67,8 +67,8 @@ def sync_state_claim(*, account_id: int, job: str, lease: timedelta | None = Non
         .filter(free)
         .update(running_since=now, running_token=token, heartbeat_at=now, lease_until=now + (lease or sync_lease()))
     )
-    if claimed and state.running_token:
-        # The row we read said another run held it: that run stopped renewing.
+    if claimed and state.lease_expired(now):
+        # The row we read said another run held it and had stopped renewing.
         logger.warning(
             "%s sync of account %s: took over a claim last renewed at %s (its run died or hangs).",
             job, account_id, state.heartbeat_at or state.running_since,
