@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -168,9 +170,13 @@ class SyncState(models.Model):
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="sync_states")
     job = models.CharField(max_length=16, choices=Job.choices)
-    # Claimed by a worker while it runs; a claim older than the job's lease is considered dead.
+    # Claimed by a worker while it runs (`accounts.sync.sync_state_claim`). The run
+    # renews its lease as it makes progress (its heartbeat); a claim whose lease has
+    # run out belongs to a dead or stuck run, and the next run takes it over.
     running_since = models.DateTimeField(null=True, blank=True)
     running_token = models.CharField(max_length=64, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
     last_started_at = models.DateTimeField(null=True, blank=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     last_error_at = models.DateTimeField(null=True, blank=True)
@@ -186,6 +192,16 @@ class SyncState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.official_account} · {self.job}"
+
+    @property
+    def last_sign_of_life(self) -> datetime | None:
+        """When the claiming run last renewed its lease (or started)."""
+        return self.heartbeat_at or self.running_since
+
+    def lease_expired(self, now: datetime) -> bool:
+        """Claimed, but the run stopped renewing its lease: it died or hangs, and the
+        next run takes the claim over."""
+        return self.running_since is not None and (self.lease_until is None or self.lease_until < now)
 
 
 class AuditEvent(models.Model):

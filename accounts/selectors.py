@@ -160,7 +160,14 @@ class SyncRow:
 
     @property
     def is_running(self) -> bool:
-        return bool(self.state and self.state.running_since)
+        """A run holds the job and renewed its lease recently: it is alive."""
+        return bool(self.state and self.state.running_since) and not self.is_stopped
+
+    @property
+    def is_stopped(self) -> bool:
+        """A run holds the job but stopped renewing its lease (its worker died or it
+        hangs): not running, whatever its last progress said; the next run takes over."""
+        return bool(self.state) and self.state.lease_expired(self.now)
 
     @property
     def is_queued(self) -> bool:
@@ -213,7 +220,7 @@ class SyncRow:
     @property
     def eta_minutes(self) -> int | None:
         seconds = _number(self.progress.get("eta_seconds"))
-        if seconds is None or self.progress_done:
+        if seconds is None or self.progress_done or not self.is_running:
             return None
         return max(1, math.ceil(seconds / 60))
 

@@ -5,8 +5,12 @@ no database lock is held across an HTTP call (SQLite, the embedded default, has 
 write lock for the whole database). Each run is recorded on its `SyncState` row.
 
 Two runs of the same job for the same account must not overlap: a task claims the
-row with a conditional UPDATE (`sync_state_claim`) and releases it afterwards. A
-claim older than the job's lease is considered abandoned by a dead worker.
+row with a conditional UPDATE (`sync_state_claim`) and releases it afterwards. The
+claim is a short lease (settings.SYNC_LEASE_SECONDS) that the run renews after each
+step it completes (`sync_state_renew`, its heartbeat), so a run killed anywhere blocks
+the next one for one lease at most, and a claim whose lease ran out is taken over.
+The lease is renewed from the work itself, never from a timer thread: a run stuck in
+a step stops renewing and is shown as stopped instead of looking alive forever.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -32,16 +37,14 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# How long a claim stays valid: longer than the slowest run of the job can take
-# (each WeChat call is bounded by WECHAT_TIMEOUT, a token refresh adds one more).
-SYNC_LEASES: dict[str, timedelta] = {
-    SyncState.Job.AGENTS: timedelta(minutes=2),
-    SyncState.Job.ONLINE: timedelta(minutes=2),
-    SyncState.Job.QUEUE: timedelta(minutes=2),
-    # One getsessionlist per bound agent, up to 100 agents.
-    SyncState.Job.SESSIONS: timedelta(minutes=10),
-}
-DEFAULT_LEASE = timedelta(minutes=10)
+
+class SyncLeaseLost(RuntimeError):
+    """Another run took over this job's claim (ours ran out): stop without writing."""
+
+
+def sync_lease() -> timedelta:
+    """How long a claim lasts without being renewed (see settings.SYNC_LEASE_SECONDS)."""
+    return timedelta(seconds=settings.SYNC_LEASE_SECONDS)
 
 
 # --------------------------------------------------------------------------- sync state
@@ -54,32 +57,65 @@ def sync_state_get(*, account_id: int, job: str) -> SyncState:
 
 def sync_state_claim(*, account_id: int, job: str, lease: timedelta | None = None) -> str | None:
     """Claim the (account, job) pair for one run. Returns the claim token, or None
-    when another run holds an unexpired claim."""
+    when another run holds a claim whose lease has not run out."""
     state = sync_state_get(account_id=account_id, job=job)
     now = timezone.now()
     token = uuid.uuid4().hex
+    free = Q(running_token="") | Q(lease_until__isnull=True) | Q(lease_until__lt=now)
     claimed = (
         SyncState.objects.filter(pk=state.pk)
-        .filter(Q(running_since__isnull=True) | Q(running_since__lt=now - (lease or SYNC_LEASES.get(job, DEFAULT_LEASE))))
-        .update(running_since=now, running_token=token)
+        .filter(free)
+        .update(running_since=now, running_token=token, heartbeat_at=now, lease_until=now + (lease or sync_lease()))
     )
+    if claimed and state.lease_expired(now):
+        # The row we read said another run held it and had stopped renewing.
+        logger.warning(
+            "%s sync of account %s: took over a claim last renewed at %s (its run died or hangs).",
+            job, account_id, state.heartbeat_at or state.running_since,
+        )
     return token if claimed else None
 
 
+def sync_state_renew(*, account_id: int, job: str, token: str, lease: timedelta | None = None, **fields) -> None:
+    """The run's heartbeat: extend its claim by one lease from now (and write `fields`
+    in the same UPDATE). Raises SyncLeaseLost when another run has taken the claim."""
+    now = timezone.now()
+    renewed = SyncState.objects.filter(
+        official_account_id=account_id, job=job, running_token=token
+    ).update(heartbeat_at=now, lease_until=now + (lease or sync_lease()), **fields)
+    if not renewed:
+        raise SyncLeaseLost(f"The {job} claim of account {account_id} was taken over.")
+
+
 def sync_state_release(*, account_id: int, job: str, token: str) -> bool:
-    """Release a claim; a claim taken over after its lease expired is left alone."""
+    """Release a claim; a claim taken over after its lease ran out is left alone."""
     released = SyncState.objects.filter(
         official_account_id=account_id, job=job, running_token=token
-    ).update(running_since=None, running_token="")
+    ).update(running_since=None, running_token="", lease_until=None)
     return bool(released)
 
 
-def sync_claimed_run(*, account_id: int, job: str, run: Callable[[], T]) -> T | None:
-    """Run `run()` under the (account, job) claim; None if another run holds it.
+def sync_state_held_until(*, account_id: int, job: str) -> datetime | None:
+    """When the current claim's lease runs out (None when nobody holds it)."""
+    return (
+        SyncState.objects.filter(official_account_id=account_id, job=job)
+        .exclude(running_token="")
+        .values_list("lease_until", flat=True)
+        .first()
+    )
 
-    The claim is released however `run` ends, so a failed run (which Celery may
-    retry) does not block the next one for a whole lease. An account deleted or
-    deactivated since the task was queued is skipped.
+
+Heartbeat = Callable[[], None]
+
+
+def sync_claimed_run(*, account_id: int, job: str, run: Callable[[Heartbeat], T]) -> T | None:
+    """Run `run(heartbeat)` under the (account, job) claim; None if another run holds it.
+
+    `run` calls `heartbeat()` after each step that may take a while (it renews the
+    claim, and raises SyncLeaseLost if another run took it over). The claim is
+    released however `run` ends, so a failed run (which Celery may retry) does not
+    block the next one. An account deleted or deactivated since the task was queued
+    is skipped.
     """
     if not OfficialAccount.objects.filter(pk=account_id, is_active=True).exists():
         logger.info("Skipping %s sync of account %s: it is gone or inactive.", job, account_id)
@@ -89,7 +125,10 @@ def sync_claimed_run(*, account_id: int, job: str, run: Callable[[], T]) -> T | 
         logger.info("Skipping %s sync of account %s: another run holds it.", job, account_id)
         return None
     try:
-        return run()
+        return run(lambda: sync_state_renew(account_id=account_id, job=job, token=token))
+    except SyncLeaseLost:
+        logger.warning("%s sync of account %s stopped: another run took over its claim.", job, account_id)
+        return None
     finally:
         sync_state_release(account_id=account_id, job=job, token=token)
 
@@ -101,6 +140,8 @@ def sync_state_recording(*, account_id: int, job: str) -> Iterator[None]:
     SyncState.objects.filter(pk=state.pk).update(last_started_at=timezone.now())
     try:
         yield
+    except SyncLeaseLost:
+        raise  # not a failure of the job: the run that took over records its outcome
     except WeChatError as exc:
         SyncState.objects.filter(pk=state.pk).update(
             last_error_at=timezone.now(), last_error=exc.explanation

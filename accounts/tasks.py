@@ -26,12 +26,19 @@ logger = logging.getLogger(__name__)
 # Shared by every sync task: only transient failures (network, HTTP 5xx, errcode -1)
 # are retried, with exponential backoff and jitter; quota, credential and argument
 # errors fail at once and show on the SyncState row.
+#
+# The per-account sync tasks are also redelivered when the worker running them dies
+# (acks_late + reject_on_worker_lost): a run claims its SyncState row, so a second
+# delivery of a run that did finish is skipped or repeats an idempotent snapshot. The
+# fan-out tasks and the sends are not: those are not safe to run twice.
 SYNC_RETRY: dict[str, Any] = {
     "autoretry_for": (WeChatRetryableError,),
     "retry_backoff": 2,
     "retry_backoff_max": 30,
     "retry_jitter": True,
     "max_retries": 3,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
 }
 
 
@@ -46,7 +53,7 @@ def enqueue_for_active_accounts(task: Task, *, expires: float) -> int:
 @shared_task(**SYNC_RETRY)
 def sync_agents_task(account_id: int) -> dict | None:
     result = sync_claimed_run(
-        account_id=account_id, job=SyncState.Job.AGENTS, run=lambda: agents_sync(account_id=account_id)
+        account_id=account_id, job=SyncState.Job.AGENTS, run=lambda heartbeat: agents_sync(account_id=account_id)
     )
     return asdict(result) if result else None
 
@@ -54,7 +61,7 @@ def sync_agents_task(account_id: int) -> dict | None:
 @shared_task(**SYNC_RETRY)
 def sync_online_task(account_id: int) -> dict | None:
     result = sync_claimed_run(
-        account_id=account_id, job=SyncState.Job.ONLINE, run=lambda: online_sync(account_id=account_id)
+        account_id=account_id, job=SyncState.Job.ONLINE, run=lambda heartbeat: online_sync(account_id=account_id)
     )
     return asdict(result) if result else None
 

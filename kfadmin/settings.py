@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
 from kfadmin.envconf import (
@@ -167,6 +168,17 @@ SYNC_HISTORY_SECONDS = env_int("SYNC_HISTORY_SECONDS", 300, minimum=60)
 # How far back the first history sync of an account reaches (`manage.py backfill_history`
 # imports more).
 HISTORY_LOOKBACK_DAYS = env_int("HISTORY_LOOKBACK_DAYS", 2, minimum=1)
+# How long a sync run's claim lasts without a sign of life. A run renews it after each
+# step (a page of history, one agent's session list), and one step is at most a token
+# fetch, the call and its repeat after a refreshed token (4 × WECHAT_TIMEOUT) plus
+# storing the answer; a claim not renewed for this long belongs to a dead or hung run,
+# which the next run takes over. 60 s at the default timeout.
+SYNC_LEASE_SECONDS = env_int("SYNC_LEASE_SECONDS", 4 * WECHAT_TIMEOUT + 20, minimum=2)
+if SYNC_LEASE_SECONDS <= WECHAT_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"SYNC_LEASE_SECONDS ({SYNC_LEASE_SECONDS}) must be longer than WECHAT_TIMEOUT "
+        f"({WECHAT_TIMEOUT}), or every slow WeChat answer hands a live run to another worker."
+    )
 
 # Sync work and sends go to separate queues, so a long backfill never delays a
 # supervisor's message. First matching pattern wins.

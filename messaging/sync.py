@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from accounts.clients import wechat_client_for
 from accounts.models import OfficialAccount, SyncState
+from accounts.sync import SyncLeaseLost, sync_state_renew
 from kfadmin.wechat import WeChatClient
 from messaging.models import MessageRecord, record_digest
 from sessions_app.services import MESSAGE_WINDOW, customers_touch_bulk
@@ -58,9 +59,6 @@ OVERLAP = timedelta(minutes=10)
 # A provisional record (callback, kfadmin's own send) and a synced one this close in
 # time, with the same content, are the same message (see `_reconcile`).
 RECONCILE_WINDOW = timedelta(seconds=120)
-# How long a history or backfill claim stays valid without being renewed; the sync
-# renews it after every page, so only a dead worker's claim ever expires.
-LEASE = timedelta(minutes=15)
 
 CUSTOMER_OPERCODES = frozenset({2001, 2003})
 _FIELD_MAX = 64  # worker and openid columns
@@ -70,10 +68,6 @@ def history_lookback() -> timedelta:
     """Where a first history sync starts: `settings.HISTORY_LOOKBACK_DAYS` days ago
     (default 2; the backfill command imports older history)."""
     return timedelta(days=settings.HISTORY_LOOKBACK_DAYS)
-
-
-class SyncLeaseLost(RuntimeError):
-    """Another run took over this job's claim (ours expired): stop without writing."""
 
 
 # ------------------------------------------------------------------ progress
@@ -572,7 +566,8 @@ def history_sync(
     Starts at the history cursor (first run: `history_lookback()` ago) and walks
     24-hour windows, advancing the cursor after each complete window. With
     `lease_token` (the task's claim on the history SyncState) the claim is renewed
-    after every page and the run stops with SyncLeaseLost if it was taken over.
+    after every page (the run's heartbeat) and the run stops with SyncLeaseLost if
+    another run took it over.
     """
     now = timezone.now()
     state = _state(account_id, SyncState.Job.HISTORY)
@@ -616,6 +611,10 @@ def history_backfill(
     unfinished = (state.progress or {}).get("state") != "done"
     resume = state.cursor is not None and unfinished and not restart
     start = state.cursor if resume else until - timedelta(days=days)
+    if not resume:
+        # A fresh import's cursor starts at its own start: one that fails before its
+        # first complete window must resume there, not at an earlier backfill's end.
+        SyncState.objects.filter(pk=state.pk).update(cursor=_floor_second(start))
     progress = _walk(
         state=state,
         start=start,
@@ -760,11 +759,10 @@ def _save(
         fields.update(last_success_at=now, last_error="")
     if error is not None:
         fields.update(last_error_at=now, last_error=error)
-    rows = SyncState.objects.filter(pk=state.pk)
-    if lease_token is not None:
-        fields["running_since"] = now
-        rows = rows.filter(running_token=lease_token)
-    if not rows.update(**fields) and lease_token is not None:
-        raise SyncLeaseLost(
-            f"The {state.job} claim of account {state.official_account_id} was taken over."
+    if lease_token is None:
+        SyncState.objects.filter(pk=state.pk).update(**fields)
+    else:
+        # The run's heartbeat: every page renews the claim (SYNC_LEASE_SECONDS).
+        sync_state_renew(
+            account_id=state.official_account_id, job=state.job, token=lease_token, **fields
         )

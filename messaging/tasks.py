@@ -11,12 +11,13 @@ from typing import Any
 
 from celery import shared_task
 from django.conf import settings
+from django.utils import timezone
 
 from accounts.models import OfficialAccount, SyncState
-from accounts.sync import sync_state_claim, sync_state_release
+from accounts.sync import SyncLeaseLost, sync_state_claim, sync_state_held_until, sync_state_release
 from accounts.tasks import enqueue_for_active_accounts
 from kfadmin.wechat import WeChatRetryableError
-from messaging.sync import LEASE, SyncLeaseLost, history_sync
+from messaging.sync import history_sync
 
 logger = logging.getLogger(__name__)
 
@@ -35,18 +36,35 @@ HISTORY_RETRY: dict[str, Any] = {
 }
 
 
-@shared_task(queue="sync", acks_late=True, **HISTORY_RETRY)
-def sync_history_task(account_id: int) -> dict | None:
+@shared_task(bind=True, queue="sync", acks_late=True, reject_on_worker_lost=True, **HISTORY_RETRY)
+def sync_history_task(self, account_id: int, after_lost_worker: bool = False) -> dict | None:
     """Bring one account's archive up to now. Never overlaps another history run of
     the same account: it claims the account's history SyncState row (a conditional
-    UPDATE with a lease the sync renews after every page) and skips if it is taken.
-    Safe to redeliver (acks_late): the claim and the cursor make a second run a no-op."""
+    UPDATE with a short lease the sync renews after every page) and skips if it is
+    taken.
+
+    Safe to redeliver (acks_late, reject_on_worker_lost): the claim and the cursor
+    make a second run resume or do nothing. A delivery that comes back because the
+    worker running it died finds that run's claim still held until its lease runs
+    out; it comes back once then (`after_lost_worker`) and takes over, instead of
+    leaving the account to the next beat tick."""
     if not OfficialAccount.objects.filter(pk=account_id, is_active=True).exists():
         logger.info("Skipping history sync of account %s: it is gone or inactive.", account_id)
         return None
     job = SyncState.Job.HISTORY
-    token = sync_state_claim(account_id=account_id, job=job, lease=LEASE)
+    token = sync_state_claim(account_id=account_id, job=job)
     if token is None:
+        held_until = sync_state_held_until(account_id=account_id, job=job)
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        if redelivered and not after_lost_worker and held_until is not None:
+            wait = max(0.0, (held_until - timezone.now()).total_seconds()) + 1
+            logger.info(
+                "History sync of account %s was redelivered; the claim it finds runs out in %.0f s, "
+                "retrying then.", account_id, wait,
+            )
+            raise self.retry(
+                countdown=wait, kwargs={"after_lost_worker": True}, max_retries=self.request.retries + 1
+            )
         logger.info("Skipping history sync of account %s: another run holds it.", account_id)
         return None
     try:

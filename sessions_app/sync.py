@@ -10,6 +10,7 @@ WeChat is newer than what that sync saw, so the sync leaves it alone.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -196,10 +197,11 @@ class SessionsSyncResult:
     closed: int
 
 
-def sessions_sync(*, account_id: int) -> SessionsSyncResult:
+def sessions_sync(*, account_id: int, heartbeat: Callable[[], None] | None = None) -> SessionsSyncResult:
     """getsessionlist for every bound agent → an open session per listed customer
     (a waiting one becomes open, a transfer moves the row to the new agent); open
-    sessions no agent lists any more are closed."""
+    sessions no agent lists any more are closed. `heartbeat` (the task's claim
+    renewal) runs after each agent's list: up to 100 calls outlast one lease."""
     account = OfficialAccount.objects.get(pk=account_id)
     agents_bootstrap(account_id=account_id)
     with sync_state_recording(account_id=account_id, job=SyncState.Job.SESSIONS):
@@ -220,6 +222,8 @@ def sessions_sync(*, account_id: int) -> SessionsSyncResult:
             except (WeChatNotFound, WeChatConflict):
                 # Deleted or unbound since the last agents sync: it serves nobody.
                 lists[agent] = []
+            if heartbeat is not None:
+                heartbeat()
         return _sessions_store(account, lists=lists, started=started)
 
 

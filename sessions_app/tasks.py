@@ -16,7 +16,7 @@ from sessions_app.sync import queue_sync, sessions_sync
 @shared_task(**SYNC_RETRY)
 def sync_queue_task(account_id: int) -> dict | None:
     result = sync_claimed_run(
-        account_id=account_id, job=SyncState.Job.QUEUE, run=lambda: queue_sync(account_id=account_id)
+        account_id=account_id, job=SyncState.Job.QUEUE, run=lambda heartbeat: queue_sync(account_id=account_id)
     )
     return asdict(result) if result else None
 
@@ -26,7 +26,7 @@ def sync_sessions_task(account_id: int) -> dict | None:
     result = sync_claimed_run(
         account_id=account_id,
         job=SyncState.Job.SESSIONS,
-        run=lambda: sessions_sync(account_id=account_id),
+        run=lambda heartbeat: sessions_sync(account_id=account_id, heartbeat=heartbeat),
     )
     return asdict(result) if result else None
 

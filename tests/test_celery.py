@@ -79,6 +79,24 @@ def test_only_transient_wechat_errors_are_retried():
         assert task.retry_jitter and task.retry_backoff and task.max_retries
 
 
+def test_only_the_claimed_per_account_syncs_are_redelivered_when_their_worker_dies():
+    app.loader.import_default_modules()
+    redelivered = {
+        "accounts.tasks.sync_agents_task",
+        "accounts.tasks.sync_online_task",
+        "sessions_app.tasks.sync_queue_task",
+        "sessions_app.tasks.sync_sessions_task",
+        "messaging.tasks.sync_history_task",
+    }
+    for name in redelivered:
+        task = app.tasks[name]
+        assert task.acks_late and task.reject_on_worker_lost, name
+    # A fan-out run twice queues every account twice: not redelivered.
+    for name in ("accounts.tasks.sync_all_agents_task", "messaging.tasks.sync_all_history_task"):
+        assert not app.tasks[name].reject_on_worker_lost, name
+    assert not app.conf.task_reject_on_worker_lost  # per task, never globally
+
+
 def _import(name: str):
     import importlib
 

@@ -58,6 +58,7 @@ def test_it_shows_every_job_with_its_last_success_lag_and_error(boss_client, acc
 def test_a_running_job_makes_the_table_poll_and_shows_backfill_progress(boss_client, account):
     SyncStateFactory(
         official_account=account, job="backfill", running_since=timezone.now(),
+        running_token="a-run", heartbeat_at=timezone.now(), lease_until=timezone.now() + timedelta(minutes=1),
         progress={"state": "running", "percent": 40.2, "windows_done": 12, "windows_total": 30,
                   "records_stored": 123456, "eta_seconds": 250},
     )
@@ -68,6 +69,42 @@ def test_a_running_job_makes_the_table_poll_and_shows_backfill_progress(boss_cli
     assert 'hx-trigger="every 3s"' in html
     assert "running" in html and "40%" in html and "day 12 of 30" in html
     assert "123,456 records stored" in html and "about 5 min left" in html
+
+
+def test_a_run_whose_heartbeat_stopped_is_shown_as_stopped_without_an_estimate(boss_client, account):
+    # The history run of a SIGKILLed worker: 83% done, its last renewal 2 minutes ago.
+    now = timezone.now()
+    last_renewal = now - timedelta(minutes=2)
+    SyncStateFactory(
+        official_account=account, job="history", running_since=now - timedelta(minutes=5),
+        running_token="dead-run", heartbeat_at=last_renewal, lease_until=last_renewal + timedelta(seconds=60),
+        progress={"state": "running", "percent": 83.0, "windows_done": 2, "windows_total": 3, "eta_seconds": 50},
+    )
+
+    html = boss_client.get(reverse("accounts:sync"), headers=HTMX).content.decode()
+
+    row = html.split('id="sync-history"')[1].split("</tr>")[0]
+    since = timezone.localtime(last_renewal).strftime("%H:%M:%S")
+    assert "stopped" in row and f"no sign of life since {since} — the next run takes over" in row
+    assert "running" not in row and "min left" not in row
+    assert "83%" in row  # how far it got before it stopped
+    assert "disabled" not in row  # Sync now starts the run that takes over
+    assert 'hx-trigger="every 3s"' not in html
+
+
+def test_a_run_renewing_its_lease_is_running_however_long_ago_it_started(boss_client, account):
+    now = timezone.now()
+    SyncStateFactory(
+        official_account=account, job="history", running_since=now - timedelta(hours=3),
+        running_token="live-run", heartbeat_at=now - timedelta(seconds=5), lease_until=now + timedelta(seconds=55),
+        progress={"state": "running", "percent": 50.0, "eta_seconds": 600},
+    )
+
+    html = boss_client.get(reverse("accounts:sync"), headers=HTMX).content.decode()
+
+    row = html.split('id="sync-history"')[1].split("</tr>")[0]
+    assert "running" in row and "about 10 min left" in row and "stopped" not in row
+    assert 'hx-trigger="every 3s"' in html
 
 
 def test_a_finished_backfill_says_so_and_stops_polling(boss_client, account):

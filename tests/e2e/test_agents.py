@@ -161,6 +161,7 @@ def seed_busy_console(account, emulator) -> None:
         SyncStateFactory(official_account=account, job=job, last_success_at=now - timedelta(seconds=8))
     SyncStateFactory(
         official_account=account, job="backfill", running_since=now - timedelta(minutes=2),
+        running_token="demo", heartbeat_at=now, lease_until=now + timedelta(minutes=10),
         last_started_at=now - timedelta(minutes=2), last_success_at=None,
         progress={"state": "running", "percent": 30.0, "windows_done": 9, "windows_total": 30,
                   "records_stored": 48213, "eta_seconds": 290},

@@ -10,11 +10,11 @@ import pytest
 from django.db import connection
 
 from accounts.models import SyncState
-from accounts.sync import sync_state_claim
+from accounts.sync import SyncLeaseLost, sync_state_claim
 from kfadmin.wechat import WeChatClient, WeChatRetryableError
 from messaging import sync
 from messaging.models import MessageRecord
-from messaging.sync import LEASE, SyncLeaseLost, history_sync
+from messaging.sync import history_sync
 from messaging.tasks import sync_history_task
 from tests.messaging.history_helpers import (
     MSGLIST_PATH,
@@ -199,7 +199,7 @@ def test_the_retry_policy_covers_only_the_clients_transient_errors():
 
 def test_a_second_run_for_the_same_account_is_skipped_while_one_holds_the_claim(history, emulator):
     account, _now = history
-    token = sync_state_claim(account_id=account.pk, job=SyncState.Job.HISTORY, lease=LEASE)
+    token = sync_state_claim(account_id=account.pk, job=SyncState.Job.HISTORY)
     assert token
 
     result = sync_history_task.apply(args=[account.pk])
@@ -211,7 +211,7 @@ def test_a_second_run_for_the_same_account_is_skipped_while_one_holds_the_claim(
 
 def test_a_run_whose_claim_was_taken_over_stops_without_moving_the_cursor(history, emulator):
     account, now = history
-    token = sync_state_claim(account_id=account.pk, job=SyncState.Job.HISTORY, lease=LEASE)
+    token = sync_state_claim(account_id=account.pk, job=SyncState.Job.HISTORY)
     state = SyncState.objects.get(official_account=account, job="history")
     before = state.cursor
 
@@ -227,15 +227,19 @@ def test_a_run_whose_claim_was_taken_over_stops_without_moving_the_cursor(histor
 
 def test_a_claim_is_renewed_while_the_run_makes_progress(history, emulator):
     account, now = history
-    token = sync_state_claim(account_id=account.pk, job=SyncState.Job.HISTORY, lease=LEASE)
+    token = sync_state_claim(account_id=account.pk, job=SyncState.Job.HISTORY)
     seen = []
 
     def watch(page) -> None:
-        seen.append(SyncState.objects.get(official_account=account, job="history").running_since)
+        state = SyncState.objects.get(official_account=account, job="history")
+        seen.append((state.running_since, state.heartbeat_at, state.lease_until))
 
     history_sync(account_id=account.pk, until=at(now), on_page=watch, lease_token=token)
 
-    assert len(seen) > 3 and seen == sorted(seen) and seen[0] < seen[-1]
+    started, heartbeats, leases = zip(*seen, strict=True)
+    assert len(seen) > 3 and len(set(started)) == 1  # "running since" stays the run's start
+    assert list(heartbeats) == sorted(heartbeats) and heartbeats[0] < heartbeats[-1]
+    assert list(leases) == sorted(leases) and leases[0] < leases[-1]
 
 
 def test_sync_all_history_queues_one_task_per_active_account(history, monkeypatch):

@@ -295,3 +295,26 @@ def test_sessions_of_other_accounts_are_untouched(emulator, kf_account_row):
     other.refresh_from_db()
     assert other.state == "open"
     assert OfficialAccount.objects.count() == 2
+
+
+
+def test_the_sessions_task_renews_its_claim_after_each_agents_list(emulator, kf_account_row, monkeypatch):
+    from accounts import sync as account_sync
+    from sessions_app.tasks import sync_sessions_task
+
+    for prefix in ("alice", "bob", "carol"):
+        emulator.bound_agent(prefix)
+    agents_sync(account_id=kf_account_row.pk)
+    renew = account_sync.sync_state_renew
+    renewals = []
+
+    def counting_renew(**kwargs):
+        renewals.append(kwargs["job"])
+        return renew(**kwargs)
+
+    monkeypatch.setattr(account_sync, "sync_state_renew", counting_renew)
+
+    result = sync_sessions_task.apply(args=[kf_account_row.pk]).get()
+
+    assert result["agents"] == 3
+    assert renewals == ["sessions"] * 3  # one heartbeat per getsessionlist call

@@ -1,22 +1,53 @@
 """`manage.py backfill_history --account <appid or id> --days N`: the first import.
 
 Imports up to 30 days of chat history (what WeChat keeps) window by window. It is
-resumable: interrupt it (Ctrl-C, a crash, a WeChat outage) and run it again to
-continue after the last complete window. Progress is drawn on stderr and saved on the
-account's backfill SyncState row, where the dashboard shows it.
+resumable: interrupt it (Ctrl-C, a crash) and run it again to continue after the last
+complete window. A transient WeChat failure (errcode -1, HTTP 5xx, a dropped
+connection or a timeout) does not stop it: it waits (exponential backoff with jitter,
+the lease kept renewed meanwhile) and resumes from its cursor, up to `--retries`
+failures in a row. Progress is drawn on stderr and saved on the account's backfill
+SyncState row, where the dashboard shows it.
 """
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.models import OfficialAccount, SyncState
-from accounts.sync import sync_state_claim, sync_state_release
-from kfadmin.wechat import WeChatError
-from messaging.sync import LEASE, SyncProgress, history_backfill
+from accounts.sync import (
+    SyncLeaseLost,
+    sync_lease,
+    sync_state_claim,
+    sync_state_release,
+    sync_state_renew,
+)
+from kfadmin.wechat import WeChatError, WeChatRetryableError
+from messaging.sync import SyncProgress, history_backfill
+
+# The longest wait between two attempts, whatever --backoff says.
+BACKOFF_MAX_SECONDS = 120.0
+
+
+def backoff_delay(failures: int, base: float, *, cap: float = BACKOFF_MAX_SECONDS) -> float:
+    """Seconds to wait after the `failures`-th failure in a row: base · 2^(n-1), at
+    most `cap`, with jitter (a random half to all of it) so that several backfills
+    hitting the same outage do not come back in step."""
+    ceiling = min(cap, base * 2 ** max(0, failures - 1))
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+
+
+def wait_renewing(seconds: float, renew: Callable[[], None], *, every: float) -> None:
+    """Sleep `seconds`, renewing the claim at least every `every` seconds: a backfill
+    waiting out an outage is alive and must not be taken over."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, every))
+        renew()
 
 
 class Output(Protocol):
@@ -78,6 +109,15 @@ class ProgressBar:
         self.stream.flush()
         self._last_draw = now
 
+    def note(self, text: str) -> None:
+        """A line of its own (a retry notice); the bar is redrawn below it."""
+        if self.interactive and self._width:
+            self._write("\n")
+            self._width = 0
+        self._write(text + "\n")
+        self.stream.flush()
+        self._last_window = -1  # redraw on the next update
+
     def finish(self, progress: SyncProgress) -> None:
         self.update(progress, force=True)
         if self.interactive:
@@ -100,27 +140,47 @@ class Command(BaseCommand):
         parser.add_argument(
             "--restart", action="store_true", help="Start over instead of resuming an unfinished backfill."
         )
+        parser.add_argument(
+            "--retries", type=int, default=10,
+            help="Transient WeChat failures in a row to wait out before giving up (default 10).",
+        )
+        parser.add_argument(
+            "--backoff", type=float, default=2.0,
+            help="Seconds to wait after the first failure; doubled after each further one "
+            f"(with jitter, at most {BACKOFF_MAX_SECONDS:.0f} s). Default 2.",
+        )
 
-    def handle(self, *args, account: str, days: float, restart: bool, **options) -> None:
+    def handle(
+        self, *args, account: str, days: float, restart: bool, retries: int, backoff: float, **options
+    ) -> None:
         if not 0 < days <= 60:
             raise CommandError("--days must be more than 0 and at most 60.")
+        if retries < 0 or backoff < 0:
+            raise CommandError("--retries and --backoff cannot be negative.")
         found = self._account(account)
         job = SyncState.Job.BACKFILL
-        token = sync_state_claim(account_id=found.pk, job=job, lease=LEASE)
+        token = sync_state_claim(account_id=found.pk, job=job)
         if token is None:
             raise CommandError(
-                f"A backfill of {found} is already running. Wait for it to finish "
-                f"(or for its claim to expire after {int(LEASE.total_seconds() // 60)} minutes)."
+                f"A backfill of {found} is already running. Wait for it to finish (a backfill "
+                f"that died stops holding the account {int(sync_lease().total_seconds())} s "
+                "after its last sign of life)."
             )
         bar = ProgressBar(self.stderr)
+
+        def renew() -> None:
+            sync_state_renew(account_id=found.pk, job=job, token=token)
+
         try:
-            progress = history_backfill(
-                account_id=found.pk,
-                days=days,
-                restart=restart,
-                lease_token=token,
-                on_progress=bar.update,
+            progress = self._backfill(
+                found, days=days, restart=restart, token=token, bar=bar,
+                retries=retries, backoff=backoff, renew=renew,
             )
+        except SyncLeaseLost:
+            raise CommandError(
+                "Another backfill of this account took over (this one showed no sign of life "
+                "for longer than its lease). It continues from the same cursor."
+            ) from None
         except WeChatError as exc:
             raise CommandError(
                 f"WeChat stopped the backfill: {exc.explanation} Run the command again to resume."
@@ -135,6 +195,48 @@ class Command(BaseCommand):
             f"{progress.records_stored} new, {progress.windows_done} windows "
             f"in {_duration(progress.elapsed)}."
         )
+
+    def _backfill(
+        self,
+        found: OfficialAccount,
+        *,
+        days: float,
+        restart: bool,
+        token: str,
+        bar: ProgressBar,
+        retries: int,
+        backoff: float,
+        renew: Callable[[], None],
+    ) -> SyncProgress:
+        """Run the backfill, resuming from its cursor after each transient failure.
+
+        Only failures in a row count against `retries`: an attempt that stored a page
+        before failing resets the count, so a long import through a flaky hour ends.
+        """
+        failures = 0
+        pages = {"n": 0}
+
+        def on_progress(progress: SyncProgress) -> None:
+            pages["n"] = progress.pages
+            bar.update(progress)
+
+        while True:
+            pages["n"] = 0
+            try:
+                return history_backfill(
+                    account_id=found.pk, days=days, restart=restart, lease_token=token, on_progress=on_progress
+                )
+            except WeChatRetryableError as exc:
+                failures = 1 if pages["n"] else failures + 1
+                if failures > retries:
+                    raise
+                restart = False  # the next attempt resumes what this one stored
+                delay = backoff_delay(failures, backoff)
+                bar.note(
+                    f"{exc.explanation} Waiting {delay:.1f} s, then resuming from the last complete "
+                    f"window (failure {failures} of at most {retries} in a row)."
+                )
+                wait_renewing(delay, renew, every=max(0.05, sync_lease().total_seconds() / 4))
 
     def _account(self, value: str) -> OfficialAccount:
         found = OfficialAccount.objects.filter(appid=value).first()
