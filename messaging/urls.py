@@ -12,4 +12,5 @@ urlpatterns = [
     path("conversations/<str:openid>/typing/", views.typing, name="typing"),
     path("conversations/<str:openid>/transcript/", views.transcript, name="transcript"),
     path("outbound/<int:outbound_id>/", views.outbound_status, name="outbound"),
+    path("outbound/<int:outbound_id>/resend/", views.resend, name="resend"),
 ]
