@@ -48,13 +48,6 @@ def customer(account, emulator):
 
 
 @pytest.fixture
-def boss(account):
-    from tests.factories import supervisor
-
-    return supervisor(account)
-
-
-@pytest.fixture
 def short_timeout(settings):
     settings.WECHAT_TIMEOUT = 1  # the emulator's slow fault below waits 2 s
 
