@@ -262,6 +262,19 @@ def test_the_sweep_enqueues_a_message_no_worker_took_once(
     assert fresh.pk not in enqueued
 
 
+def test_the_sweep_task_runs_the_sweep_and_reports_it(
+    account, alice, customer, boss, enqueued, django_capture_on_commit_callbacks
+):
+    from messaging.tasks import send_outbox_sweep_task
+
+    stranded = queue(django_capture_on_commit_callbacks, account=account, customer=customer, agent=alice, boss=boss,
+                     text="lost in the broker")
+    OutboundMessage.objects.filter(pk=stranded.pk).update(due_at=timezone.now() - timedelta(minutes=2))
+
+    assert send_outbox_sweep_task() == {"requeued": [stranded.pk], "lost": [], "more": False}
+    assert enqueued == [stranded.pk]
+
+
 def test_the_sweep_leaves_a_message_waiting_for_its_retry(
     account, alice, customer, boss, enqueued, django_capture_on_commit_callbacks
 ):
