@@ -67,6 +67,7 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "session_transfer": _("Transfer session"),
     "message_send": _("Send message"),
     "message_queue": _("Queue message"),
+    "message_resend": _("Send message again"),
     "typing_send": _("Show typing"),
     "history_export": _("Export history"),
 }

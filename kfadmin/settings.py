@@ -216,6 +216,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SYNC_HISTORY_SECONDS,
         "options": {"expires": SYNC_HISTORY_SECONDS},
     },
+    # Messages queued while the broker was down, or whose worker died mid-send.
+    "send-outbox-sweep": {
+        "task": "messaging.tasks.send_outbox_sweep_task",
+        "schedule": 30,
+        "options": {"expires": 30},
+    },
 }
 
 LOGGING = {

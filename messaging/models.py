@@ -111,6 +111,10 @@ class OutboundMessage(models.Model):
         SENDING = "sending", _("sending")
         SENT = "sent", _("sent")
         FAILED = "failed", _("failed")
+        # WeChat may or may not have delivered it (a timeout after sending, a dropped
+        # connection, a worker that died mid-call). Never sent again automatically;
+        # the history sync settles it as sent or failed (not delivered).
+        UNKNOWN = "unknown", _("outcome unknown")
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="outbound")
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="outbound")
@@ -124,16 +128,44 @@ class OutboundMessage(models.Model):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # When a worker should have taken it (on creation; after a retry's backoff): a
+    # queued message well past this was never delivered to a worker, and the outbox
+    # sweep enqueues it again.
+    due_at = models.DateTimeField(default=timezone.now)
+    # When the last attempt to call WeChat began: where WeChat's copy of the message
+    # is looked for when the outcome is unknown.
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    # WeChat's copy of the message in the archive, once known.
+    record = models.OneToOneField(
+        MessageRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="outbound"
+    )
+    # The failed message this one sends again (the person's "Send again").
+    resend_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resends"
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["customer", "created_at"], name="outbound_customer_created"),
             models.Index(fields=["official_account", "status"], name="outbound_account_status"),
+            models.Index(fields=["status", "due_at"], name="outbound_status_due"),
         ]
 
     def __str__(self) -> str:
         return f"{self.msgtype} to {self.customer} ({self.status})"
+
+    @property
+    def can_send_again(self) -> bool:
+        """A failed message (including one WeChat's history shows was not delivered)
+        may be sent again as a new message, once."""
+        return self.status == self.Status.FAILED
+
+    @property
+    def awaits_worker(self) -> bool:
+        """Queued while the task queue could not be reached: the outbox sweep sends it
+        when the workers are back (its `error` says so)."""
+        return self.status == self.Status.QUEUED and self.attempts == 0 and bool(self.error)
 
 
 class CallbackNonce(models.Model):

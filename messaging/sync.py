@@ -46,7 +46,8 @@ from accounts.clients import wechat_client_for
 from accounts.models import OfficialAccount, SyncState
 from accounts.sync import SyncLeaseLost, sync_state_renew
 from kfadmin.wechat import WeChatClient
-from messaging.models import MessageRecord, record_digest
+from messaging.models import MessageRecord, OutboundMessage, record_digest
+from messaging.services import outbound_unknown_settle
 from sessions_app.services import MESSAGE_WINDOW, customers_touch_bulk
 
 logger = logging.getLogger(__name__)
@@ -332,7 +333,9 @@ def _store_page(account: OfficialAccount, rows: list[Row]) -> tuple[int, int]:
         else:
             inserted = _insert_portable(account.pk, rows)
         new_rows = [r for r in rows if (r[0], r[5], r[6]) in inserted]
-        merged, already_counted = _reconcile(rows, new_rows, provisional) if provisional else (0, set())
+        merged, already_counted = (
+            _reconcile(rows, new_rows, provisional, account_id=account.pk) if provisional else (0, set())
+        )
         _touch_customers(account, new_rows, already_counted)
     return len(new_rows), merged
 
@@ -470,7 +473,7 @@ def _same_message(provisional: tuple, synced: Row) -> bool:
 
 
 def _reconcile(
-    rows: Sequence[Row], new_rows: Sequence[Row], provisional: list[tuple]
+    rows: Sequence[Row], new_rows: Sequence[Row], provisional: list[tuple], *, account_id: int
 ) -> tuple[int, set[int]]:
     """Merge records learned earlier from callbacks or kfadmin's own sends into the
     synced copies, so the archive holds each message once.
@@ -489,8 +492,10 @@ def _reconcile(
     Only records inserted now take part in rule 2, so a synced record consumes a
     provisional one exactly once: re-syncing a window never deletes anything, and
     two genuinely repeated messages (the same "ok" twice a minute apart) keep two
-    rows. Returns (rows merged, indexes into `new_rows` of the messages that were
-    already known — their customer window was counted when they first arrived).
+    rows. A message sent from kfadmin that stood for the cancelled row now stands
+    for the synced one (`OutboundMessage.record`). Returns (rows merged, indexes into
+    `new_rows` of the messages that were already known — their customer window was
+    counted when they first arrived).
     """
     staged_keys = {(r[0], r[5], r[6]) for r in rows}
     adopted: list[int] = []
@@ -510,6 +515,7 @@ def _reconcile(
     already_counted: set[int] = set()
     window = RECONCILE_WINDOW.total_seconds()
     used: set[int] = set()
+    replaced_by: dict[int, tuple[int, bytes, int]] = {}
     for index, synced in enumerate(new_rows):
         best = None
         best_gap = window + 1
@@ -522,13 +528,31 @@ def _reconcile(
         if best is not None:
             used.add(best[0])
             cancelled.append(best[0])
+            replaced_by[best[0]] = (synced[0], synced[5], synced[6])
             already_counted.add(index)
 
     if adopted:
         MessageRecord.objects.filter(pk__in=adopted).update(source=MessageRecord.Source.SYNC)
     if cancelled:
+        _relink_sends(account_id, replaced_by)
         MessageRecord.objects.filter(pk__in=cancelled).delete()
     return len(adopted) + len(cancelled), already_counted
+
+
+def _relink_sends(account_id: int, replaced_by: dict[int, tuple[int, bytes, int]]) -> None:
+    """Point kfadmin's sends at the synced records that replace their provisional
+    copies, so each synced copy is known to stand for that send (and is never taken
+    for WeChat's copy of another send whose outcome is unknown)."""
+    for outbound in OutboundMessage.objects.filter(record_id__in=list(replaced_by)).only("pk", "record_id"):
+        t, digest, seq = replaced_by[outbound.record_id]
+        synced_id = (
+            MessageRecord.objects.filter(
+                official_account_id=account_id, time=datetime.fromtimestamp(t, tz=UTC), digest=digest, seq=seq
+            )
+            .values_list("pk", flat=True)
+            .first()
+        )
+        OutboundMessage.objects.filter(pk=outbound.pk).update(record_id=synced_id)
 
 
 def _touch_customers(account: OfficialAccount, new_rows: Sequence[Row], skip: set[int]) -> None:
@@ -572,7 +596,7 @@ def history_sync(
     now = timezone.now()
     state = _state(account_id, SyncState.Job.HISTORY)
     start = state.cursor or (now - history_lookback())
-    return _walk(
+    progress = _walk(
         state=state,
         start=start,
         until=until or now,
@@ -582,6 +606,10 @@ def history_sync(
         on_progress=on_progress,
         lease_token=lease_token,
     )
+    # Sends whose outcome was unknown: WeChat's copy may have arrived now, and the
+    # cursor says how far the history is completely stored.
+    outbound_unknown_settle(account=OfficialAccount.objects.get(pk=account_id), stored_until=progress.cursor)
+    return progress
 
 
 def history_backfill(

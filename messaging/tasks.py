@@ -88,8 +88,10 @@ def sync_all_history_task() -> int:
 # One OutboundMessage id in. The service claims the row with a conditional update
 # (queued → sending), so a redelivered or duplicated task sends nothing twice; that
 # makes acks_late safe. Only the client's transient errors are retried, with
-# exponential backoff and jitter; when the retries are used up the message is
-# marked failed with the reason, so the page never shows "queued" forever.
+# exponential backoff and jitter, and only those that prove WeChat never took the
+# message (the send is not idempotent); when the retries are used up the message is
+# marked failed with the reason, so the page never shows "queued" forever. The outbox
+# sweep picks up what never reached a worker.
 # =============================================================================
 
 SEND_MAX_RETRIES = 5
@@ -108,7 +110,8 @@ def _send_countdown(retries: int) -> float:
 @shared_task(bind=True, acks_late=True, max_retries=SEND_MAX_RETRIES, ignore_result=True)
 def send_message_task(self, outbound_id: int) -> str:
     """Deliver one queued message; returns its status ("skipped" when another
-    delivery already has it)."""
+    delivery already has it). Retried only on failures that prove WeChat did not
+    take the message; a doubtful one leaves it "unknown" (see outbound_deliver)."""
     from messaging.services import outbound_deliver, outbound_give_up
 
     try:
@@ -119,6 +122,23 @@ def send_message_task(self, outbound_id: int) -> str:
             return given_up.status if given_up else "skipped"
         raise self.retry(exc=error, countdown=_send_countdown(self.request.retries)) from error
     return outbound.status if outbound is not None else "skipped"
+
+
+# Routed to the "send" queue with the sends it rescues.
+@shared_task(bind=True, ignore_result=True)
+def send_outbox_sweep_task(self) -> dict:
+    """Beat entry: enqueue again the queued messages no worker took (the broker was
+    down when they were queued), and mark "unknown" the ones a worker died sending.
+    Safe to run twice at once: each message is claimed with a conditional update.
+    A full batch queues the next one at once."""
+    from messaging.services import outbound_sweep
+
+    result = outbound_sweep()
+    if result.lost or result.requeued:
+        logger.info("Outbox sweep: %s enqueued again, %s lost in flight.", len(result.requeued), len(result.lost))
+    if result.more:
+        self.apply_async(countdown=1)
+    return result.as_json()
 
 
 # Sending kf messages — END

@@ -13,4 +13,5 @@ urlpatterns = [
     path("conversations/<openid:openid>/typing/", views.typing, name="typing"),
     path("conversations/<openid:openid>/transcript/", views.transcript, name="transcript"),
     path("outbound/<int:outbound_id>/", views.outbound_status, name="outbound"),
+    path("outbound/<int:outbound_id>/resend/", views.resend, name="resend"),
 ]

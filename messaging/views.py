@@ -36,7 +36,14 @@ from messaging.forms import (
 )
 from messaging.models import MessageRecord, OutboundMessage
 from messaging.selectors import KINDS, ascii_fold, records_iter_export, records_search
-from messaging.services import SendRefused, history_export_record, outbound_queue, typing_send
+from messaging.services import (
+    SendAgainRefused,
+    SendRefused,
+    history_export_record,
+    outbound_queue,
+    outbound_resend,
+    typing_send,
+)
 from sessions_app import selectors as session_selectors
 from sessions_app.models import Customer, KfSession
 from sessions_app.views import account_render, as_of
@@ -219,13 +226,19 @@ def send(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse
         except SendRefused as refusal:
             form.add_error(None, refusal.explanation)
         else:
-            if not request.htmx:
+            outbound.refresh_from_db(fields=["status", "attempts", "error"])
+            if outbound.awaits_worker:
+                # Saved, but the task queue is down: the outbox sweep sends it later.
+                messages.warning(request, _("The message is saved and will be sent when the worker is back."))
+            elif not request.htmx:
                 messages.success(request, _("The message is queued for sending."))
+            if not request.htmx:
                 return redirect(f"{reverse('messaging:conversation', args=[openid])}#o{outbound.pk}")
             fresh = type(form)(
                 account=ctx.account, only=only, initial={"as_agent": form.cleaned_data["as_agent"].pk}
             )
             context = _conversation_context(request, ctx, openid, customer, form=fresh)
+            context["oob_messages"] = outbound.awaits_worker
             response = account_render(request, ctx, "messaging/_composer.html", context)
             return trigger_client_event(response, TIMELINE_CHANGED)
     context = _conversation_context(request, ctx, openid, customer, form=form)
@@ -273,10 +286,49 @@ def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int)
     if not request.htmx:
         return redirect(f"{reverse('messaging:conversation', args=[outbound.customer.openid])}#o{outbound.pk}")
     context: dict = {"o": outbound, "stale_before": session_selectors.outbound_stale_before()}
-    if outbound.status in (OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED):
+    if outbound.status in (
+        OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED, OutboundMessage.Status.UNKNOWN
+    ):
         # The last poll of this message: the reply window beside it changed too.
         context.update(_session_box_context(outbound.customer.openid, outbound.customer), box_oob=True)
     return account_render(request, ctx, "messaging/_outbound.html", context)
+
+
+@require_POST
+@account_view(SUPERVISOR, AGENT)
+def resend(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpResponse:
+    """"Send again" on a failed message: a new message through the normal queue, once
+    the person confirmed (without `confirm`, the confirm step is shown)."""
+    outbound = session_selectors.outbound_get(account=ctx.account, outbound_id=outbound_id)
+    if outbound is None:
+        raise Http404("No such message")
+    openid = outbound.customer.openid
+    customer = _conversation_customer(ctx, openid)
+    only = _sender_only(ctx)
+    if only is not None and outbound.agent_id != only.pk:
+        raise PermissionDenied("Agents send again only their own messages.")
+    conversation_url = reverse("messaging:conversation", args=[openid])
+    if request.POST.get("confirm") != "1":
+        if request.htmx:
+            return account_render(request, ctx, "messaging/_outbound.html", {"o": outbound, "confirm_resend": outbound.pk})
+        context = _conversation_context(request, ctx, openid, customer)
+        context["confirm_resend"] = outbound.pk
+        return account_render(request, ctx, "messaging/conversation.html", context)
+    note = ""
+    try:
+        again = outbound_resend(outbound=outbound, actor=request.user)
+    except (SendRefused, SendAgainRefused) as refusal:
+        note = refusal.explanation
+        if not request.htmx:
+            messages.error(request, note)
+            return redirect(f"{conversation_url}#o{outbound.pk}")
+    else:
+        if not request.htmx:
+            messages.success(request, _("The message is queued to be sent again."))
+            return redirect(f"{conversation_url}#o{again.pk}")
+    outbound.refresh_from_db()
+    response = account_render(request, ctx, "messaging/_outbound.html", {"o": outbound, "resend_note": note})
+    return trigger_client_event(response, TIMELINE_CHANGED) if not note else response
 
 
 @require_GET

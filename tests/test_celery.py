@@ -42,6 +42,7 @@ def test_every_sync_is_scheduled_with_an_expiry_no_longer_than_its_interval():
         "sessions_app.tasks.sync_all_sessions_task": settings.SYNC_SESSIONS_SECONDS,
         "accounts.tasks.sync_all_agents_task": settings.SYNC_AGENTS_SECONDS,
         "messaging.tasks.sync_all_history_task": settings.SYNC_HISTORY_SECONDS,
+        "messaging.tasks.send_outbox_sweep_task": 30,
     }
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == expected
     for entry in schedule.values():
@@ -64,6 +65,7 @@ def test_the_default_intervals_are_the_documented_ones():
         ("sessions_app.tasks.sync_all_sessions_task", "sync"),
         ("messaging.tasks.sync_history_task", "sync"),
         ("messaging.tasks.send_message_task", "send"),
+        ("messaging.tasks.send_outbox_sweep_task", "send"),
     ],
 )
 def test_sync_work_and_sends_go_to_their_own_queues(task, queue):

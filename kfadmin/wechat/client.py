@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, Any, TypeVar
 
 import requests
 
 from .errors import (
     TOKEN_REFRESH_ERRCODES,
+    WeChatError,
     WeChatInvalidArgument,
+    WeChatRequestNotSent,
     WeChatResponseError,
     WeChatTokenError,
 )
-from .token import DEFAULT_MARGIN_SECONDS, TokenProvider, TokenStore
+from .token import DEFAULT_MARGIN_SECONDS, CachedToken, TokenProvider, TokenStore
 from .transport import DEFAULT_BASE_URL, ApiRequest, Transport, UploadFile
 from .types import (
     AccessToken,
@@ -142,7 +144,7 @@ class WeChatClient:
         return self._tokens.fetch_access_token(force_refresh=force_refresh)
 
     def _call(self, request: ApiRequest) -> dict[str, Any]:
-        token = self._tokens.current()
+        token = self._token(self._tokens.current)
         try:
             return self._transport.send(request, access_token=token.access_token)
         except WeChatTokenError as exc:
@@ -157,8 +159,21 @@ class WeChatClient:
                 exc.errcode,
             )
         # Outside the except block: a second failure surfaces on its own, not chained.
-        fresh = self._tokens.refresh(stale_token=token.access_token)
+        fresh = self._token(lambda: self._tokens.refresh(stale_token=token.access_token))
         return self._transport.send(request, access_token=fresh.access_token)
+
+    @staticmethod
+    def _token(fetch: Callable[[], CachedToken]) -> CachedToken:
+        """The token for a call. A token fetch that fails in doubt (timeout, dropped
+        connection) still proves the call itself never left, which is what a
+        caller of a non-idempotent operation (a send) needs to know."""
+        try:
+            return fetch()
+        except WeChatError as exc:
+            if not exc.outcome_unknown:
+                raise
+            message = f"no access token, so the request was not sent: {exc.errmsg}"
+        raise WeChatRequestNotSent(message)
 
     def _get(self, path: str, result: type[T], **params: str) -> T:
         return from_dict(result, self._call(ApiRequest("GET", path, tuple(params.items()))))

@@ -19,6 +19,7 @@ __all__ = [
     "WeChatNotFound",
     "WeChatRateLimited",
     "WeChatReplyWindowClosed",
+    "WeChatRequestNotSent",
     "WeChatResponseError",
     "WeChatRetryableError",
     "WeChatSendBudgetExhausted",
@@ -41,6 +42,11 @@ class WeChatError(Exception):
     """
 
     retryable: bool = False
+    #: Whether WeChat may have acted on the request although no success came back (a
+    #: read timeout, a dropped connection, a 5xx). A non-idempotent call (a send) must
+    #: not be repeated then; an errcode answer or a request that never left is proof
+    #: that nothing happened.
+    outcome_unknown: bool = False
 
     def __init__(self, errcode: int | None, errmsg: str = "", *, explanation: str | None = None):
         self.errcode = errcode
@@ -89,18 +95,34 @@ class WeChatRetryableError(WeChatError):
 
 class WeChatTransportError(WeChatRetryableError):
     """The request did not produce a usable WeChat answer: timeout, connection error,
-    HTTP status >= 400 or a body that is not a JSON object. ``errcode`` is None."""
+    HTTP status >= 400 or a body that is not a JSON object. ``errcode`` is None.
+
+    The request may have reached WeChat and been carried out (``outcome_unknown``):
+    safe to repeat for reads, not for a send. :class:`WeChatRequestNotSent` is the
+    case that proves it never left."""
+
+    outcome_unknown = True
 
     def __init__(self, message: str, *, http_status: int | None = None):
         self.http_status = http_status
         super().__init__(None, message)
 
     def __reduce__(self):  # type: ignore[override]
-        return (_rebuild_transport_error, (self.errmsg, self.http_status))
+        return (_rebuild_transport_error, (type(self), self.errmsg, self.http_status))
 
 
-def _rebuild_transport_error(message: str, http_status: int | None) -> WeChatTransportError:
-    return WeChatTransportError(message, http_status=http_status)
+def _rebuild_transport_error(
+    cls: type[WeChatTransportError], message: str, http_status: int | None
+) -> WeChatTransportError:
+    return cls(message, http_status=http_status)
+
+
+class WeChatRequestNotSent(WeChatTransportError):
+    """The request never reached WeChat: the connection could not be established
+    (name not resolved, refused, connect timeout), or the access token it needs could
+    not be obtained. Repeating it is safe even for a send."""
+
+    outcome_unknown = False
 
 
 class WeChatSystemBusy(WeChatRetryableError):
@@ -146,6 +168,9 @@ class WeChatForbidden(WeChatError):
 
 class WeChatResponseError(WeChatError):
     """WeChat answered with JSON that does not have the documented shape."""
+
+    # An answer kfadmin cannot read says nothing about whether the call took effect.
+    outcome_unknown = True
 
 
 class WeChatCallbackError(WeChatError):

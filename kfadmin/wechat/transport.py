@@ -18,8 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from .errors import WeChatResponseError, WeChatTransportError, error_from_response
+from .errors import (
+    WeChatRequestNotSent,
+    WeChatResponseError,
+    WeChatTransportError,
+    error_from_response,
+)
 
 __all__ = ["ApiRequest", "Transport", "UploadFile", "encode_json", "redact", "redact_url"]
 
@@ -118,9 +124,10 @@ class Transport:
     def send(self, request: ApiRequest, access_token: str | None = None) -> dict[str, Any]:
         """Send ``request`` once and return the decoded JSON object.
 
-        Raises :class:`WeChatTransportError` (timeout, connection failure, HTTP status
-        >= 400, body that is not a JSON object) or the typed error for a non-zero
-        ``errcode``.
+        Raises :class:`WeChatRequestNotSent` when the connection was never
+        established, :class:`WeChatTransportError` when the request may have reached
+        WeChat (read timeout, connection dropped after sending, HTTP status >= 400,
+        body that is not a JSON object), or the typed error for a non-zero ``errcode``.
         """
         params: list[tuple[str, str]] = []
         if access_token is not None:
@@ -156,12 +163,17 @@ class Transport:
 
         started = time.monotonic()
         failure: str | None = None
+        not_sent = False
         response: requests.Response | None = None
         try:
             response = self.session.send(prepared, timeout=self.timeout, **settings)
+        except requests.ConnectTimeout as exc:
+            failure = f"could not connect within {self.timeout}s ({type(exc).__name__})"
+            not_sent = True
         except requests.Timeout as exc:
             failure = f"timed out after {self.timeout}s ({type(exc).__name__})"
         except requests.ConnectionError as exc:
+            not_sent = never_connected(exc)
             failure = f"connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
         except requests.RequestException as exc:
             failure = f"request failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
@@ -172,7 +184,7 @@ class Transport:
         if failure is not None or response is None:
             message = f"{request.method} {shown_url}: {failure}"
             logger.warning("WeChat request failed: %s", message)
-            raise WeChatTransportError(message)
+            raise (WeChatRequestNotSent if not_sent else WeChatTransportError)(message)
 
         logger.debug(
             "WeChat %s %s -> HTTP %s in %.0f ms",
@@ -211,6 +223,15 @@ class Transport:
             redact(errmsg, secrets),
         )
         raise error_from_response(code, errmsg)
+
+
+def never_connected(exc: requests.ConnectionError) -> bool:
+    """Whether a requests ConnectionError proves the request never left: urllib3
+    could not open the connection (name not resolved, refused, unreachable). A
+    connection reset or closed after the request was written (ProtocolError,
+    RemoteDisconnected) proves nothing: WeChat may have carried it out."""
+    reason = exc.args[0] if exc.args else None
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, NewConnectionError)
 
 
 def _decode_json_object(content: bytes) -> dict[str, Any] | None:

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from django.conf import settings
 from django.db import connections
+from django.utils import timezone
 
 from kfadmin.celery import app
 from messaging.models import OutboundMessage
-from messaging.services import outbound_queue
+from messaging.services import outbound_queue, outbound_sweep
+from messaging.sync import history_sync
 from messaging.tasks import send_message_task
 from tests.factories import supervisor
+from tests.messaging.broker_helpers import broker_unreachable
 from tests.sessions_app.test_views_support import emulated_agent, waiting_customer, wired_account
 
 pytestmark = [
@@ -81,9 +85,9 @@ def setup(emulator):
     }
 
 
-def queue_text(setup, content: str) -> OutboundMessage:
+def queue_text(setup, content: str, customer=None) -> OutboundMessage:
     return outbound_queue(
-        account=setup["account"], customer=setup["customer"], agent=setup["alice"],
+        account=setup["account"], customer=customer or setup["customer"], agent=setup["alice"],
         msgtype="text", payload={"content": content}, actor=setup["boss"],
     )
 
@@ -130,3 +134,42 @@ def test_a_refusal_from_wechat_is_not_retried(worker, setup, emulator):
     outbound.refresh_from_db()
     assert (outbound.errcode, outbound.attempts) == (45047, 1)
     assert len([c for c in emulator.calls if c.path == SEND]) == 1
+
+
+def test_sends_whose_answer_times_out_after_wechat_took_them_reach_each_customer_exactly_once(
+    worker, setup, emulator, settings
+):
+    # Every send: WeChat delivers it, and its answer comes after kfadmin stopped waiting.
+    settings.WECHAT_TIMEOUT = 1
+    emulator.control("add_fault", kind="slow", delay=2, path_prefix=SEND)
+    customers = [setup["customer"]] + [waiting_customer(setup["account"], emulator) for _ in range(2)]
+    sent = {c.openid: [f"{c.openid[-4:]} 第{i}条" for i in range(3)] for c in customers}
+    outbounds = [queue_text(setup, text, customer=c) for c in customers for text in sent[c.openid]]
+
+    runs = worker.wait_for(len(outbounds))
+    assert sorted(status for _, status in runs) == ["unknown"] * len(outbounds)  # nothing retried
+    history_sync(account_id=setup["account"].pk)  # WeChat's history settles them
+
+    received = {
+        c.openid: [
+            r["text"]
+            for r in emulator.control("records", appid=emulator.appid, openid=c.openid, opercode=2002)["records"]
+        ]
+        for c in customers
+    }
+    assert received == sent  # N sends, N messages received, no duplicate
+    assert len([c for c in emulator.calls if c.path == SEND]) == len(outbounds)
+    assert set(OutboundMessage.objects.values_list("status", "attempts")) == {("sent", 1)}
+
+
+def test_a_message_queued_while_the_broker_was_down_is_sent_by_the_sweep_once_it_is_back(worker, setup, emulator):
+    with broker_unreachable():
+        outbound = queue_text(setup, "broker was down")
+    outbound.refresh_from_db()
+    assert outbound.awaits_worker
+
+    swept = outbound_sweep(now=timezone.now() + timedelta(minutes=2))
+
+    assert swept.requeued == [outbound.pk]
+    assert worker.wait_for(1) == [(outbound.pk, "sent")]
+    assert [c.json["text"] for c in emulator.calls if c.path == SEND] == [{"content": "broker was down"}]
