@@ -462,7 +462,7 @@ def _same_message(provisional: tuple, synced: Row) -> bool:
     customer message does not know the agent); customer messages match each other
     whatever their opercode (a callback says 2001, the record list may say 2003) and
     must have the same text; agent messages need the same opercode and text; session
-    events the same opercode (their text is ours, not WeChat's).
+    events the same kind (`_same_session_event`; their text is ours, not WeChat's).
     """
     _, _, p_worker, p_openid, p_opercode, p_text, _, _ = provisional
     _, s_worker, s_openid, s_opercode, s_text, _, _ = synced
@@ -470,9 +470,24 @@ def _same_message(provisional: tuple, synced: Row) -> bool:
         return False
     if p_opercode in CUSTOMER_OPERCODES and s_opercode in CUSTOMER_OPERCODES:
         return p_text == s_text
-    if p_opercode != s_opercode:
-        return False
-    return 1000 <= p_opercode < 2000 or p_text == s_text
+    if 1000 <= p_opercode < 2000:
+        return _same_session_event(p_opercode, s_opercode)
+    return p_opercode == s_opercode and p_text == s_text
+
+
+# A session starting: accepted from the queue (1001), created by an agent or the API
+# (1002), grabbed (1005). WeChat pushes `kf_create_session` for each of them, so a
+# callback cannot tell which one its record will be (it is archived as 1001), and
+# kfadmin's own assign and transfer (create_session) are 1002 in WeChat's history.
+SESSION_START_OPERCODES = frozenset({1001, 1002, 1005})
+
+
+def _same_session_event(provisional: int, synced: int) -> bool:
+    """Whether a session event learned from a callback can be WeChat's record `synced`:
+    the same opercode, or both a session start."""
+    if provisional == synced:
+        return True
+    return provisional in SESSION_START_OPERCODES and synced in SESSION_START_OPERCODES
 
 
 def _reconcile(

@@ -9,7 +9,7 @@ import pytest
 from accounts.models import SyncState
 from messaging import sync
 from messaging.models import MessageRecord, record_digest
-from messaging.selectors import records_search
+from messaging.selectors import records_iter_export, records_search
 from messaging.sync import (
     OVERLAP,
     WINDOW,
@@ -310,6 +310,66 @@ def test_a_session_event_from_a_callback_is_merged_whatever_its_text(history_acc
     records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
 
     assert list(MessageRecord.objects.values_list("opercode", "source")) == [(1003, "sync")]
+
+
+@pytest.mark.parametrize("wechat_opercode", [1001, 1002, 1005])
+def test_a_session_start_from_a_callback_is_merged_with_wechats_record_of_any_kind(
+    history_account, emulator, wechat_opercode
+):
+    # kf_create_session is archived as 1001; WeChat records an API-created session as
+    # 1002 and a grabbed one as 1005.
+    t = now_s() - 3600
+    _provisional(history_account, time=t, text="", opercode=1001, worker="kf1@test_oa")
+    _append(emulator, time=t, text="", opercode=wechat_opercode, worker="kf1@test_oa")
+
+    for _ in range(2):
+        records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert list(MessageRecord.objects.values_list("opercode", "source")) == [(wechat_opercode, "sync")]
+
+
+def test_a_session_start_is_not_merged_with_another_kind_of_session_event(history_account, emulator):
+    t = now_s() - 3600
+    _provisional(history_account, time=t, text="", opercode=1001, worker="kf1@test_oa")
+    _append(emulator, time=t + 1, text="", opercode=1004, worker="kf1@test_oa")
+    _append(emulator, time=t + 2, text="", opercode=1003, worker="kf1@test_oa")
+
+    records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert sorted(MessageRecord.objects.values_list("opercode", "source")) == [
+        (1001, "callback"), (1003, "sync"), (1004, "sync"),
+    ]
+
+
+def test_assigning_and_transferring_from_kfadmin_archive_each_session_event_once(
+    emulator, kf_account_row, live_server
+):
+    from sessions_app.services import session_assign, session_transfer
+    from tests.factories import supervisor
+    from tests.sessions_app.test_views_support import emulated_agent, waiting_customer
+
+    boss = supervisor(kf_account_row)
+    emulator.control("set_callback", url=f"{live_server.url}/wechat/callback/{kf_account_row.appid}/", mode="safe")
+    alice = emulated_agent(kf_account_row, emulator, "alice")
+    bob = emulated_agent(kf_account_row, emulator, "bob")
+    customer = waiting_customer(kf_account_row, emulator)
+    session = session_assign(account=kf_account_row, customer=customer, agent=alice, actor=boss, confirmed=True)
+    session_transfer(account=kf_account_row, session=session, to_agent=bob, actor=boss, confirmed=True)
+    emulator.control("flush_callbacks")
+    # The callbacks archived each session event once, as kf_create_session's 1001.
+    assert list(
+        MessageRecord.objects.filter(opercode__gte=1000, opercode__lt=2000).order_by("id").values_list("opercode", flat=True)
+    ) == [1001, 1004, 1001]
+
+    for _ in range(2):
+        history_sync(account_id=kf_account_row.pk)
+
+    exported = sorted(
+        (r.opercode, r.worker)
+        for r in records_iter_export(account=kf_account_row, openid=customer.openid, kinds=["session"])
+    )  # all in one second: their order within it is the archive's key order
+    assert exported == [(1000, ""), (1002, alice.kf_account), (1002, bob.kf_account), (1004, alice.kf_account)]
+    assert not MessageRecord.objects.exclude(source="sync").filter(opercode__lt=2000).exists()
 
 
 # ------------------------------------------------------------------ reply windows
