@@ -39,14 +39,21 @@ from typing import TypeVar
 import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, TruncSecond
 from django.utils import timezone
 
 from accounts.clients import wechat_client_for
 from accounts.models import OfficialAccount, SyncState
 from kfadmin.wechat import WeChatClient
 from messaging.models import MessageRecord, record_digest
-from sessions_app.services import MESSAGE_WINDOW, customers_touch_bulk
+from sessions_app.models import Customer
+from sessions_app.services import (
+    MESSAGE_WINDOW,
+    Replies,
+    customers_touch_bulk,
+    customers_window_replied,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -340,6 +347,7 @@ def _store_page(account: OfficialAccount, rows: list[Row]) -> tuple[int, int]:
         new_rows = [r for r in rows if (r[0], r[5], r[6]) in inserted]
         merged, already_counted = _reconcile(rows, new_rows, provisional) if provisional else (0, set())
         _touch_customers(account, new_rows, already_counted)
+        _count_replies(account, new_rows)
     return len(new_rows), merged
 
 
@@ -568,6 +576,60 @@ def _touch_customers(account: OfficialAccount, new_rows: Sequence[Row], skip: se
     ]
     if touches:
         customers_touch_bulk(account, touches)
+
+
+def _count_replies(account: OfficialAccount, new_rows: Sequence[Row]) -> None:
+    """Use up customers' budgets by the agents' replies the archive now holds.
+
+    A customer message grants 5 sends; agents may have replied from WeChat's own
+    client or another tool, which kfadmin learns only from this history. For each
+    customer with a new message or reply young enough to matter, the agents' messages
+    archived since the customer's last message (and since their last interaction)
+    are counted, kfadmin's own sends among them (archived when sent), and the budget
+    lowered to what they leave (`sessions_app.services.Replies`).
+    """
+    horizon = math.floor((timezone.now() - MESSAGE_WINDOW).timestamp())
+    openids = {
+        row[2]
+        for row in new_rows
+        if row[0] > horizon and (row[3] in CUSTOMER_OPERCODES or row[3] == MessageRecord.OperCode.AGENT_SENT)
+    }
+    if not openids:
+        return
+
+    def replies_since(field: str) -> Coalesce:
+        return Coalesce(
+            Subquery(
+                MessageRecord.objects.filter(
+                    official_account=account,
+                    openid=OuterRef("openid"),
+                    opercode=MessageRecord.OperCode.AGENT_SENT,
+                    time__gte=OuterRef(field),
+                )
+                .order_by()
+                .values("openid")
+                .annotate(n=Count("id"))
+                .values("n")
+            ),
+            0,
+        )
+
+    counted = (
+        Customer.objects.filter(
+            official_account=account, openid__in=sorted(openids), window_expires_at__gt=timezone.now()
+        )
+        .exclude(last_message_at=None)
+        # WeChat's records have whole seconds: a reply in the second of the
+        # customer's message came after it.
+        .annotate(
+            message_second=TruncSecond("last_message_at", tzinfo=UTC),
+            interaction_second=TruncSecond("last_interaction_at", tzinfo=UTC),
+        )
+        .annotate(since_message=replies_since("message_second"), since_interaction=replies_since("interaction_second"))
+        .filter(since_message__gt=0)
+        .values_list("openid", "last_message_at", "last_interaction_at", "since_message", "since_interaction")
+    )
+    customers_window_replied(account, [Replies(*row) for row in counted])
 
 
 # ------------------------------------------------------------------ walking windows
