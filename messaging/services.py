@@ -31,7 +31,11 @@ from kfadmin.wechat import (
 from messaging.models import MessageRecord, OutboundMessage, record_digest
 from sessions_app.models import Customer
 from sessions_app.selectors import customer_window_state
-from sessions_app.services import customer_window_close, customer_window_consume
+from sessions_app.services import (
+    customer_budget_used_up,
+    customer_window_close,
+    customer_window_consume,
+)
 
 # A message still queued or sending after this long is stuck: no worker took it, or a
 # worker died while calling WeChat (see outbound_deliver).
@@ -177,9 +181,11 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
         )
         raise
     except WeChatError as error:
-        if isinstance(error, WeChatReplyWindowClosed | WeChatSendBudgetExhausted):
-            # WeChat knows better than kfadmin's copy: no more sends until they write.
+        # WeChat knows better than kfadmin's copy: no more sends until they write.
+        if isinstance(error, WeChatReplyWindowClosed):
             customer_window_close(customer)
+        elif isinstance(error, WeChatSendBudgetExhausted):
+            customer_budget_used_up(customer)
         _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=error.explanation)
         _audit_delivery(outbound, ok=False, errcode=error.errcode, message=error.explanation)
         return outbound

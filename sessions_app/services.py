@@ -281,8 +281,20 @@ def customer_window_consume(customer: Customer) -> int:
     return customer.window_remaining
 
 
-def customer_window_close(customer: Customer) -> None:
-    """The customer unfollowed: WeChat delivers nothing more until they interact again."""
+def customer_window_close(customer: Customer, *, now: datetime | None = None) -> None:
+    """The window is over before its time (the customer unfollowed, or WeChat answered
+    45015): WeChat delivers nothing more until they interact again."""
+    now = now or timezone.now()
+    # A push delivered late does not close a window the customer opened after it.
+    rows = Customer.objects.filter(pk=customer.pk).exclude(last_interaction_at__gt=now)
+    rows.filter(window_expires_at__gt=now).update(window_expires_at=now)
+    rows.update(window_remaining=0)
+    customer.refresh_from_db(fields=["window_expires_at", "window_remaining"])
+
+
+def customer_budget_used_up(customer: Customer) -> None:
+    """WeChat answered 45047: the window is open but its sends are used up, until the
+    customer writes again."""
     Customer.objects.filter(pk=customer.pk).update(window_remaining=0)
     customer.window_remaining = 0
 

@@ -12,6 +12,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from messaging.models import OutboundMessage
 from sessions_app.models import Customer
+from sessions_app.services import customer_window_close
 from tests.factories import AgentFactory, agent_user, auditor, outsider
 from tests.sessions_app.test_views_support import (
     archive,
@@ -71,9 +72,28 @@ def test_the_conversation_shows_the_timeline_the_session_and_the_window(boss_cli
 
 
 def test_a_closed_window_is_explained(boss_client, session):
-    Customer.objects.filter(pk=session.customer_id).update(window_expires_at=timezone.now() - timedelta(hours=1))
+    wrote = timezone.now() - timedelta(hours=49)
+    Customer.objects.filter(pk=session.customer_id).update(
+        last_message_at=wrote, last_interaction_at=wrote, window_expires_at=wrote + timedelta(hours=48)
+    )
     body = boss_client.get(conversation_url(session)).content.decode()
     assert "closed: the customer has not written in 48 h" in body
+
+
+def test_after_an_unfollow_the_window_shows_closed_not_out_of_sends(boss_client, session):
+    customer_window_close(session.customer)  # what the unsubscribe push does
+    body = boss_client.get(conversation_url(session)).content.decode()
+    assert "closed: the customer unfollowed" in body
+    assert "no sends left" not in body
+    assert "The reply window is closed; WeChat would refuse the message." in body
+
+
+def test_a_used_up_budget_is_told_apart_from_a_closed_window(boss_client, session):
+    Customer.objects.filter(pk=session.customer_id).update(window_remaining=0)
+    body = boss_client.get(conversation_url(session)).content.decode()
+    assert "no sends left: WeChat allows no more messages until the customer writes again" in body
+    assert "No sends left in this window; it reopens when the customer writes again." in body
+    assert "reply window is closed" not in body
 
 
 def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_client, session):
