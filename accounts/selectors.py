@@ -111,6 +111,24 @@ def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:
     return "none"
 
 
+def accounts_with_pending_invitations(*, now: datetime | None = None) -> list[int]:
+    """Ids of the active official accounts with an invitation still waiting for an
+    answer (the agent is unbound, and the invitation has not expired)."""
+    now = now or timezone.now()
+    return list(
+        Agent.objects.filter(
+            official_account__is_active=True,
+            deleted_at__isnull=True,
+            kf_wx="",
+            invite_status=Agent.InviteStatus.WAITING,
+        )
+        .filter(Q(invite_expire_time__isnull=True) | Q(invite_expire_time__gt=now))
+        .order_by("official_account_id")
+        .values_list("official_account_id", flat=True)
+        .distinct()
+    )
+
+
 def agent_can_invite(agent: Agent, *, now: datetime | None = None) -> bool:
     """An invitation can be sent while unbound and no invitation is pending."""
     return agent_invite_state(agent, now=now) in ("none", "expired", "rejected")

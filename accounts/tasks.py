@@ -18,6 +18,7 @@ from django.conf import settings
 
 from accounts.clients import emulator_callback_set
 from accounts.models import OfficialAccount, SyncState
+from accounts.selectors import accounts_with_pending_invitations
 from accounts.sync import agents_sync, online_sync, sync_claimed_run
 from kfadmin.wechat import WeChatRetryableError
 
@@ -73,7 +74,13 @@ def sync_all_agents_task() -> int:
 
 @shared_task
 def sync_all_online_task() -> int:
-    return enqueue_for_active_accounts(sync_online_task, expires=settings.SYNC_ONLINE_SECONDS)
+    queued = enqueue_for_active_accounts(sync_online_task, expires=settings.SYNC_ONLINE_SECONDS)
+    # An accepted invitation shows only in the agent list (the bound WeChat ID), which
+    # is read every few minutes; meanwhile the agent already appears online. While an
+    # invitation waits, its account's agents are read at the online list's pace.
+    for account_id in accounts_with_pending_invitations():
+        sync_agents_task.apply_async(args=[account_id], expires=settings.SYNC_ONLINE_SECONDS)
+    return queued
 
 
 @shared_task(

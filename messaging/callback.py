@@ -230,7 +230,7 @@ def callback_message_record(*, account: OfficialAccount, message: CallbackMessag
     if event == "unsubscribe":
         customer = Customer.objects.filter(official_account=account, openid=openid).first()
         if customer is not None:
-            customer_window_close(customer)
+            customer_window_close(customer, now=at)
         return True
     logger.info("Callback for appid %s: %s %s ignored.", account.appid, message.msg_type, event)
     return True

@@ -80,15 +80,44 @@ class PayloadForm(forms.Form):
         help_text=_("The customer sees this agent's name and avatar."),
     )
 
-    def __init__(self, *args: Any, account: OfficialAccount, only: Agent | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        account: OfficialAccount,
+        only: Agent | None = None,
+        preferred: tuple[Agent | None, ...] = (),
+        **kwargs: Any,
+    ):
+        """`only`: the one agent this person may send as (the agent role).
+        `preferred`: whom to propose, first match wins (the agent serving the session,
+        then the person's own agent); with none of them listed and more than one
+        agent to choose from, nobody is proposed and the person has to pick."""
         super().__init__(*args, **kwargs)
-        agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+        # WeChat sends only as an agent bound to a WeChat user.
+        agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True).exclude(kf_wx="")
         if only is not None:
             agents = agents.filter(pk=only.pk)
-        self.fields["as_agent"].queryset = agents.order_by("-online_status", "kf_account")
-        self.fields["as_agent"].error_messages["invalid_choice"] = _("Choose one of the listed agents.")
+        field = self.fields["as_agent"]
+        field.queryset = agents.order_by("-online_status", "kf_account")
+        field.error_messages["invalid_choice"] = _(
+            "Choose one of the listed agents; only agents bound to a WeChat user can send."
+        )
+        if not self.is_bound and not self.initial.get("as_agent"):
+            self._propose_agent(field, preferred)
         # Keep the agent field first whatever the subclass declares.
         self.order_fields(["as_agent"])
+
+    def _propose_agent(self, field: forms.ModelChoiceField, preferred: tuple[Agent | None, ...]) -> None:
+        wanted = [agent.pk for agent in preferred if agent is not None]
+        listed = set(field.queryset.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+        proposed = next((pk for pk in wanted if pk in listed), None)
+        if proposed is None:
+            first_two = list(field.queryset.values_list("pk", flat=True)[:2])
+            proposed = first_two[0] if len(first_two) == 1 else None
+        if proposed is None:
+            field.empty_label = _("Choose an agent")
+        else:
+            self.initial["as_agent"] = proposed
 
     def payload(self) -> dict[str, Any]:
         """The wire object for this message type (call after is_valid())."""

@@ -47,7 +47,11 @@ from kfadmin.wechat import (
 from messaging.models import MessageRecord, OutboundMessage, record_digest
 from sessions_app.models import Customer
 from sessions_app.selectors import customer_window_state
-from sessions_app.services import customer_window_close, customer_window_consume
+from sessions_app.services import (
+    customer_budget_used_up,
+    customer_window_close,
+    customer_window_consume,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -280,9 +284,11 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
                 due_at=timezone.now() + SEND_RETRY_DUE_AFTER,
             )
             raise
-        if isinstance(error, WeChatReplyWindowClosed | WeChatSendBudgetExhausted):
-            # WeChat knows better than kfadmin's copy: no more sends until they write.
+        # WeChat knows better than kfadmin's copy: no more sends until they write.
+        if isinstance(error, WeChatReplyWindowClosed):
             customer_window_close(customer)
+        elif isinstance(error, WeChatSendBudgetExhausted):
+            customer_budget_used_up(customer)
         _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=error.explanation)
         _audit_delivery(outbound, ok=False, errcode=error.errcode, message=error.explanation)
         return outbound

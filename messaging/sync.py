@@ -39,7 +39,8 @@ from typing import TypeVar
 import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce, TruncSecond
 from django.utils import timezone
 
 from accounts.clients import wechat_client_for
@@ -48,7 +49,13 @@ from accounts.sync import SyncLeaseLost, sync_state_renew
 from kfadmin.wechat import WeChatClient
 from messaging.models import MessageRecord, OutboundMessage, record_digest
 from messaging.services import outbound_unknown_settle
-from sessions_app.services import MESSAGE_WINDOW, customers_touch_bulk
+from sessions_app.models import Customer
+from sessions_app.services import (
+    MESSAGE_WINDOW,
+    Replies,
+    customers_touch_bulk,
+    customers_window_replied,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -337,6 +344,7 @@ def _store_page(account: OfficialAccount, rows: list[Row]) -> tuple[int, int]:
             _reconcile(rows, new_rows, provisional, account_id=account.pk) if provisional else (0, set())
         )
         _touch_customers(account, new_rows, already_counted)
+        _count_replies(account, new_rows)
     return len(new_rows), merged
 
 
@@ -459,7 +467,7 @@ def _same_message(provisional: tuple, synced: Row) -> bool:
     customer message does not know the agent); customer messages match each other
     whatever their opercode (a callback says 2001, the record list may say 2003) and
     must have the same text; agent messages need the same opercode and text; session
-    events the same opercode (their text is ours, not WeChat's).
+    events the same kind (`_same_session_event`; their text is ours, not WeChat's).
     """
     _, _, p_worker, p_openid, p_opercode, p_text, _, _ = provisional
     _, s_worker, s_openid, s_opercode, s_text, _, _ = synced
@@ -467,9 +475,24 @@ def _same_message(provisional: tuple, synced: Row) -> bool:
         return False
     if p_opercode in CUSTOMER_OPERCODES and s_opercode in CUSTOMER_OPERCODES:
         return p_text == s_text
-    if p_opercode != s_opercode:
-        return False
-    return 1000 <= p_opercode < 2000 or p_text == s_text
+    if 1000 <= p_opercode < 2000:
+        return _same_session_event(p_opercode, s_opercode)
+    return p_opercode == s_opercode and p_text == s_text
+
+
+# A session starting: accepted from the queue (1001), created by an agent or the API
+# (1002), grabbed (1005). WeChat pushes `kf_create_session` for each of them, so a
+# callback cannot tell which one its record will be (it is archived as 1001), and
+# kfadmin's own assign and transfer (create_session) are 1002 in WeChat's history.
+SESSION_START_OPERCODES = frozenset({1001, 1002, 1005})
+
+
+def _same_session_event(provisional: int, synced: int) -> bool:
+    """Whether a session event learned from a callback can be WeChat's record `synced`:
+    the same opercode, or both a session start."""
+    if provisional == synced:
+        return True
+    return provisional in SESSION_START_OPERCODES and synced in SESSION_START_OPERCODES
 
 
 def _reconcile(
@@ -571,6 +594,60 @@ def _touch_customers(account: OfficialAccount, new_rows: Sequence[Row], skip: se
     ]
     if touches:
         customers_touch_bulk(account, touches)
+
+
+def _count_replies(account: OfficialAccount, new_rows: Sequence[Row]) -> None:
+    """Use up customers' budgets by the agents' replies the archive now holds.
+
+    A customer message grants 5 sends; agents may have replied from WeChat's own
+    client or another tool, which kfadmin learns only from this history. For each
+    customer with a new message or reply young enough to matter, the agents' messages
+    archived since the customer's last message (and since their last interaction)
+    are counted, kfadmin's own sends among them (archived when sent), and the budget
+    lowered to what they leave (`sessions_app.services.Replies`).
+    """
+    horizon = math.floor((timezone.now() - MESSAGE_WINDOW).timestamp())
+    openids = {
+        row[2]
+        for row in new_rows
+        if row[0] > horizon and (row[3] in CUSTOMER_OPERCODES or row[3] == MessageRecord.OperCode.AGENT_SENT)
+    }
+    if not openids:
+        return
+
+    def replies_since(field: str) -> Coalesce:
+        return Coalesce(
+            Subquery(
+                MessageRecord.objects.filter(
+                    official_account=account,
+                    openid=OuterRef("openid"),
+                    opercode=MessageRecord.OperCode.AGENT_SENT,
+                    time__gte=OuterRef(field),
+                )
+                .order_by()
+                .values("openid")
+                .annotate(n=Count("id"))
+                .values("n")
+            ),
+            0,
+        )
+
+    counted = (
+        Customer.objects.filter(
+            official_account=account, openid__in=sorted(openids), window_expires_at__gt=timezone.now()
+        )
+        .exclude(last_message_at=None)
+        # WeChat's records have whole seconds: a reply in the second of the
+        # customer's message came after it.
+        .annotate(
+            message_second=TruncSecond("last_message_at", tzinfo=UTC),
+            interaction_second=TruncSecond("last_interaction_at", tzinfo=UTC),
+        )
+        .annotate(since_message=replies_since("message_second"), since_interaction=replies_since("interaction_second"))
+        .filter(since_message__gt=0)
+        .values_list("openid", "last_message_at", "last_interaction_at", "since_message", "since_interaction")
+    )
+    customers_window_replied(account, [Replies(*row) for row in counted])
 
 
 # ------------------------------------------------------------------ walking windows

@@ -112,14 +112,10 @@ def _sender_only(ctx: AccountContext):
 def _composer_form(
     ctx: AccountContext, customer: Customer | None, msgtype: str | None, live: KfSession | None, **kwargs
 ) -> PayloadForm:
-    form_class = composer_form_class(msgtype)
-    form = form_class(account=ctx.account, only=_sender_only(ctx) if ctx.can_send else None, **kwargs)
-    if not form.is_bound and "as_agent" not in form.initial:
-        choices = form.fields["as_agent"].queryset
-        preferred = live.agent if live is not None and live.agent is not None else ctx.agent
-        if preferred is not None and choices.filter(pk=preferred.pk).exists():
-            form.initial["as_agent"] = preferred.pk
-    return form
+    serving = live.agent if live is not None and live.state == KfSession.State.OPEN else None
+    return composer_form_class(msgtype)(
+        account=ctx.account, only=_sender_only(ctx) if ctx.can_send else None, preferred=(serving, ctx.agent), **kwargs
+    )
 
 
 def _session_box_context(openid: str, customer: Customer | None) -> dict:

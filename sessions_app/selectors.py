@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 from accounts.models import Agent, OfficialAccount
 from messaging.models import MessageRecord, OutboundMessage
 from sessions_app.models import Customer, KfSession
+from sessions_app.services import EVENT_WINDOW, MESSAGE_WINDOW
 
 # Archive opercodes of a message the customer wrote (2001 OA received, 2003 kf received).
 CUSTOMER_MESSAGE_CODES = (2001, 2003)
@@ -280,6 +281,10 @@ class WindowState:
         """How long until the window closes, in the largest sensible unit."""
         return duration_words(self.seconds_left)
 
+    # Ended before the customer's last interaction would have let it (an unfollow, or
+    # WeChat answering 45015), rather than running out its 48 hours or minute.
+    closed_early: bool = False
+
     @property
     def budget_used_up(self) -> bool:
         return self.seconds_left > 0 and self.remaining <= 0
@@ -320,7 +325,17 @@ def customer_window_state(*, customer: Customer | None, now: datetime | None = N
         seconds_left=seconds_left,
         pending=pending,
         typing_allowed=typing_allowed,
+        closed_early=not live and _window_closed_early(customer),
     )
+
+
+def _window_closed_early(customer: Customer) -> bool:
+    granted = [
+        at + window
+        for at, window in ((customer.last_message_at, MESSAGE_WINDOW), (customer.last_interaction_at, EVENT_WINDOW))
+        if at is not None
+    ]
+    return customer.window_expires_at is not None and bool(granted) and customer.window_expires_at < max(granted)
 
 
 def queue_counts(*, account: OfficialAccount) -> dict[str, int]:

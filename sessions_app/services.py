@@ -187,6 +187,87 @@ def _customers_touch_bulk_sql(
         return cursor.rowcount
 
 
+@dataclass(frozen=True)
+class Replies:
+    """Agents' messages the archive holds since a customer's last grants."""
+
+    openid: str
+    last_message_at: datetime  # the customer's last message, as counted
+    last_interaction_at: datetime | None  # their last interaction, as counted
+    since_message: int  # agents' messages at or after last_message_at
+    since_interaction: int  # ... at or after last_interaction_at
+
+    @property
+    def budget_left(self) -> int:
+        """What those grants leave, by the rules of `_apply_touch`: a message grants
+        MESSAGE_BUDGET; a later event raises what is left to EVENT_BUDGET."""
+        after_event = self.last_interaction_at is not None and self.last_interaction_at > self.last_message_at
+        if not after_event:
+            return max(0, MESSAGE_BUDGET - self.since_message)
+        before_event = self.since_message - self.since_interaction
+        return max(0, max(MESSAGE_BUDGET - before_event, EVENT_BUDGET) - self.since_interaction)
+
+
+@transaction.atomic
+def customers_window_replied(account: OfficialAccount, replies: Iterable[Replies]) -> int:
+    """Agents' replies found in the chat history use the customers' budgets too.
+
+    An agent may reply from WeChat's own client or another tool, which kfadmin learns
+    only from the history; WeChat counts those sends as it counts kfadmin's. The
+    budget is lowered to `Replies.budget_left`, never raised (kfadmin counted its own
+    sends when WeChat accepted them). A customer who interacted again since the counts
+    were taken has a newer grant and is left alone. Returns how many were written.
+    """
+    caps = {r.openid: r for r in replies}
+    if not caps:
+        return 0
+    if connection.vendor == "postgresql":
+        return _customers_window_replied_sql(account, caps)
+    customers = list(
+        Customer.objects.select_for_update()
+        .filter(official_account=account, openid__in=list(caps))
+        .order_by("pk")
+    )
+    changed = []
+    for customer in customers:
+        counted = caps[customer.openid]
+        same_grants = (customer.last_message_at, customer.last_interaction_at) == (
+            counted.last_message_at, counted.last_interaction_at
+        )
+        if same_grants and customer.window_remaining > counted.budget_left:
+            customer.window_remaining = counted.budget_left
+            changed.append(customer)
+    Customer.objects.bulk_update(changed, ["window_remaining"], batch_size=1000)
+    return len(changed)
+
+
+# `customers_window_replied` for many customers in one statement (the same rule, with
+# `budget_left` computed in Python).
+_REPLIED_SQL = """
+UPDATE sessions_app_customer AS c SET window_remaining = v.cap
+FROM unnest(%(openids)s::text[], %(messages)s::timestamptz[], %(interactions)s::timestamptz[], %(caps)s::int[])
+    AS v(openid, last_message_at, last_interaction_at, cap)
+WHERE c.official_account_id = %(account)s AND c.openid = v.openid
+    AND c.last_message_at = v.last_message_at
+    AND c.last_interaction_at IS NOT DISTINCT FROM v.last_interaction_at
+    AND c.window_remaining > v.cap
+"""
+
+
+def _customers_window_replied_sql(account: OfficialAccount, caps: dict[str, Replies]) -> int:
+    openids = sorted(caps)  # the lock order of `customers_touch_bulk`
+    params = {
+        "account": account.pk,
+        "openids": openids,
+        "messages": [caps[o].last_message_at for o in openids],
+        "interactions": [caps[o].last_interaction_at for o in openids],
+        "caps": [caps[o].budget_left for o in openids],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_REPLIED_SQL, params)
+        return cursor.rowcount
+
+
 def customer_window_consume(customer: Customer) -> int:
     """Use one send of the customer's budget after WeChat accepted a message.
 
@@ -200,8 +281,20 @@ def customer_window_consume(customer: Customer) -> int:
     return customer.window_remaining
 
 
-def customer_window_close(customer: Customer) -> None:
-    """The customer unfollowed: WeChat delivers nothing more until they interact again."""
+def customer_window_close(customer: Customer, *, now: datetime | None = None) -> None:
+    """The window is over before its time (the customer unfollowed, or WeChat answered
+    45015): WeChat delivers nothing more until they interact again."""
+    now = now or timezone.now()
+    # A push delivered late does not close a window the customer opened after it.
+    rows = Customer.objects.filter(pk=customer.pk).exclude(last_interaction_at__gt=now)
+    rows.filter(window_expires_at__gt=now).update(window_expires_at=now)
+    rows.update(window_remaining=0)
+    customer.refresh_from_db(fields=["window_expires_at", "window_remaining"])
+
+
+def customer_budget_used_up(customer: Customer) -> None:
+    """WeChat answered 45047: the window is open but its sends are used up, until the
+    customer writes again."""
     Customer.objects.filter(pk=customer.pk).update(window_remaining=0)
     customer.window_remaining = 0
 

@@ -17,7 +17,7 @@ from django.db import connection
 
 from accounts.models import Agent, OfficialAccount, SyncState
 from accounts.sync import sync_state_claim
-from accounts.tasks import sync_agents_task, sync_all_agents_task
+from accounts.tasks import sync_agents_task, sync_all_agents_task, sync_all_online_task
 from kfadmin.celery import app
 from kfadmin.wechat import WeChatRateLimited
 from sessions_app.models import KfSession
@@ -235,6 +235,57 @@ def test_the_fan_out_queues_one_task_per_active_account(emulator, kf_account_row
     assert args == (kf_account_row.pk,)
     assert Agent.objects.filter(official_account=kf_account_row).exists()
     assert not SyncState.objects.filter(official_account=idle).exists()
+
+
+def test_an_accepted_invitation_shows_at_the_online_lists_pace(emulator, kf_account_row, worker, wait_until):
+    from accounts.clients import wechat_client_for
+    from accounts.sync import agents_sync
+
+    emulator.state.add_agent(appid=emulator.appid, prefix="olga", bound=False, online=False)
+    olga = emulator.kf_account("olga")
+    wechat_client_for(kf_account_row).invite_worker(olga, "olga_wx01")
+    agents_sync(account_id=kf_account_row.pk)
+    assert Agent.objects.get(kf_account=olga).invite_status == "waiting"
+    emulator.state.invite_respond(appid=emulator.appid, kf_account=olga, action="accept")
+
+    sync_all_online_task.delay()  # what beat runs every 15 s; the agents' own run is 5 min away
+
+    wait_until(lambda: worker.finished("accounts.tasks.sync_agents_task"))
+    agent = Agent.objects.get(kf_account=olga)
+    assert (agent.kf_wx, agent.invite_status) == ("olga_wx01", "")
+
+
+def test_the_online_fan_out_reads_agents_only_of_accounts_with_a_pending_invitation(db, monkeypatch):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts import tasks
+    from tests.factories import AgentFactory
+
+    queued: list[tuple[str, int]] = []
+    for task in (tasks.sync_online_task, tasks.sync_agents_task):
+        monkeypatch.setattr(task, "apply_async", lambda args, expires, name=task.name: queued.append((name, args[0])))
+    soon = timezone.now() + timedelta(days=1)
+    waiting = OfficialAccountFactory()
+    AgentFactory(official_account=waiting, kf_wx="", invite_wx="olga_wx01", invite_status="waiting", invite_expire_time=soon)
+    quiet = OfficialAccountFactory()
+    AgentFactory(official_account=quiet)  # bound
+    AgentFactory(official_account=quiet, kf_wx="", invite_status="waiting",
+                 invite_expire_time=timezone.now() - timedelta(minutes=1))  # expired
+    AgentFactory(official_account=quiet, kf_wx="", invite_status="rejected")
+    AgentFactory(official_account=quiet, kf_wx="", invite_status="waiting", invite_expire_time=soon,
+                 deleted_at=timezone.now())
+    idle = OfficialAccountFactory(is_active=False)
+    AgentFactory(official_account=idle, kf_wx="", invite_status="waiting", invite_expire_time=soon)
+
+    assert tasks.sync_all_online_task() == 2
+
+    assert sorted(queued) == sorted([
+        ("accounts.tasks.sync_online_task", waiting.pk),
+        ("accounts.tasks.sync_online_task", quiet.pk),
+        ("accounts.tasks.sync_agents_task", waiting.pk),
+    ])
 
 
 def test_starting_beat_runs_every_sync_once_right_away(emulator, kf_account_row, worker, wait_until, tmp_path):

@@ -15,6 +15,7 @@ from kfadmin.wechat import WeChatCrypto, msg_signature, sha1_signature
 from messaging import callback
 from messaging.models import CallbackNonce, MessageRecord, record_digest
 from sessions_app.models import Customer, KfSession
+from sessions_app.selectors import customer_window_state
 from sessions_app.services import customer_window_consume
 from tests.factories import AgentFactory, CustomerFactory, KfSessionFactory, OfficialAccountFactory
 
@@ -235,7 +236,18 @@ def test_follow_scan_and_menu_click_open_the_short_window(client, account, push)
 def test_unfollowing_closes_the_window(client, account):
     post(client, account, text_message())
     post(client, account, event("unsubscribe", ts=TS + 5))
-    assert Customer.objects.get(openid=OPENID).window_remaining == 0
+    customer = Customer.objects.get(openid=OPENID)
+    assert (customer.window_remaining, customer.window_expires_at) == (0, AT + timedelta(seconds=5))
+    state = customer_window_state(customer=customer, now=AT + timedelta(minutes=1))
+    # Closed, not an open window with its sends used up.
+    assert (state.is_open, state.budget_used_up, state.seconds_left) == (False, False, 0)
+
+
+def test_an_unfollow_delivered_after_a_newer_message_leaves_its_window_open(client, account):
+    post(client, account, text_message(ts=TS + 60, msg_id="6054768590064713999"))
+    post(client, account, event("unsubscribe", ts=TS + 5))
+    customer = Customer.objects.get(openid=OPENID)
+    assert (customer.window_remaining, customer.window_expires_at) == (5, AT + timedelta(hours=48, seconds=60))
 
 
 def test_a_view_event_is_acknowledged_and_ignored(client, account):

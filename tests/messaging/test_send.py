@@ -20,6 +20,7 @@ from messaging.services import (
     typing_send,
 )
 from sessions_app.models import Customer
+from sessions_app.selectors import customer_window_state
 from tests.sessions_app.test_views_support import (
     emulated_agent,
     enqueued,
@@ -191,6 +192,8 @@ def test_wechats_45015_marks_the_message_failed_with_the_sentence(
     assert len(send_calls(emulator)) == 1
     customer.refresh_from_db()
     assert customer.window_remaining == 0  # no more sends until they write again
+    state = customer_window_state(customer=customer)
+    assert (state.is_open, state.budget_used_up) == (False, False)  # closed, not just used up
     assert not MessageRecord.objects.filter(opercode=2002).exists()
     event = AuditEvent.objects.get(action="message_send")
     assert (event.result, event.errcode) == ("error", 45015)
@@ -208,6 +211,9 @@ def test_wechats_45047_marks_the_message_failed_with_the_sentence(
 
     assert (outbound.status, outbound.errcode) == ("failed", 45047)
     assert "as many messages as WeChat allows" in outbound.error
+    customer.refresh_from_db()
+    state = customer_window_state(customer=customer)
+    assert (state.is_open, state.budget_used_up, state.remaining) == (False, True, 0)  # open, sends used up
 
 
 def test_a_transient_failure_puts_the_message_back_in_the_queue_for_a_retry(

@@ -9,7 +9,7 @@ import pytest
 from accounts.models import SyncState
 from messaging import sync
 from messaging.models import MessageRecord, record_digest
-from messaging.selectors import records_search
+from messaging.selectors import records_iter_export, records_search
 from messaging.sync import (
     OVERLAP,
     WINDOW,
@@ -312,6 +312,66 @@ def test_a_session_event_from_a_callback_is_merged_whatever_its_text(history_acc
     assert list(MessageRecord.objects.values_list("opercode", "source")) == [(1003, "sync")]
 
 
+@pytest.mark.parametrize("wechat_opercode", [1001, 1002, 1005])
+def test_a_session_start_from_a_callback_is_merged_with_wechats_record_of_any_kind(
+    history_account, emulator, wechat_opercode
+):
+    # kf_create_session is archived as 1001; WeChat records an API-created session as
+    # 1002 and a grabbed one as 1005.
+    t = now_s() - 3600
+    _provisional(history_account, time=t, text="", opercode=1001, worker="kf1@test_oa")
+    _append(emulator, time=t, text="", opercode=wechat_opercode, worker="kf1@test_oa")
+
+    for _ in range(2):
+        records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert list(MessageRecord.objects.values_list("opercode", "source")) == [(wechat_opercode, "sync")]
+
+
+def test_a_session_start_is_not_merged_with_another_kind_of_session_event(history_account, emulator):
+    t = now_s() - 3600
+    _provisional(history_account, time=t, text="", opercode=1001, worker="kf1@test_oa")
+    _append(emulator, time=t + 1, text="", opercode=1004, worker="kf1@test_oa")
+    _append(emulator, time=t + 2, text="", opercode=1003, worker="kf1@test_oa")
+
+    records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert sorted(MessageRecord.objects.values_list("opercode", "source")) == [
+        (1001, "callback"), (1003, "sync"), (1004, "sync"),
+    ]
+
+
+def test_assigning_and_transferring_from_kfadmin_archive_each_session_event_once(
+    emulator, kf_account_row, live_server
+):
+    from sessions_app.services import session_assign, session_transfer
+    from tests.factories import supervisor
+    from tests.sessions_app.test_views_support import emulated_agent, waiting_customer
+
+    boss = supervisor(kf_account_row)
+    emulator.control("set_callback", url=f"{live_server.url}/wechat/callback/{kf_account_row.appid}/", mode="safe")
+    alice = emulated_agent(kf_account_row, emulator, "alice")
+    bob = emulated_agent(kf_account_row, emulator, "bob")
+    customer = waiting_customer(kf_account_row, emulator)
+    session = session_assign(account=kf_account_row, customer=customer, agent=alice, actor=boss, confirmed=True)
+    session_transfer(account=kf_account_row, session=session, to_agent=bob, actor=boss, confirmed=True)
+    emulator.control("flush_callbacks")
+    # The callbacks archived each session event once, as kf_create_session's 1001.
+    assert list(
+        MessageRecord.objects.filter(opercode__gte=1000, opercode__lt=2000).order_by("id").values_list("opercode", flat=True)
+    ) == [1001, 1004, 1001]
+
+    for _ in range(2):
+        history_sync(account_id=kf_account_row.pk)
+
+    exported = sorted(
+        (r.opercode, r.worker)
+        for r in records_iter_export(account=kf_account_row, openid=customer.openid, kinds=["session"])
+    )  # all in one second: their order within it is the archive's key order
+    assert exported == [(1000, ""), (1002, alice.kf_account), (1002, bob.kf_account), (1004, alice.kf_account)]
+    assert not MessageRecord.objects.exclude(source="sync").filter(opercode__lt=2000).exists()
+
+
 # ------------------------------------------------------------------ reply windows
 
 
@@ -345,6 +405,101 @@ def test_a_message_already_counted_from_its_callback_does_not_refill_the_budget(
     customer.refresh_from_db()
     assert customer.window_remaining == 4
     assert MessageRecord.objects.get().source == "sync"
+
+
+@pytest.mark.parametrize("path", ["postgresql", "portable"])
+def test_agents_replies_in_the_history_use_up_the_budget_of_a_synced_message(history_account, emulator, monkeypatch, path):
+    if path == "portable":
+        from sessions_app import services
+
+        monkeypatch.setattr(sync, "_insert_postgresql", sync._insert_portable)
+        monkeypatch.setattr(services.connection, "vendor", "sqlite")
+    t = now_s() - 3600
+    _append(emulator, time=t, text="发票怎么开？", opercode=2001, worker="")
+    for i in range(3):
+        _append(emulator, time=t + 10 + i, text=f"回复{i}", opercode=2002)
+    _append(emulator, time=t + 20, text="另一位客户", opercode=2001, worker="", openid="o_other")
+
+    for _ in range(2):
+        records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    customer = Customer.objects.get(official_account=history_account, openid="o_same_customer")
+    assert customer.window_remaining == 2
+    assert Customer.objects.get(official_account=history_account, openid="o_other").window_remaining == 5
+
+
+def test_replies_before_the_customers_last_message_do_not_count(history_account, emulator):
+    t = now_s() - 3600
+    _append(emulator, time=t, text="在吗", opercode=2001, worker="")
+    _append(emulator, time=t + 5, text="在的", opercode=2002)
+    _append(emulator, time=t + 60, text="那我的订单呢", opercode=2001, worker="")
+    _append(emulator, time=t + 70, text="马上查", opercode=2002)
+
+    records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert Customer.objects.get(openid="o_same_customer").window_remaining == 4
+
+
+def test_replies_synced_after_a_callback_counted_the_message_use_up_its_budget(history_account, emulator):
+    t = now_s() - 600
+    _provisional(history_account, time=t, text="在吗")
+    customer_touch(history_account, "o_same_customer", at(t), "message")
+    _append(emulator, time=t, text="在吗", opercode=2001, worker="")
+    for i in range(4):
+        _append(emulator, time=t + 30 + i, text=f"手机上回复{i}", opercode=2002)
+
+    records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert Customer.objects.get(openid="o_same_customer").window_remaining == 1
+
+
+def test_kfadmins_own_send_is_counted_once_when_its_copy_is_synced(history_account, emulator):
+    t = now_s() - 600
+    customer_touch(history_account, "o_same_customer", at(t), "message")
+    customer = Customer.objects.get(openid="o_same_customer")
+    customer_window_consume(customer)  # WeChat accepted it; archived at our request time
+    _provisional(history_account, time=t + 30, micro=400000, text="好的", opercode=2002,
+                 worker="kf1@test_oa", source="kfadmin")
+    _append(emulator, time=t, text="在吗", opercode=2001, worker="")
+    _append(emulator, time=t + 31, text="好的", opercode=2002)
+
+    records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 300))
+
+    assert Customer.objects.get(openid="o_same_customer").window_remaining == 4
+
+
+def test_an_event_after_the_replies_raises_what_they_left_to_its_own_budget(history_account, emulator):
+    t = now_s() - 30
+    customer_touch(history_account, "o_same_customer", at(t - 20), "message")
+    customer_touch(history_account, "o_same_customer", at(t), "event")  # a menu click
+    _append(emulator, time=t - 20, text="在吗", opercode=2001, worker="")
+    for i in range(4):
+        _append(emulator, time=t - 19 + i, text=f"回复{i}", opercode=2002)
+    _append(emulator, time=t + 1, text="点击后的回复", opercode=2002)
+
+    records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 5))
+
+    # 5 - 4 = 1 left before the click, which raised it to 3; one reply since.
+    assert Customer.objects.get(openid="o_same_customer").window_remaining == 2
+
+
+def test_the_budget_from_history_matches_wechats_after_another_tool_replied(history_account, emulator):
+    from accounts.clients import wechat_client_for
+    from sessions_app.selectors import customer_window_state
+    from tests.sessions_app.test_views_support import emulated_agent, waiting_customer
+
+    alice = emulated_agent(history_account, emulator, "alice")
+    customer = waiting_customer(history_account, emulator, text="我的退款到账了吗？")
+    emulator.state.agent_accept(appid=emulator.appid, kf_account=alice.kf_account, openid=customer.openid)
+    client = wechat_client_for(history_account)
+    for text in ("您好", "正在查询", "请稍候", "已到账"):  # sent by another tool: kfadmin never saw them
+        client.send_message(customer.openid, "text", {"content": text}, kf_account=alice.kf_account)
+
+    history_sync(account_id=history_account.pk)
+
+    customer.refresh_from_db()
+    wechat = emulator.state.customer(appid=emulator.appid, openid=customer.openid)
+    assert customer_window_state(customer=customer).remaining == wechat["remaining"] == 1
 
 
 # ------------------------------------------------------------------ portable path

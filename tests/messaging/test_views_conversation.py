@@ -3,6 +3,7 @@ printable transcript."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from messaging.models import OutboundMessage
 from sessions_app.models import Customer
+from sessions_app.services import customer_window_close
 from tests.factories import AgentFactory, agent_user, auditor, outsider
 from tests.sessions_app.test_views_support import (
     archive,
@@ -71,9 +73,28 @@ def test_the_conversation_shows_the_timeline_the_session_and_the_window(boss_cli
 
 
 def test_a_closed_window_is_explained(boss_client, session):
-    Customer.objects.filter(pk=session.customer_id).update(window_expires_at=timezone.now() - timedelta(hours=1))
+    wrote = timezone.now() - timedelta(hours=49)
+    Customer.objects.filter(pk=session.customer_id).update(
+        last_message_at=wrote, last_interaction_at=wrote, window_expires_at=wrote + timedelta(hours=48)
+    )
     body = boss_client.get(conversation_url(session)).content.decode()
     assert "closed: the customer has not written in 48 h" in body
+
+
+def test_after_an_unfollow_the_window_shows_closed_not_out_of_sends(boss_client, session):
+    customer_window_close(session.customer)  # what the unsubscribe push does
+    body = boss_client.get(conversation_url(session)).content.decode()
+    assert "closed: the customer unfollowed" in body
+    assert "no sends left" not in body
+    assert "The reply window is closed; WeChat would refuse the message." in body
+
+
+def test_a_used_up_budget_is_told_apart_from_a_closed_window(boss_client, session):
+    Customer.objects.filter(pk=session.customer_id).update(window_remaining=0)
+    body = boss_client.get(conversation_url(session)).content.decode()
+    assert "no sends left: WeChat allows no more messages until the customer writes again" in body
+    assert "No sends left in this window; it reopens when the customer writes again." in body
+    assert "reply window is closed" not in body
 
 
 def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_client, session):
@@ -381,6 +402,66 @@ def test_news_is_sent_as_exactly_one_article(boss_client, session, alice, django
     }
 
 
+def _send_as_choices(body: str) -> tuple[list[str], str | None]:
+    """The "Send as" options (values) and the one selected."""
+    select = re.search(r'<select name="as_agent".*?</select>', body, re.S).group(0)
+    options = re.findall(r'<option value="([^"]*)"( selected)?', select)
+    return [value for value, _ in options], next((value for value, chosen in options if chosen), None)
+
+
+def test_send_as_proposes_the_agent_serving_the_session(boss_client, account, emulator, alice, session):
+    zed = emulated_agent(account, emulator, "zed", nick="Zed")
+    first = emulated_agent(account, emulator, "aaron", nick="Aaron")  # listed first
+    session.agent = zed
+    session.save()
+
+    values, selected = _send_as_choices(boss_client.get(conversation_url(session)).content.decode())
+
+    assert values[0] == str(first.pk)
+    assert selected == str(zed.pk)
+
+
+def test_send_as_never_offers_an_unbound_agent(boss_client, account, alice, session):
+    unbound = AgentFactory(official_account=account, kf_account=f"new@{account.wechat_id}", kf_wx="", online_status=1)
+
+    values, _ = _send_as_choices(boss_client.get(conversation_url(session)).content.decode())
+
+    assert str(unbound.pk) not in values
+    body = boss_client.post(
+        send_url(session), {"msgtype": "text", "as_agent": unbound.pk, "content": "hi"}, **htmx("composer")
+    ).content.decode()
+    assert "only agents bound to a WeChat user can send" in body
+    assert not OutboundMessage.objects.exists()
+
+
+def test_without_a_session_agent_to_propose_the_supervisor_picks_one(boss_client, account, emulator, alice):
+    emulated_agent(account, emulator, "bob", nick="Bob")
+    customer = waiting_customer(account, emulator)
+
+    values, selected = _send_as_choices(boss_client.get(url("conversation", customer.openid)).content.decode())
+
+    assert values[0] == selected == ""  # "Choose an agent", not whoever is listed first
+    body = boss_client.post(
+        url("send", customer.openid), {"msgtype": "text", "as_agent": "", "content": "hi"}, **htmx("composer")
+    ).content.decode()
+    assert "This field is required" in body
+    assert not OutboundMessage.objects.exists()
+
+
+def test_the_only_bound_agent_is_proposed(boss_client, account, emulator, alice):
+    customer = waiting_customer(account, emulator)
+    values, selected = _send_as_choices(boss_client.get(url("conversation", customer.openid)).content.decode())
+    assert (values, selected) == ([str(alice.pk)], str(alice.pk))
+
+
+def test_an_agent_is_proposed_as_themselves(client, account, emulator, alice):
+    client.force_login(agent_user(account, agent=alice))
+    customer = waiting_customer(account, emulator)
+    emulated_agent(account, emulator, "bob")
+    values, selected = _send_as_choices(client.get(url("conversation", customer.openid)).content.decode())
+    assert (values, selected) == ([str(alice.pk)], str(alice.pk))
+
+
 def test_an_auditor_cannot_send(client, account, session, alice):
     client.force_login(auditor(account))
     data = {"msgtype": "text", "as_agent": alice.pk, "content": "hi"}
@@ -394,7 +475,7 @@ def test_an_agent_sends_only_as_themselves(client, account, emulator, alice, ses
     client.force_login(agent_user(account, agent=alice))
 
     body = client.post(send_url(session), {"msgtype": "text", "as_agent": carol.pk, "content": "hi"}, **htmx("composer")).content.decode()
-    assert "Choose one of the listed agents." in body
+    assert "Choose one of the listed agents; only agents bound to a WeChat user can send." in body
     with django_capture_on_commit_callbacks(execute=False):
         client.post(send_url(session), {"msgtype": "text", "as_agent": alice.pk, "content": "hi"}, **htmx("composer"))
     assert OutboundMessage.objects.get().agent == alice

@@ -5,13 +5,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sessions_app import services
 from sessions_app.models import Customer
 from sessions_app.services import (
+    Replies,
     Touch,
     customer_touch,
     customer_window_close,
     customer_window_consume,
     customers_touch_bulk,
+    customers_window_replied,
 )
 from tests.factories import CustomerFactory, OfficialAccountFactory
 
@@ -194,3 +197,66 @@ def test_bulk_touch_matches_single_touches_for_customers_with_history(account):
     assert bulk == single
     used_up = Customer.objects.get(official_account=account, openid="o_used_up")
     assert used_up.window_remaining == 0  # an already-counted message never refills the budget
+
+
+# ------------------------------------------------------------------ replies from history
+
+
+@pytest.fixture(params=["postgresql", "portable"])
+def replied_path(request, monkeypatch):
+    """`customers_window_replied` has a set-based PostgreSQL statement and a Python
+    path for other databases; both must give the same answer."""
+    if request.param == "portable":
+        monkeypatch.setattr(services.connection, "vendor", "sqlite")
+    return request.param
+
+
+def _replies(customer, since_message, since_interaction=0):
+    return Replies(customer.openid, customer.last_message_at, customer.last_interaction_at, since_message, since_interaction)
+
+
+def test_replies_since_the_last_message_use_up_its_budget(account, replied_path):
+    customer = customer_touch(account, "o_alice", T0, Touch.MESSAGE)
+    untouched = customer_touch(account, "o_bob", T0, Touch.MESSAGE)
+
+    written = customers_window_replied(account, [_replies(customer, 4)])
+
+    assert written == 1
+    customer.refresh_from_db()
+    untouched.refresh_from_db()
+    assert (customer.window_remaining, untouched.window_remaining) == (1, 5)
+
+
+def test_more_replies_than_the_budget_leave_nothing(account, replied_path):
+    customer = customer_touch(account, "o_alice", T0, Touch.MESSAGE)
+    customers_window_replied(account, [_replies(customer, 7)])
+    customer.refresh_from_db()
+    assert customer.window_remaining == 0
+
+
+def test_replies_never_raise_a_budget_kfadmin_used_up(account, replied_path):
+    customer = customer_touch(account, "o_alice", T0, Touch.MESSAGE)
+    for _ in range(3):
+        customer_window_consume(customer)
+    assert customers_window_replied(account, [_replies(customer, 1)]) == 0
+    customer.refresh_from_db()
+    assert customer.window_remaining == 2
+
+
+def test_replies_counted_before_a_newer_message_change_nothing(account, replied_path):
+    customer = customer_touch(account, "o_alice", T0, Touch.MESSAGE)
+    counted = _replies(customer, 4)
+    customer_touch(account, "o_alice", T0 + timedelta(minutes=5), Touch.MESSAGE)  # wrote again meanwhile
+
+    assert customers_window_replied(account, [counted]) == 0
+    customer.refresh_from_db()
+    assert customer.window_remaining == 5
+
+
+def test_an_event_after_the_message_raises_what_the_replies_left_to_three(account, replied_path):
+    customer_touch(account, "o_alice", T0, Touch.MESSAGE)
+    customer = customer_touch(account, "o_alice", T0 + timedelta(minutes=1), Touch.EVENT)
+    # 4 replies before the event (5 - 4 = 1, raised to 3), 1 after it.
+    customers_window_replied(account, [_replies(customer, 5, since_interaction=1)])
+    customer.refresh_from_db()
+    assert customer.window_remaining == 2
