@@ -161,6 +161,8 @@ CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Creates the schedule file's folder; kfadmin.beat also stops a worker whose beat died.
+CELERY_BEAT_SCHEDULER = "kfadmin.beat:PersistentScheduler"
 
 # --- Sync schedule and queues ---------------------------------------------------------
 # Seconds between two runs of each periodic sync (per official account).
