@@ -15,12 +15,14 @@ import argparse
 import os
 import signal
 import sys
+import threading
 from collections import defaultdict, deque
 from pathlib import Path
 
 from honcho import environ
-from honcho.manager import Manager
+from honcho.manager import KILL_WAIT, Manager
 from honcho.printer import Printer
+from honcho.process import Process
 
 ROOT = Path(__file__).resolve().parent.parent
 LAST_LINES = 12
@@ -47,11 +49,49 @@ class TailPrinter(Printer):
         self.tails[message.name or ""].extend(line for line in data.splitlines() if line.strip())
 
 
+class WatchedProcess(Process):
+    """honcho's process, which counts as ended when its command has exited.
+
+    honcho waits for the end of the command's output instead: children the command
+    left behind (a dead Celery worker's beat and pool processes) keep that open, so a
+    dead worker went unnoticed while its beat went on queueing. Here the command's exit
+    is reported at once and what it left behind in its process group is stopped.
+    """
+
+    def run(self, events=None, ignore_signals=False) -> None:
+        self._events = events
+        self._child = self._child_ctor(self.cmd, env=self.env, cwd=self.cwd)
+        self._send_message({"pid": self._child.pid}, type="start")
+        if ignore_signals:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        reader = threading.Thread(target=self._forward_output, daemon=True)
+        reader.start()
+        self._child.wait()
+        reader.join(timeout=1)  # the last lines, usually the reason
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not reader.is_alive():
+                break
+            try:
+                os.killpg(self._child.pid, sig)
+            except OSError:
+                break
+            reader.join(timeout=KILL_WAIT)
+        self._send_message({"returncode": self._child.returncode}, type="stop")
+
+    def _forward_output(self) -> None:
+        for line in iter(self._child.stdout.readline, b""):
+            if not self.quiet:
+                self._send_message(line)
+        self._child.stdout.close()
+
+
 class Supervisor(Manager):
     """honcho's manager, noting which process ended first on its own."""
 
     def __init__(self, printer: TailPrinter) -> None:
         super().__init__(printer=printer)
+        self._process_ctor = WatchedProcess
         self.tails = printer.tails
         self.first_to_end: tuple[str, int] | None = None
 

@@ -53,3 +53,15 @@ def _read_until(run: subprocess.Popen, text: str) -> str:
     while text not in seen and time.monotonic() < deadline:
         seen += run.stdout.readline()
     return seen
+
+
+def test_a_process_that_dies_leaving_children_behind_is_noticed_and_its_children_stopped(tmp_path):
+    # The command exits while a child it started keeps its output open, as a killed
+    # Celery worker leaves its beat and pool processes behind.
+    orphan = tmp_path / "orphan.pid"
+    path = procfile(tmp_path, f"web: sleep 300\nworker: sleep 300 & echo $! > {orphan}; exit 9\n")
+    result = subprocess.run([*RUN, "-f", str(path)], capture_output=True, text=True, timeout=120)
+    assert "kfadmin stopped: the Celery worker (worker.1) exited with status 9" in result.stderr
+    assert result.returncode == 9
+    pid = int(orphan.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
