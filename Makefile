@@ -11,7 +11,7 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 deps:
 	$(UV) sync --frozen
 
-## Start kfadmin on its embedded default: SQLite, filesystem broker, the emulator, demo data.
+## Start kfadmin on its embedded default: SQLite, the embedded broker, the emulator, demo data.
 ## If one process ends, all stop and scripts/run.py says which one and why.
 run: deps
 	$(UV) run python manage.py migrate --noinput

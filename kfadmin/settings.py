@@ -1,7 +1,7 @@
 """kfadmin settings, read from the environment (see `.env.example`).
 
-With no environment at all kfadmin runs on its embedded default: SQLite, the kombu
-filesystem broker and the bundled WeChat emulator.
+With no environment at all kfadmin runs on its embedded default: SQLite, the embedded
+filesystem broker (kfadmin.broker) and the bundled WeChat emulator.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import pytest
 from kombu import Connection
 
 from bench.broker import connection_args, measure
+from kfadmin import broker as broker_module
 from kfadmin.broker import Transport
 
 
@@ -30,12 +31,29 @@ def broker(tmp_path: Path):
         queue.close()
 
 
-def test_a_message_being_written_is_invisible_to_the_consumer(broker):
-    queue, folder = broker
-    # What a producer leaves in the folder between creating and finishing its file.
-    (folder / "out" / ".incoming-abc123.tmp").write_bytes(b'{"body": "half')
-    with pytest.raises(queue.Empty):
-        queue.get_nowait()
+def test_a_consumer_reading_while_a_message_is_written_finds_nothing_then_all_of_it(
+    broker, tmp_path, monkeypatch
+):
+    queue, _ = broker
+    seen_mid_write = []
+    real_replace = os.replace
+
+    def replace_after_a_read(src, dst):
+        # The moment kombu's own transport exposes: the bytes are being written.
+        with Connection(**connection_args("kfadmin", str(tmp_path))) as other:
+            reader = other.SimpleQueue("q")
+            try:
+                seen_mid_write.append(reader.get_nowait().payload)
+            except reader.Empty:
+                seen_mid_write.append(None)
+            reader.close()
+        real_replace(src, dst)
+
+    monkeypatch.setattr(broker_module.os, "replace", replace_after_a_read)
+    queue.put({"text": "x" * 100_000})
+    monkeypatch.undo()
+    assert seen_mid_write == [None]
+    assert queue.get_nowait().payload == {"text": "x" * 100_000}
 
 
 def test_an_unreadable_message_file_is_set_aside_and_the_next_one_delivered(broker, caplog):
