@@ -114,6 +114,12 @@ def describe_status(returncode: int) -> str:
             return f"was killed by signal {-returncode}"
     if returncode == 0:
         return "exited with status 0 although it should run until stopped"
+    if returncode > 128:
+        # The Procfile's shell reports a command killed by signal n as 128 + n.
+        try:
+            return f"exited with status {returncode} (killed by {signal.Signals(returncode - 128).name})"
+        except ValueError:
+            pass
     return f"exited with status {returncode}"
 
 

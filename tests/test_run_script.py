@@ -37,6 +37,13 @@ def test_a_process_killed_by_a_signal_is_named_with_the_signal(tmp_path):
     assert result.returncode == 1
 
 
+def test_a_command_the_shell_reports_as_killed_is_named_with_the_signal(tmp_path):
+    path = procfile(tmp_path, "emulator: sleep 300\nworker: sh -c 'kill -9 $$'; exit $?\n")
+    result = subprocess.run([*RUN, "-f", str(path)], capture_output=True, text=True, timeout=120)
+    assert "the Celery worker (worker.1) exited with status 137 (killed by SIGKILL)" in result.stderr
+    assert result.returncode == 137
+
+
 def test_ctrl_c_stops_everything_without_blaming_a_process(tmp_path):
     path = procfile(tmp_path, "web: sleep 300\nworker: sleep 300\n")
     run = subprocess.Popen([*RUN, "-f", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
