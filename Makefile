@@ -11,11 +11,12 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 deps:
 	$(UV) sync --frozen
 
-## Start kfadmin on its embedded default: SQLite, filesystem broker, the emulator, demo data.
+## Start kfadmin on its embedded default: SQLite, the embedded broker, the emulator, demo data.
+## If one process ends, all stop and scripts/run.py says which one and why.
 run: deps
 	$(UV) run python manage.py migrate --noinput
 	$(UV) run python manage.py demo_setup
-	$(UV) run honcho start -f Procfile
+	$(UV) run python scripts/run.py -f Procfile
 
 ## Run the whole test suite against PostgreSQL and Redis, browser tests included.
 test: deps

@@ -1,7 +1,7 @@
 """kfadmin settings, read from the environment (see `.env.example`).
 
-With no environment at all kfadmin runs on its embedded default: SQLite, the kombu
-filesystem broker and the bundled WeChat emulator.
+With no environment at all kfadmin runs on its embedded default: SQLite, the embedded
+filesystem broker (kfadmin.broker) and the bundled WeChat emulator.
 """
 
 from __future__ import annotations
@@ -141,22 +141,29 @@ EMULATOR_PORT = env_int("EMULATOR_PORT", 8765, minimum=1)
 CELERY_BROKER_URL = broker_url("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # kombu's own filesystem transport loses messages and crashes its consumer when
+    # several processes publish (kombu issue #1551); kfadmin.broker writes atomically.
+    CELERY_BROKER_TRANSPORT = "kfadmin.broker:Transport"
     _broker_dir = VAR_DIR / "broker"
-    for _sub in ("out", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "out"),
         "data_folder_out": str(_broker_dir / "out"),
         "processed_folder": str(_broker_dir / "processed"),
+        "failed_folder": str(_broker_dir / "failed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+    for _folder in CELERY_BROKER_TRANSPORT_OPTIONS.values():
+        if isinstance(_folder, str):
+            Path(_folder).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Creates the schedule file's folder; kfadmin.beat also stops a worker whose beat died.
+CELERY_BEAT_SCHEDULER = "kfadmin.beat:PersistentScheduler"
 
 # --- Sync schedule and queues ---------------------------------------------------------
 # Seconds between two runs of each periodic sync (per official account).

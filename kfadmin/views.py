@@ -1,6 +1,9 @@
 """Project-level pages: the overview (home) and a health probe."""
 
+import logging
+
 from django.contrib.auth.decorators import login_not_required
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
@@ -8,6 +11,8 @@ from accounts.access import AccountContext, account_view
 from accounts.live import fragment_cached
 from accounts.selectors import overview_get
 from accounts.views import respond
+
+logger = logging.getLogger(__name__)
 
 
 @require_GET
@@ -25,4 +30,12 @@ def home(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 @login_not_required
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
+    """200 when the web process can answer and reach its database, else 503 naming what
+    failed (the detail goes to the log, not to an anonymous caller)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as exc:
+        logger.error("Health check: the database does not answer: %s", exc)
+        return JsonResponse({"status": "error", "database": "unavailable"}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})

@@ -109,3 +109,17 @@ def test_no_cache_url_keeps_a_cache_in_each_process(monkeypatch):
     # Sessions then stay in the database, which every process shares.
     result = start({}, show="settings.SESSION_ENGINE")
     assert result.stdout.strip() == "django.contrib.sessions.backends.db"
+
+
+def test_the_embedded_default_broker_is_the_atomic_filesystem_transport():
+    show = "__import__('kfadmin.celery').celery.app.connection_for_write().get_transport_cls()"
+    result = start({"CELERY_BROKER_URL": "filesystem://"}, show=show)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "<class 'kfadmin.broker.Transport'>"
+    assert start({}, show=show).stdout.strip() == "<class 'kfadmin.broker.Transport'>"
+
+
+def test_a_redis_broker_keeps_kombus_redis_transport():
+    show = "__import__('kfadmin.celery').celery.app.connection_for_write().get_transport_cls()"
+    result = start({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/1"}, show=show)
+    assert result.stdout.strip() == "<class 'kombu.transport.redis.Transport'>", result.stderr

@@ -18,4 +18,6 @@ def test_login_page_renders(client):
 
 @pytest.mark.django_db
 def test_healthz_needs_no_login(client):
-    assert client.get(reverse("healthz")).json() == {"status": "ok"}
+    response = client.get(reverse("healthz"))
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
