@@ -105,6 +105,17 @@ class Supervisor(Manager):
                     break
         super().terminate()
 
+    def _killall(self, force: bool = False) -> None:
+        # A Ctrl-C during start-up can come before a process has reported its pid;
+        # honcho would fail on it. It is skipped here, and the loop's forced kill
+        # (KILL_WAIT seconds later) stops it once its pid is known.
+        started = {name: p for name, p in self._processes.items() if p.get("pid") is not None}
+        self._processes, everyone = started, self._processes
+        try:
+            super()._killall(force=force)
+        finally:
+            self._processes = everyone
+
 
 def describe_status(returncode: int) -> str:
     if returncode < 0:

@@ -54,6 +54,17 @@ def test_ctrl_c_stops_everything_without_blaming_a_process(tmp_path):
     assert "kfadmin stopped:" not in stderr
 
 
+def test_ctrl_c_while_processes_are_still_starting_stops_them_all(tmp_path):
+    # Before a process has reported its pid, honcho's own terminate fails on it.
+    path = procfile(tmp_path, "".join(f"p{i}: sleep 300\n" for i in range(8)))
+    run = subprocess.Popen([*RUN, "-f", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _read_until(run, "started")
+    run.send_signal(signal.SIGINT)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 130
+    assert "kfadmin stopped:" not in stderr
+
+
 def _read_until(run: subprocess.Popen, text: str) -> str:
     seen = ""
     deadline = time.monotonic() + 120
