@@ -22,6 +22,7 @@ from .callback import (
 from .client import AvatarFile, WeChatClient
 from .errors import (
     TOKEN_REFRESH_ERRCODES,
+    TRANSPORT_SENTENCE,
     WeChatCallbackError,
     WeChatConflict,
     WeChatError,
@@ -67,6 +68,7 @@ from .validation import MESSAGE_TYPES, TYPING_COMMANDS
 __all__ = [
     "MESSAGE_TYPES",
     "TOKEN_REFRESH_ERRCODES",
+    "TRANSPORT_SENTENCE",
     "TYPING_COMMANDS",
     "AccessToken",
     "Account",

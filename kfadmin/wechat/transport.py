@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from .errors import WeChatResponseError, WeChatTransportError, error_from_response
+from .errors import WeChatResponseError, WeChatTransportError, error_from_response, transport_detail
 
 __all__ = ["ApiRequest", "Transport", "UploadFile", "encode_json", "redact", "redact_url"]
 
@@ -156,11 +156,13 @@ class Transport:
 
         started = time.monotonic()
         failure: str | None = None
+        detail = transport_detail()
         response: requests.Response | None = None
         try:
             response = self.session.send(prepared, timeout=self.timeout, **settings)
         except requests.Timeout as exc:
             failure = f"timed out after {self.timeout}s ({type(exc).__name__})"
+            detail = transport_detail(timed_out=True)
         except requests.ConnectionError as exc:
             failure = f"connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
         except requests.RequestException as exc:
@@ -172,7 +174,7 @@ class Transport:
         if failure is not None or response is None:
             message = f"{request.method} {shown_url}: {failure}"
             logger.warning("WeChat request failed: %s", message)
-            raise WeChatTransportError(message)
+            raise WeChatTransportError(message, detail=detail)
 
         logger.debug(
             "WeChat %s %s -> HTTP %s in %.0f ms",
@@ -190,7 +192,9 @@ class Transport:
         if data is None:
             message = f"{request.method} {shown_url}: the answer is not a JSON object"
             logger.warning("WeChat request failed: %s", message)
-            raise WeChatTransportError(message, http_status=response.status_code)
+            raise WeChatTransportError(
+                message, http_status=response.status_code, detail=transport_detail(unreadable=True)
+            )
 
         errcode = data.get("errcode", 0)
         if errcode in (None, 0, "0", ""):
