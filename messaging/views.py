@@ -166,6 +166,12 @@ def _conversation_context(
         timeline = session_selectors.conversation_timeline(account=ctx.account, openid=openid, customer=customer)
     return {
         **box,
+        # Only read when there is no composer: what the note under the timeline says.
+        "archived_customer_wrote_at": (
+            session_selectors.customer_last_archived_message_at(account=ctx.account, openid=openid)
+            if customer is None and ctx.can_send
+            else None
+        ),
         "stale_before": session_selectors.outbound_stale_before(),
         "timeline": timeline,
         "timeline_stamp": stamp,
