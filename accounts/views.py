@@ -209,7 +209,8 @@ def _agent_detail_context(ctx: AccountContext, agent: Agent, **forms: Any) -> di
 @account_view(SUPERVISOR)
 def agent_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
     agent = _agent_for(ctx, pk)
-    context = _agent_detail_context(ctx, agent)
+    # The card's refresh (its poll, or agentChanged after a form) updates the heading too.
+    context = {**_agent_detail_context(ctx, agent), "head_oob": wants_fragment(request)}
     return respond(request, ctx, "accounts/agent_detail.html", "accounts/_agent_card.html", context)
 
 
