@@ -31,6 +31,16 @@ AVATAR_ADVISED_SIDE = 640
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+class UncutInputsMixin:
+    """Inputs carry no `maxlength`: a browser silently cuts a longer paste to the limit,
+    and the cut value would be saved. The form checks the length itself and says so."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for field in self.fields.values():  # type: ignore[attr-defined]
+            field.widget.attrs.pop("maxlength", None)
+
+
 class WeChatErrorsMixin:
     """Show a refused write next to the field it concerns, or above the form."""
 
@@ -56,7 +66,7 @@ def _clean_nickname(value: str) -> str:
     return value
 
 
-class AgentAddForm(WeChatErrorsMixin, forms.Form):
+class AgentAddForm(UncutInputsMixin, WeChatErrorsMixin, forms.Form):
     wechat_error_fields = {65403: "nickname", 65404: "kf_prefix", 65406: "kf_prefix"}
 
     kf_prefix = forms.CharField(
@@ -94,7 +104,7 @@ class AgentAddForm(WeChatErrorsMixin, forms.Form):
         return _clean_nickname(self.cleaned_data["nickname"])
 
 
-class AgentNicknameForm(WeChatErrorsMixin, forms.Form):
+class AgentNicknameForm(UncutInputsMixin, WeChatErrorsMixin, forms.Form):
     wechat_error_fields = {65403: "nickname"}
 
     nickname = forms.CharField(label=_("Nickname"), max_length=NICKNAME_MAX)
@@ -160,7 +170,7 @@ class AgentAvatarForm(WeChatErrorsMixin, forms.Form):
         return AvatarImage(content=content, width=width, height=height)
 
 
-class AgentInviteForm(WeChatErrorsMixin, forms.Form):
+class AgentInviteForm(UncutInputsMixin, WeChatErrorsMixin, forms.Form):
     wechat_error_fields = {65407: "invite_wx", 65408: "invite_wx", 65409: "invite_wx", 65410: "invite_wx"}
 
     invite_wx = forms.CharField(
@@ -246,7 +256,7 @@ class RolesFieldsMixin:
         ]
 
 
-class UserCreateForm(RolesFieldsMixin, forms.Form):
+class UserCreateForm(UncutInputsMixin, RolesFieldsMixin, forms.Form):
     username = UsernameField(label=_("Username"), max_length=150)
     password1 = forms.CharField(
         label=_("Password"),

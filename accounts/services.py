@@ -23,6 +23,7 @@ from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
 from accounts.models import Agent, Membership, OfficialAccount, SyncState
 from accounts.selectors import SYNC_RUN_ACTION, agent_can_invite
+from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatClient, WeChatError, WeChatTransportError
 
 logger = logging.getLogger(__name__)
@@ -41,21 +42,6 @@ class ServiceError(Exception):
 
 
 # --------------------------------------------------------------------------- WeChat errors
-
-
-def wechat_error_message(exc: WeChatError) -> str:
-    """The sentence to show for a WeChat failure, in the user's language, with the code."""
-    if isinstance(exc, WeChatTransportError):
-        return _(
-            "kfadmin could not reach WeChat, so the change may not have been made. "
-            "Try again in a moment; the next sync shows what WeChat has."
-        )
-    # The client's sentences are English (it imports nothing from Django); the zh-hans
-    # catalogue translates them by their exact text (anchored in _WECHAT_SENTENCES).
-    sentence = _(exc.explanation) if exc.explanation else _("WeChat refused the request.")
-    if exc.errcode is None:
-        return sentence
-    return _("%(sentence)s (WeChat error %(errcode)s)") % {"sentence": sentence, "errcode": exc.errcode}
 
 
 def _audit_text(exc: WeChatError) -> str:

@@ -73,12 +73,10 @@ def render_fragment(
     *,
     trigger: str | None = None,
 ) -> HttpResponse:
-    """One swap target; pending flash messages ride along as an out-of-band swap, so
-    a poll that has none leaves the messages on screen alone."""
+    """One swap target; the flash messages ride along as an out-of-band swap
+    (kfadmin.middleware.HtmxMessagesMiddleware)."""
     with timezone.override(selectors.account_zone(ctx.account)):
         html = render_to_string(template, {"ctx": ctx, **context}, request)
-        if len(messages.get_messages(request)):
-            html += render_to_string("_messages.html", {"oob": True}, request)
     response = HttpResponse(html)
     patch_vary_headers(response, ("HX-Request",))
     if trigger:
@@ -211,7 +209,8 @@ def _agent_detail_context(ctx: AccountContext, agent: Agent, **forms: Any) -> di
 @account_view(SUPERVISOR)
 def agent_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
     agent = _agent_for(ctx, pk)
-    context = _agent_detail_context(ctx, agent)
+    # The card's refresh (its poll, or agentChanged after a form) updates the heading too.
+    context = {**_agent_detail_context(ctx, agent), "head_oob": wants_fragment(request)}
     return respond(request, ctx, "accounts/agent_detail.html", "accounts/_agent_card.html", context)
 
 
@@ -349,11 +348,19 @@ def audit(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 # --------------------------------------------------------------------------- sync status
 
 
+# The sync page refreshes itself quickly while a job runs, and slowly otherwise, so a
+# run that the beat (or another supervisor) starts still shows up.
+SYNC_POLL_ACTIVE_SECONDS = 3
+SYNC_POLL_IDLE_SECONDS = 15
+
+
 def _sync_context(ctx: AccountContext) -> dict[str, Any]:
     rows = selectors.sync_rows(account=ctx.account)
+    active = selectors.sync_any_active(rows)
     return {
         "rows": rows,
-        "polling": selectors.sync_any_active(rows),
+        "polling": active,
+        "poll_every": SYNC_POLL_ACTIVE_SECONDS if active else SYNC_POLL_IDLE_SECONDS,
         "runnable": set(services.SYNC_TASKS),
         "nav": "sync",
     }

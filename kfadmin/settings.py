@@ -59,6 +59,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "kfadmin.middleware.HtmxMessagesMiddleware",
 ]
 
 ROOT_URLCONF = "kfadmin.urls"
@@ -77,6 +78,8 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "accounts.access.header_context",
             ],
+            # {{ stored_text|sentence }} on every page: stored English, shown translated.
+            "builtins": ["accounts.templatetags.sentences"],
         },
     },
 ]

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
+from accounts.forms import UncutInputsMixin
 from accounts.models import Agent, OfficialAccount
 from messaging.models import OutboundMessage
 
@@ -70,7 +71,7 @@ class AgentChoiceField(forms.ModelChoiceField):
         return f"{obj.kf_nick or obj.kf_account} ({obj.kf_account})"
 
 
-class PayloadForm(forms.Form):
+class PayloadForm(UncutInputsMixin, forms.Form):
     """Base of the composer forms: who sends, and the payload of one message type."""
 
     msgtype: str = ""
@@ -238,7 +239,7 @@ class MiniProgramForm(PayloadForm):
     payload_fields = ("title", "appid", "pagepath", "thumb_media_id")
 
 
-class MenuOptionForm(forms.Form):
+class MenuOptionForm(UncutInputsMixin, forms.Form):
     id = forms.CharField(label=_("Option id"), max_length=64, help_text=_("Comes back with the customer's tap."))
     content = forms.CharField(label=_("Option text"), max_length=MENU_TEXT_MAX)
 
@@ -343,7 +344,7 @@ class TypingForm(forms.Form):
 # ---------------------------------------------------------------- history
 
 
-class HistoryFilterForm(forms.Form):
+class HistoryFilterForm(UncutInputsMixin, forms.Form):
     """Filters of the history search; dates are whole days in the account's time zone."""
 
     KIND_CHOICES = [

@@ -42,7 +42,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import BooleanField, Func, Q, QuerySet, TextField
 from django.db.models.expressions import RawSQL
 
@@ -401,6 +401,62 @@ def _looks_common(bigrams: list[str], limit: int) -> bool:
 def search_stats_forget() -> None:
     """Drop the cached bigram statistics (after ANALYZE, in benchmarks and tests)."""
     _stats_cache.clear()
+
+
+# ------------------------------------------------------------------ count
+
+# The history page counts matches up to this many and shows "more than" beyond: an
+# exact count of a common word over millions of records reads every match.
+COUNT_CAP = 1000
+# ... and gives up (shows no count) rather than slow the search down.
+COUNT_TIMEOUT_MS = 300
+QUERY_CANCELED = "57014"  # PostgreSQL's SQLSTATE for a statement cancelled by statement_timeout
+
+
+@dataclass(frozen=True)
+class RecordCount:
+    """How many records match: `count` exactly, or more than `count` when `more`.
+    `count` is None when counting took too long."""
+
+    count: int | None
+    more: bool = False
+
+
+def records_count(
+    *,
+    account: OfficialAccount | int,
+    q: str | None = None,
+    agent: Agent | str | None = None,
+    openid: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    kinds: Iterable[str] | None = None,
+    cap: int = COUNT_CAP,
+) -> RecordCount:
+    """The number of records `records_search` with the same filters pages through,
+    counted up to `cap` (so its cost is bounded by `cap` matches, not the archive)."""
+    filters = _filters(
+        account=account, q=q, agent=agent, openid=openid, since=since, until=until, kinds=kinds
+    )
+    if filters is None:
+        return RecordCount(0)
+    capped = filters.queryset().order_by()[: cap + 1]
+    if connection.vendor != "postgresql":
+        found = capped.count()
+    else:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL statement_timeout = {int(COUNT_TIMEOUT_MS)}")
+                found = capped.count()
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL statement_timeout TO DEFAULT")
+        except OperationalError as exc:
+            if getattr(exc.__cause__, "sqlstate", None) != QUERY_CANCELED:
+                raise
+            # Cancelled by the timeout; the savepoint's rollback restored the setting.
+            return RecordCount(None)
+    return RecordCount(min(found, cap), more=found > cap)
 
 
 # ------------------------------------------------------------------ export

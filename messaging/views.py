@@ -25,7 +25,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
-from accounts.services import wechat_error_message
+from accounts.sentences import sentence_translate, wechat_error_message
 from kfadmin.wechat import WeChatError
 from messaging.forms import (
     HistoryFilterForm,
@@ -35,7 +35,13 @@ from messaging.forms import (
     composer_form_class,
 )
 from messaging.models import MessageRecord, OutboundMessage
-from messaging.selectors import KINDS, ascii_fold, records_iter_export, records_search
+from messaging.selectors import (
+    KINDS,
+    ascii_fold,
+    records_count,
+    records_iter_export,
+    records_search,
+)
 from messaging.services import (
     SendAgainRefused,
     SendRefused,
@@ -163,6 +169,12 @@ def _conversation_context(
         timeline = session_selectors.conversation_timeline(account=ctx.account, openid=openid, customer=customer)
     return {
         **box,
+        # Only read when there is no composer: what the note under the timeline says.
+        "archived_customer_wrote_at": (
+            session_selectors.customer_last_archived_message_at(account=ctx.account, openid=openid)
+            if customer is None and ctx.can_send
+            else None
+        ),
         "stale_before": session_selectors.outbound_stale_before(),
         "timeline": timeline,
         "timeline_stamp": stamp,
@@ -256,7 +268,7 @@ def typing(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
         typing_send(account=ctx.account, customer=customer, command=command, actor=request.user)
     except (SendRefused, WeChatError) as failure:
         ok = False
-        note = failure.explanation if isinstance(failure, SendRefused) else wechat_error_message(failure)
+        note = sentence_translate(failure.explanation) if isinstance(failure, SendRefused) else wechat_error_message(failure)
     else:
         note = (
             _("The customer sees “typing…” for up to 15 seconds, or until your message arrives.")
@@ -375,6 +387,7 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     rows: list[tuple[MessageRecord, SafeString, str]] = []
     next_cursor = None
     searched = False
+    total = None
     if form.is_bound and form.is_valid() and not _agent_without_kf(ctx):
         searched = True
         try:
@@ -387,6 +400,7 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         else:
             rows = _result_rows(ctx, page.records, form.cleaned_data.get("q"))
             next_cursor = page.next_cursor
+            total = records_count(account=ctx.account, **form.search_kwargs())
     elif not form.is_bound and not _agent_without_kf(ctx):
         # Before any search: the newest records, so the page is never blank.
         page = records_search(
@@ -394,6 +408,7 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         )
         rows = _result_rows(ctx, page.records, None)
         next_cursor = page.next_cursor
+        total = records_count(account=ctx.account, agent=ctx.agent if ctx.is_agent else None)
     params = request.GET.copy()
     params.pop("cursor", None)
     query_string = params.urlencode()
@@ -406,9 +421,11 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         "older_url": f"?{query_string}&cursor={next_cursor}" if query_string else f"?cursor={next_cursor}",
         "kind_of": {code: kind for kind, codes in KINDS.items() for code in codes},
         "is_older_page": bool(request.GET.get("cursor")),
+        "total": total,
     }
     if request.htmx and request.htmx.target == "history-results":
-        return account_render(request, ctx, "messaging/_results.html", context)
+        # The filters stay on screen (and keep focus); their error slots come along.
+        return account_render(request, ctx, "messaging/_results.html", {**context, "filter_errors_oob": True})
     return account_render(request, ctx, "messaging/history.html", context)
 
 

@@ -394,6 +394,18 @@ def _window_records(account: OfficialAccount, openid: str) -> QuerySet[MessageRe
     return MessageRecord.objects.filter(official_account=account, openid=openid)
 
 
+def customer_last_archived_message_at(*, account: OfficialAccount, openid: str):
+    """When the archive (the conversation's timeline) last shows the customer writing,
+    or None: the page's notes about the customer say what the timeline shows."""
+    return (
+        _window_records(account, openid)
+        .filter(opercode__in=CUSTOMER_MESSAGE_CODES)
+        .order_by("-time")
+        .values_list("time", flat=True)
+        .first()
+    )
+
+
 def conversation_timeline(
     *,
     account: OfficialAccount,

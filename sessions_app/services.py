@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
 from accounts.models import Agent, OfficialAccount
+from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError, WeChatNotFound
 from sessions_app.models import Customer, KfSession
 
@@ -335,7 +336,7 @@ class SessionTransferIncomplete(Exception):
         ) % {
             "old": from_agent.kf_nick or from_agent.kf_account,
             "new": to_agent.kf_nick or to_agent.kf_account,
-            "reason": _(error.explanation),
+            "reason": wechat_error_message(error),
         }
         super().__init__(self.explanation)
 

@@ -25,7 +25,7 @@ from django_htmx.http import trigger_client_event
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
 from accounts.live import fragment_cached
-from accounts.services import wechat_error_message
+from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError
 from sessions_app import selectors
 from sessions_app.forms import AssignForm, TransferForm
@@ -136,7 +136,7 @@ def _action_done(request: HttpRequest, ctx: AccountContext, next_url: str) -> Ht
     tells every list to refresh; a plain POST redirects."""
     if not request.htmx:
         return redirect(next_url)
-    response = account_render(request, ctx, "sessions_app/_action_panel.html", {"oob_messages": True})
+    response = account_render(request, ctx, "sessions_app/_action_panel.html")
     return trigger_client_event(response, SESSIONS_CHANGED)
 
 
@@ -207,8 +207,10 @@ def close(request: HttpRequest, ctx: AccountContext, session_id: int) -> HttpRes
     if request.method == "POST":
         try:
             result = session_close(account=ctx.account, session=session, actor=request.user)
-        except (WeChatError, SessionStateError) as failure:
-            error = getattr(failure, "explanation", str(failure))
+        except WeChatError as failure:
+            error = wechat_error_message(failure)
+        except SessionStateError as failure:
+            error = str(failure)
         else:
             if result.already_closed:
                 messages.info(request, _("WeChat had already ended this session; the list is up to date now."))
@@ -243,8 +245,10 @@ def transfer(request: HttpRequest, ctx: AccountContext, session_id: int) -> Http
             # Half done: the old session is gone; say so where everybody sees it.
             messages.error(request, incomplete.explanation)
             return _action_done(request, ctx, next_url)
-        except (WeChatError, SessionStateError) as failure:
-            error = getattr(failure, "explanation", str(failure))
+        except WeChatError as failure:
+            error = wechat_error_message(failure)
+        except SessionStateError as failure:
+            error = str(failure)
         else:
             messages.success(
                 request,

@@ -24,6 +24,7 @@ from .callback import (
 from .client import AvatarFile, WeChatClient
 from .errors import (
     TOKEN_REFRESH_ERRCODES,
+    TRANSPORT_SENTENCE,
     WeChatCallbackError,
     WeChatConflict,
     WeChatError,
@@ -71,6 +72,7 @@ __all__ = [
     "MAX_CLOCK_SKEW",
     "MESSAGE_TYPES",
     "TOKEN_REFRESH_ERRCODES",
+    "TRANSPORT_SENTENCE",
     "TYPING_COMMANDS",
     "AccessToken",
     "Account",

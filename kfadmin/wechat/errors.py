@@ -25,11 +25,13 @@ __all__ = [
     "WeChatSendBudgetExhausted",
     "WeChatSystemBusy",
     "WeChatTokenError",
+    "TRANSPORT_SENTENCE",
     "WeChatTransportError",
     "error_class_for",
     "error_from_response",
     "explain",
     "known_errcodes",
+    "transport_detail",
 ]
 
 
@@ -93,28 +95,54 @@ class WeChatRetryableError(WeChatError):
     retryable = True
 
 
+# What a person reads when WeChat could not be reached: never the URL (it names the
+# API path and, before redaction, secrets), only a short detail. Kept as a pattern so
+# the dashboard's catalogue can translate the sentence and its detail separately.
+TRANSPORT_SENTENCE = "WeChat could not be reached (%(detail)s); try again in a minute."
+TRANSPORT_TIMEOUT = "no answer in time"
+TRANSPORT_CONNECTION = "connection failed"
+TRANSPORT_UNREADABLE = "the answer was not readable"
+
+
+def transport_detail(*, http_status: int | None = None, timed_out: bool = False, unreadable: bool = False) -> str:
+    """The short detail of a transport failure for :data:`TRANSPORT_SENTENCE`."""
+    if timed_out:
+        return TRANSPORT_TIMEOUT
+    if unreadable:
+        return TRANSPORT_UNREADABLE
+    if http_status is not None:
+        return f"HTTP {http_status}"
+    return TRANSPORT_CONNECTION
+
+
 class WeChatTransportError(WeChatRetryableError):
     """The request did not produce a usable WeChat answer: timeout, connection error,
     HTTP status >= 400 or a body that is not a JSON object. ``errcode`` is None.
 
     The request may have reached WeChat and been carried out (``outcome_unknown``):
     safe to repeat for reads, not for a send. :class:`WeChatRequestNotSent` is the
-    case that proves it never left."""
+    case that proves it never left.
+
+    ``errmsg`` keeps the technical detail for logs and the audit log (method, redacted
+    URL, cause); ``explanation`` is the sentence for a person, without the URL."""
 
     outcome_unknown = True
 
-    def __init__(self, message: str, *, http_status: int | None = None):
+    def __init__(self, message: str, *, http_status: int | None = None, detail: str | None = None):
         self.http_status = http_status
-        super().__init__(None, message)
+        if detail is None:
+            detail = transport_detail(http_status=http_status)
+        self.detail = detail
+        super().__init__(None, message, explanation=TRANSPORT_SENTENCE % {"detail": detail})
 
     def __reduce__(self):  # type: ignore[override]
-        return (_rebuild_transport_error, (type(self), self.errmsg, self.http_status))
+        return (_rebuild_transport_error, (type(self), self.errmsg, self.http_status, self.detail))
 
 
 def _rebuild_transport_error(
-    cls: type[WeChatTransportError], message: str, http_status: int | None
+    cls: type[WeChatTransportError], message: str, http_status: int | None, detail: str | None = None
 ) -> WeChatTransportError:
-    return cls(message, http_status=http_status)
+    return cls(message, http_status=http_status, detail=detail)
 
 
 class WeChatRequestNotSent(WeChatTransportError):

@@ -25,6 +25,7 @@ from .errors import (
     WeChatResponseError,
     WeChatTransportError,
     error_from_response,
+    transport_detail,
 )
 
 __all__ = ["ApiRequest", "Transport", "UploadFile", "encode_json", "redact", "redact_url"]
@@ -164,6 +165,7 @@ class Transport:
         started = time.monotonic()
         failure: str | None = None
         not_sent = False
+        detail = transport_detail()
         response: requests.Response | None = None
         try:
             response = self.session.send(prepared, timeout=self.timeout, **settings)
@@ -172,6 +174,7 @@ class Transport:
             not_sent = True
         except requests.Timeout as exc:
             failure = f"timed out after {self.timeout}s ({type(exc).__name__})"
+            detail = transport_detail(timed_out=True)
         except requests.ConnectionError as exc:
             not_sent = never_connected(exc)
             failure = f"connection failed ({type(exc).__name__}: {redact(str(exc), secrets)})"
@@ -184,7 +187,7 @@ class Transport:
         if failure is not None or response is None:
             message = f"{request.method} {shown_url}: {failure}"
             logger.warning("WeChat request failed: %s", message)
-            raise (WeChatRequestNotSent if not_sent else WeChatTransportError)(message)
+            raise (WeChatRequestNotSent if not_sent else WeChatTransportError)(message, detail=detail)
 
         logger.debug(
             "WeChat %s %s -> HTTP %s in %.0f ms",
@@ -202,7 +205,9 @@ class Transport:
         if data is None:
             message = f"{request.method} {shown_url}: the answer is not a JSON object"
             logger.warning("WeChat request failed: %s", message)
-            raise WeChatTransportError(message, http_status=response.status_code)
+            raise WeChatTransportError(
+                message, http_status=response.status_code, detail=transport_detail(unreadable=True)
+            )
 
         errcode = data.get("errcode", 0)
         if errcode in (None, 0, "0", ""):

@@ -124,7 +124,7 @@ def test_agent_create_when_wechat_is_unreachable_says_so_and_saves_nothing(accou
         services.agent_create(account=account, actor=boss, prefix="frank", nickname="Frank")
 
     assert raised.value.errcode is None
-    assert "could not reach WeChat" in raised.value.message
+    assert raised.value.message == "WeChat could not be reached (connection failed); try again in a minute."
     assert not Agent.objects.exists()
     assert last_event().result == "error"
 

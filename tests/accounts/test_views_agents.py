@@ -153,6 +153,13 @@ def test_adding_an_agent_with_htmx_resets_the_form_and_refreshes_the_table(boss_
     assert Agent.objects.filter(kf_account=f"dan@{emulator.wechat_id}").exists()
 
 
+def test_the_add_form_inputs_have_no_maxlength_that_would_cut_a_paste_silently(boss_client, emulator):
+    html = boss_client.get(reverse("accounts:agent_add")).content.decode()
+
+    assert 'id="id_kf_prefix"' in html and 'id="id_nickname"' in html
+    assert "maxlength" not in html
+
+
 def test_the_add_form_shows_the_accounts_wechat_id_as_the_suffix(boss_client, emulator):
     html = boss_client.get(reverse("accounts:agent_add")).content.decode()
 

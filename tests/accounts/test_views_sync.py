@@ -52,7 +52,15 @@ def test_it_shows_every_job_with_its_last_success_lag_and_error(boss_client, acc
         assert label in html
     assert "up to date" in html and "failing" in html and "WeChat is busy" in html and "never ran" in html
     assert "2\xa0hours ago" in html or "2 hours ago" in html
-    assert "hx-trigger" not in html.split('id="sync-table"')[1].split(">")[0]
+
+
+def test_with_no_job_running_the_table_still_refreshes_itself_slowly(boss_client, account):
+    SyncStateFactory(official_account=account, job="agents", last_success_at=timezone.now())
+
+    html = boss_client.get(reverse("accounts:sync")).content.decode()
+
+    table_tag = html.split('id="sync-table"')[1].split(">")[0]
+    assert 'hx-get="/sync/"' in table_tag and 'hx-trigger="every 15s"' in table_tag
 
 
 def test_a_running_job_makes_the_table_poll_and_shows_backfill_progress(boss_client, account):

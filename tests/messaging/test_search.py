@@ -16,9 +16,11 @@ from django.db import connection
 from messaging import selectors
 from messaging.models import MessageRecord, record_digest
 from messaging.selectors import (
+    RecordCount,
     RecordPage,
     cursor_decode,
     cursor_encode,
+    records_count,
     records_iter_export,
     records_search,
     search_stats_forget,
@@ -337,3 +339,15 @@ def _collect(account, **filters):
         if page.next_cursor is None:
             return out
         cursor = page.next_cursor
+
+
+
+def test_the_count_agrees_with_a_brute_force_filter_and_stops_at_the_cap(archive):
+    account, agents, openids, records = archive
+    for q in QUERIES:
+        expected = len(_expected(records, q=q))
+        assert records_count(account=account, q=q, cap=1000) == RecordCount(expected), q
+        assert records_count(account=account, q=q, cap=10) == RecordCount(min(expected, 10), more=expected > 10), q
+    by_customer = len(_expected(records, openid=openids[0], kinds=["customer"]))
+    assert records_count(account=account, openid=openids[0], kinds=["customer"]) == RecordCount(by_customer)
+    assert records_count(account=account, q="\x00") == RecordCount(0)

@@ -14,7 +14,7 @@ from accounts.models import AuditEvent
 from messaging.models import OutboundMessage
 from sessions_app.models import Customer
 from sessions_app.services import customer_window_close
-from tests.factories import AgentFactory, agent_user, auditor, outsider
+from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
@@ -247,6 +247,16 @@ def test_an_archived_customer_kfadmin_never_saw_write_can_be_read_but_not_writte
     body = boss_client.get(url("conversation", "o_archive_only")).content.decode()
     assert "很久以前的消息" in body and "has not seen this customer write" in body
     assert boss_client.post(url("send", "o_archive_only"), {"msgtype": "text", "content": "hi"}).status_code == 404
+
+
+def test_an_archived_customer_whose_messages_the_timeline_shows_is_not_said_to_never_have_written(boss_client, account):
+    archive(account, "o_archive_only", "我想退货", opercode=2001, at=aware(2025, 3, 1, 9, 30))
+
+    body = boss_client.get(url("conversation", "o_archive_only")).content.decode()
+
+    assert "我想退货" in body
+    assert "has not seen this customer write" not in body
+    assert "This customer last wrote at 2025-03-01 09:30" in body
 
 
 # ------------------------------------------------------------------ send
@@ -546,6 +556,13 @@ def test_the_transcript_lists_the_whole_conversation_for_printing(boss_client, s
     assert response.status_code == 200
     assert "我的快递到哪了？" in body and "已发货" in body
     assert "data-print" in body and "js/print.js" in body
+
+
+def test_the_transcripts_sender_column_is_not_headed_with_the_date_filters_from(boss_client, session):
+    body = boss_client.get(url("transcript", session.customer.openid), HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+
+    assert '<th scope="col">发送方</th>' in body
+    assert "起始" not in body.split("<thead>")[1].split("</thead>")[0]
     assert AuditEvent.objects.get(action="history_export").target == "transcript"
 
 

@@ -85,6 +85,44 @@ def test_an_end_before_the_start_is_a_form_error(boss_client):
     assert "The end date is before the start date." in body
 
 
+def test_an_htmx_search_with_an_end_before_the_start_shows_the_error_beside_the_date(boss_client):
+    body = boss_client.get(
+        HISTORY, {"since": "2025-03-02", "until": "2025-03-01"}, **htmx("history-results")
+    ).content.decode()
+
+    until_slot = body.split('id="filter-until-errors"')[1].split("</div>")[0]
+    assert 'hx-swap-oob="true"' in until_slot and "The end date is before the start date." in until_slot
+
+
+def test_an_htmx_search_that_is_valid_again_empties_the_error_slots(boss_client, account):
+    body = boss_client.get(HISTORY, {"since": "2025-03-01", "until": "2025-03-02"}, **htmx("history-results")).content.decode()
+
+    until_slot = body.split('id="filter-until-errors"')[1].split("</div>")[0]
+    assert 'hx-swap-oob="true"' in until_slot and "errorlist" not in until_slot
+
+
+def test_the_results_say_how_many_records_match(boss_client, account):
+    for n in range(60):
+        archive(account, "o_a", f"订单{n:02d}")
+    archive(account, "o_b", "别的")
+
+    body = boss_client.get(HISTORY, {"q": "订单"}).content.decode()
+    assert "60 records" in body and 'data-total="60"' in body
+    assert 'data-total="61"' in boss_client.get(HISTORY).content.decode()
+
+
+def test_beyond_the_cap_the_count_says_more_than(boss_client, account, monkeypatch):
+    from messaging import selectors
+
+    monkeypatch.setattr(selectors, "COUNT_CAP", 5)
+    monkeypatch.setattr(selectors.records_count, "__kwdefaults__", {**selectors.records_count.__kwdefaults__, "cap": 5})
+    for n in range(8):
+        archive(account, "o_a", f"订单{n}")
+
+    body = boss_client.get(HISTORY, {"q": "订单"}).content.decode()
+    assert "More than 5 records" in body and 'data-total="5+"' in body
+
+
 def test_results_are_paged_newest_first_with_an_older_link(boss_client, account):
     start = timezone.now() - timedelta(days=1)
     for n in range(60):
