@@ -102,7 +102,10 @@ def test_a_send_that_failed_during_an_outage_is_shown_in_chinese(chinese_boss, a
     outbound = outbound_queue(
         account=account, customer=customer, agent=alice, msgtype="text", payload={"content": "您好"}, actor=boss
     )
-    emulator.control("add_fault", kind="http", status=502, path_prefix=SEND, next=5)
+    # Nothing listens there: the request provably never left, so it is retried, and
+    # given up when the retries are used up.
+    account.api_base_url = "http://127.0.0.1:9"
+    account.save(update_fields=["api_base_url"])
     with pytest.raises(WeChatTransportError) as raised:
         outbound_deliver(outbound_id=outbound.pk)
     outbound_give_up(outbound_id=outbound.pk, error=raised.value)
@@ -111,8 +114,25 @@ def test_a_send_that_failed_during_an_outage_is_shown_in_chinese(chinese_boss, a
     assert stored.status == OutboundMessage.Status.FAILED
     assert "http://" not in stored.error and stored.error.startswith("WeChat could not be reached")
     body = chinese_boss.get(reverse("messaging:conversation", args=[customer.openid])).content.decode()
-    assert "多次尝试后仍无法连接微信：无法连接微信（HTTP 502），请一分钟后再试。" in body
+    assert "多次尝试后仍无法连接微信：无法连接微信（连接失败），请一分钟后再试。" in body
     assert "could not be reached" not in body
+
+
+def test_a_send_whose_answer_was_a_502_is_shown_as_unknown_in_chinese(chinese_boss, account, emulator, boss):
+    alice = emulated_agent(account, emulator, "alice")
+    customer = served_customer(account, alice, emulator).customer
+    outbound = outbound_queue(
+        account=account, customer=customer, agent=alice, msgtype="text", payload={"content": "您好"}, actor=boss
+    )
+    emulator.control("add_fault", kind="http", status=502, path_prefix=SEND, next=1)
+    outbound_deliver(outbound_id=outbound.pk)
+
+    stored = OutboundMessage.objects.get(pk=outbound.pk)
+    assert stored.status == OutboundMessage.Status.UNKNOWN
+    assert "http://" not in stored.error
+    body = chinese_boss.get(reverse("messaging:conversation", args=[customer.openid])).content.decode()
+    assert "微信没有确认这条消息" in body
+    assert "did not confirm" not in body
 
 
 def test_the_sync_pages_last_error_is_shown_in_chinese(chinese_boss, account):
