@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from accounts.models import Agent, Membership, OfficialAccount
 from accounts.services import RoleChoice, ServiceError
+from kfadmin.forms import DayField
 
 User = get_user_model()
 
@@ -307,8 +308,8 @@ class UserRolesForm(RolesFieldsMixin, forms.Form):
 class AuditFilterForm(forms.Form):
     actor = forms.TypedChoiceField(label=_("Person"), required=False, coerce=int, empty_value=None)
     action = forms.ChoiceField(label=_("Action"), required=False)
-    day_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    day_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    day_from = DayField(label=_("From"), required=False)
+    day_to = DayField(label=_("To"), required=False)
     cursor = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, actors: list[tuple[int, str]], actions: list[tuple[str, str]], **kwargs):

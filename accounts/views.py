@@ -18,7 +18,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import SetPasswordForm
 from django.contrib.messages.views import SuccessMessageMixin
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
@@ -111,10 +111,17 @@ def account_switch(request: HttpRequest) -> HttpResponse:
     except ValueError:
         account_id = 0
     context_switch(request, account_id)
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        next_url = "/"
-    return redirect(next_url)
+    return HttpResponseRedirect(_local_path(request.POST.get("next", "")))
+
+
+def _local_path(url: str) -> str:
+    """`url` when it is a path on this site (with its query), else the home page.
+
+    Only a path is taken: `redirect()` would treat a bare word as a URL name to
+    reverse, and a scheme or a host (`//evil`) would leave the site."""
+    if url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None, require_https=False):
+        return url
+    return "/"
 
 
 # --------------------------------------------------------------------------- password
