@@ -29,6 +29,12 @@ WECHAT_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{5,19}")
 NICKNAME_MAX = 16
 AVATAR_MAX_BYTES = 5 * 1024 * 1024
 AVATAR_ADVISED_SIDE = 640
+# Decoding costs about 3 bytes a pixel whatever the file size: a 2 MB JPEG can claim
+# 144 megapixels (430 MB decoded). 4096×4096 is far above anything WeChat shows.
+AVATAR_MAX_PIXELS = 4096 * 4096
+# Pillow's own bomb guard, for any other image opened in this process: it warns above
+# this count and refuses above twice it.
+Image.MAX_IMAGE_PIXELS = AVATAR_MAX_PIXELS
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -125,6 +131,10 @@ class AvatarImage:
         return notes
 
 
+class _TooManyPixels(Exception):
+    pass
+
+
 class AgentAvatarForm(WeChatErrorsMixin, forms.Form):
     wechat_error_fields = {40005: "avatar", 40009: "avatar", 41005: "avatar", 61457: "avatar"}
 
@@ -150,9 +160,17 @@ class AgentAvatarForm(WeChatErrorsMixin, forms.Form):
             with Image.open(io.BytesIO(content)) as image:
                 image_format = image.format
                 width, height = image.size
+                # Opening reads the header only; refuse a huge picture before the
+                # pixels are decoded into memory.
+                if width * height > AVATAR_MAX_PIXELS:
+                    raise _TooManyPixels
                 # Decoding the pixels catches files that only start like a JPEG.
                 image.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        except (_TooManyPixels, Image.DecompressionBombError):
+            raise forms.ValidationError(
+                _("The image has more pixels than 4096×4096 and is not read; 640×640 is best.")
+            ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             raise forms.ValidationError(
                 _("The JPEG file is damaged and cannot be read. Export it again and retry.")
             ) from None
