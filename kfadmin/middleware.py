@@ -28,8 +28,8 @@ class RequestBodyLimitMiddleware:
             length = 0
         if length > self.limit:
             return HttpResponse(
-                _("The request is too large: at most %(mb)d MB can be sent at once.")
-                % {"mb": self.limit // (1024 * 1024)},
+                _("The request is too large: at most %(mb)s MB can be sent at once.")
+                % {"mb": f"{self.limit / (1024 * 1024):g}"},
                 status=413,
                 content_type="text/plain; charset=utf-8",
             )
