@@ -66,8 +66,7 @@ def on_login_failed(sender, credentials: dict, request=None, **kwargs) -> None:
     username = str(credentials.get(username_field) or credentials.get("username") or "")[:150]
     # Axes counted this attempt just before (its app comes first). No count means it
     # refused the attempt unchecked during a lockout, which is already recorded.
-    failures = getattr(request, "axes_failures_since_start", None) if request is not None else None
-    if request is not None and hasattr(request, "axes_failures_since_start") and failures is None:
+    if request is not None and getattr(request, "axes_failures_since_start", 0) is None:
         return
     _record(actor=None, username=username, action="login_failed", request=request, ok=False)
     if getattr(request, "axes_locked_out", False):
