@@ -19,6 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from accounts.models import Agent, Membership, OfficialAccount
 from accounts.services import RoleChoice, ServiceError
+from kfadmin.forms import DayField
 
 User = get_user_model()
 
@@ -28,6 +29,12 @@ WECHAT_ID_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{5,19}")
 NICKNAME_MAX = 16
 AVATAR_MAX_BYTES = 5 * 1024 * 1024
 AVATAR_ADVISED_SIDE = 640
+# Decoding costs about 3 bytes a pixel whatever the file size: a 2 MB JPEG can claim
+# 144 megapixels (430 MB decoded). 4096×4096 is far above anything WeChat shows.
+AVATAR_MAX_PIXELS = 4096 * 4096
+# Pillow's own bomb guard, for any other image opened in this process: it warns above
+# this count and refuses above twice it.
+Image.MAX_IMAGE_PIXELS = AVATAR_MAX_PIXELS
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -134,6 +141,10 @@ class AvatarImage:
         return notes
 
 
+class _TooManyPixels(Exception):
+    pass
+
+
 class AgentAvatarForm(WeChatErrorsMixin, forms.Form):
     wechat_error_fields = {40005: "avatar", 40009: "avatar", 41005: "avatar", 61457: "avatar"}
 
@@ -159,9 +170,17 @@ class AgentAvatarForm(WeChatErrorsMixin, forms.Form):
             with Image.open(io.BytesIO(content)) as image:
                 image_format = image.format
                 width, height = image.size
+                # Opening reads the header only; refuse a huge picture before the
+                # pixels are decoded into memory.
+                if width * height > AVATAR_MAX_PIXELS:
+                    raise _TooManyPixels
                 # Decoding the pixels catches files that only start like a JPEG.
                 image.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        except (_TooManyPixels, Image.DecompressionBombError):
+            raise forms.ValidationError(
+                _("The image has more pixels than 4096×4096 and is not read; 640×640 is best.")
+            ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             raise forms.ValidationError(
                 _("The JPEG file is damaged and cannot be read. Export it again and retry.")
             ) from None
@@ -317,8 +336,8 @@ class UserRolesForm(RolesFieldsMixin, forms.Form):
 class AuditFilterForm(forms.Form):
     actor = forms.TypedChoiceField(label=_("Person"), required=False, coerce=int, empty_value=None)
     action = forms.ChoiceField(label=_("Action"), required=False)
-    day_from = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    day_to = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    day_from = DayField(label=_("From"), required=False)
+    day_to = DayField(label=_("To"), required=False)
     cursor = forms.CharField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, actors: list[tuple[int, str]], actions: list[tuple[str, str]], **kwargs):

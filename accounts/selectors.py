@@ -10,6 +10,8 @@ import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
+from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, Min, Prefetch, Q, QuerySet
@@ -70,6 +72,10 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "message_resend": _("Send message again"),
     "typing_send": _("Show typing"),
     "history_export": _("Export history"),
+    "login": _("Log in"),
+    "logout": _("Log out"),
+    "login_failed": _("Failed login"),
+    "login_lockout": _("Login locked out"),
 }
 
 
@@ -489,3 +495,19 @@ def user_is_fully_managed(*, user, target) -> bool:
     supervised = set(supervised_accounts(user=user).values_list("pk", flat=True))
     held = set(Membership.objects.filter(user=target).values_list("official_account_id", flat=True))
     return held <= supervised
+
+
+# --------------------------------------------------------------------------- login lockouts
+
+
+def login_lockout_minutes_left(*, username: str, ip_address: str | None, now: datetime | None = None) -> int:
+    """Whole minutes (rounded up, at least 1) until `username` may try again from
+    `ip_address`: the lockout runs from the failure that caused it (settings.py)."""
+    cool_off = get_cool_off() or timedelta(0)
+    last = AccessAttempt.objects.filter(username=username, ip_address=ip_address).aggregate(
+        last=Max("attempt_time")
+    )["last"]
+    if last is None:
+        return max(1, math.ceil(cool_off.total_seconds() / 60))
+    left = last + cool_off - (now or timezone.now())
+    return max(1, math.ceil(left.total_seconds() / 60))

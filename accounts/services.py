@@ -11,8 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import import_module
 
+from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.db import transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
@@ -328,11 +332,13 @@ def user_active_set(*, actor, user, active: bool) -> None:
 
 
 def _user_sessions_end(user) -> None:
-    from django.contrib.sessions.models import Session
-
+    """Delete every session logged in as `user` through the session engine, so a cached
+    copy (the cached_db engine with CACHE_URL) goes too: deleting only the rows left
+    the cache entry, and the old cookie worked again once the user was reactivated."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore
     for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        if str(session.get_decoded().get("_auth_user_id")) == str(user.pk):
-            session.delete()
+        if str(session.get_decoded().get(auth.SESSION_KEY)) == str(user.pk):
+            store(session_key=session.session_key).delete()
 
 
 @transaction.atomic

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.helpers import get_client_ip_address, get_client_username
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.forms import SetPasswordForm
+from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.contrib.messages.views import SuccessMessageMixin
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
@@ -26,7 +28,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
 
@@ -109,10 +111,39 @@ def account_switch(request: HttpRequest) -> HttpResponse:
     except ValueError:
         account_id = 0
     context_switch(request, account_id)
-    next_url = request.POST.get("next", "")
-    if not url_has_allowed_host_and_scheme(next_url, allowed_hosts={request.get_host()}):
-        next_url = "/"
-    return redirect(next_url)
+    return HttpResponseRedirect(_local_path(request.POST.get("next", "")))
+
+
+def _local_path(url: str) -> str:
+    """`url` when it is a path on this site (with its query), else the home page.
+
+    Only a path is taken: `redirect()` would treat a bare word as a URL name to
+    reverse, and a scheme or a host (`//evil`) would leave the site."""
+    if url.startswith("/") and url_has_allowed_host_and_scheme(url, allowed_hosts=None, require_https=False):
+        return url
+    return "/"
+
+
+# --------------------------------------------------------------------------- login
+
+
+def login_locked_out(request: HttpRequest, original_response=None, credentials: dict | None = None) -> HttpResponse:
+    """django-axes' answer to a login refused by a lockout: the login page, saying for how long."""
+    username = get_client_username(request, credentials) or ""
+    minutes = selectors.login_lockout_minutes_left(
+        username=username, ip_address=getattr(request, "axes_ip_address", None) or get_client_ip_address(request)
+    )
+    context = {
+        "form": AuthenticationForm(request, initial={"username": username}),
+        "locked_out": ngettext(
+            "Too many failed logins for this username from your address. Try again in %(minutes)d minute.",
+            "Too many failed logins for this username from your address. Try again in %(minutes)d minutes.",
+            minutes,
+        )
+        % {"minutes": minutes},
+        "next": _local_path(request.POST.get("next", "")) if request.POST.get("next") else "",
+    }
+    return render(request, "registration/login.html", context, status=settings.AXES_HTTP_RESPONSE_CODE)
 
 
 # --------------------------------------------------------------------------- password

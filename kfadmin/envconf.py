@@ -155,3 +155,47 @@ def secret_key(name: str, *, debug: bool, keep_file: Path) -> str:
     keep_file.write_text(value)
     keep_file.chmod(0o600)
     return value
+
+
+def proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """SECURE_PROXY_SSL_HEADER from `X-Forwarded-Proto: https` (or just the header name,
+    meaning the value `https`); unset means no proxy tells kfadmin about HTTPS."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    header, _sep, value = raw.partition(":")
+    header, value = header.strip(), (value.strip() or "https")
+    if not header or not all(ch.isalnum() or ch == "-" for ch in header):
+        raise ImproperlyConfigured(
+            f"{name} must be a header name and value such as 'X-Forwarded-Proto: https', not {raw!r}."
+        )
+    return "HTTP_" + header.upper().replace("-", "_"), value
+
+
+def field_encryption_keys(name: str, *, debug: bool, keep_file: Path) -> list[str]:
+    """The keys that encrypt secrets in the database, newest first.
+
+    Required when DEBUG is off: deriving them from SECRET_KEY would let a database dump
+    plus SECRET_KEY reveal every AppSecret, and rotating SECRET_KEY would make them
+    unreadable. In development one is generated once and kept locally.
+    """
+    keys = env_list(name, [])
+    if keys:
+        short = [index + 1 for index, key in enumerate(keys) if len(key) < 32]
+        if short:
+            raise ImproperlyConfigured(
+                f"Each key in {name} must be at least 32 characters long (key {short[0]} is shorter)."
+            )
+        return keys
+    if not debug:
+        raise ImproperlyConfigured(
+            f"{name} must be set when DEBUG is off: it encrypts the AppSecrets and tokens in the "
+            "database (generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+        )
+    if keep_file.exists():
+        return [keep_file.read_text().strip()]
+    keep_file.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    keep_file.write_text(value)
+    keep_file.chmod(0o600)
+    return [value]

@@ -1,8 +1,13 @@
 """Encryption at rest for secrets kept in the database (AppSecret, tokens, AES keys).
 
-Fernet (AES-128-CBC + HMAC-SHA256) with a key from FIELD_ENCRYPTION_KEY, or derived from
-SECRET_KEY when that is unset. Several comma-separated keys may be given: the first
-encrypts, all are tried to decrypt, so keys can be rotated.
+Fernet (AES-128-CBC + HMAC-SHA256). Its keys are derived with HKDF-SHA256 from the key
+material in FIELD_ENCRYPTION_KEY (comma-separated, newest first): the first encrypts,
+all decrypt, so keys rotate by putting a new one first and running
+`manage.py rotate_field_encryption`, which rewrites every stored secret under it.
+
+Values written before HKDF (the material used as a Fernet key, or hashed with SHA-256,
+or SECRET_KEY hashed when no key was set) still decrypt, through the legacy keys; the
+rotation command re-encrypts them, after which SECRET_KEY no longer opens anything.
 """
 
 from __future__ import annotations
@@ -12,32 +17,48 @@ import hashlib
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
+_HKDF_SALT = b"kfadmin field encryption"
+_HKDF_INFO = b"fernet key v2"
 
-def _fernet_key(material: str) -> bytes:
+
+def fernet_key(material: str) -> bytes:
+    """The Fernet key HKDF derives from one key's material."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_HKDF_INFO).derive(
+        material.encode()
+    )
+    return base64.urlsafe_b64encode(derived)
+
+
+def _legacy_fernet_keys(material: str) -> list[bytes]:
+    """How keys were made before HKDF: a Fernet key used as given, else SHA-256."""
+    keys = []
     try:
-        raw = base64.urlsafe_b64decode(material.encode())
-        if len(raw) == 32:
-            return material.encode()
+        if len(base64.urlsafe_b64decode(material.encode())) == 32:
+            keys.append(material.encode())
     except (ValueError, TypeError):
         pass
-    # Not a Fernet key itself: derive one, so any long random string works.
-    return base64.urlsafe_b64encode(hashlib.sha256(b"kfadmin-field-key:" + material.encode()).digest())
+    keys.append(base64.urlsafe_b64encode(hashlib.sha256(b"kfadmin-field-key:" + material.encode()).digest()))
+    return keys
 
 
 @lru_cache(maxsize=4)
-def _cipher(keys: tuple[str, ...]) -> MultiFernet:
+def _ciphers(keys: tuple[str, ...], secret_key: str) -> tuple[MultiFernet, MultiFernet]:
     if not keys:
-        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY or SECRET_KEY must be set.")
-    return MultiFernet([Fernet(_fernet_key(key)) for key in keys])
+        raise ImproperlyConfigured("FIELD_ENCRYPTION_KEY must be set.")
+    current = MultiFernet([Fernet(fernet_key(key)) for key in keys])
+    legacy = [key for material in (*keys, secret_key) for key in _legacy_fernet_keys(material)]
+    return current, MultiFernet([Fernet(key) for key in legacy])
 
 
 def cipher() -> MultiFernet:
-    keys = tuple(getattr(settings, "FIELD_ENCRYPTION_KEYS", ()) or (settings.SECRET_KEY,))
-    return _cipher(keys)
+    """Encrypts with the first configured key; decrypts with any configured key."""
+    return _ciphers(tuple(settings.FIELD_ENCRYPTION_KEYS), settings.SECRET_KEY)[0]
 
 
 def encrypt(value: str) -> str:
@@ -45,13 +66,29 @@ def encrypt(value: str) -> str:
 
 
 def decrypt(value: str) -> str:
+    current, legacy = _ciphers(tuple(settings.FIELD_ENCRYPTION_KEYS), settings.SECRET_KEY)
+    token = value.encode()
     try:
-        return cipher().decrypt(value.encode()).decode()
+        return current.decrypt(token).decode()
+    except InvalidToken:
+        pass
+    try:
+        return legacy.decrypt(token).decode()
     except InvalidToken:
         raise ImproperlyConfigured(
-            "A stored secret cannot be decrypted: FIELD_ENCRYPTION_KEY (or SECRET_KEY) changed. "
+            "A stored secret cannot be decrypted: FIELD_ENCRYPTION_KEY changed. "
             "Put the old key after the new one in FIELD_ENCRYPTION_KEY."
         ) from None
+
+
+def is_current(value: str) -> bool:
+    """Whether a stored value is encrypted under the first configured key."""
+    first = Fernet(fernet_key(settings.FIELD_ENCRYPTION_KEYS[0]))
+    try:
+        first.decrypt(value.encode())
+    except InvalidToken:
+        return False
+    return True
 
 
 def mask(value: str, *, keep: int = 4) -> str:

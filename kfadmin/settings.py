@@ -6,6 +6,7 @@ filesystem broker (kfadmin.broker) and the bundled WeChat emulator.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,6 +21,8 @@ from kfadmin.envconf import (
     env_int,
     env_list,
     env_str,
+    field_encryption_keys,
+    proxy_ssl_header,
     secret_key,
 )
 
@@ -28,8 +31,11 @@ VAR_DIR = BASE_DIR / "var"
 
 DEBUG = env_bool("DEBUG", True)
 SECRET_KEY = secret_key("SECRET_KEY", debug=DEBUG, keep_file=BASE_DIR / ".local" / "secret_key")
-# Keys that encrypt secrets stored in the database; the first encrypts, all decrypt.
-FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEY", [])
+# Keys that encrypt secrets stored in the database; the first encrypts, all decrypt
+# (kfadmin/secrets.py). Required when DEBUG is off.
+FIELD_ENCRYPTION_KEYS = field_encryption_keys(
+    "FIELD_ENCRYPTION_KEY", debug=DEBUG, keep_file=BASE_DIR / ".local" / "field_encryption_key"
+)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -42,6 +48,10 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "csp",
+    # Before accounts: its login-failure handler must have counted an attempt when
+    # accounts' audit receiver reads the count (accounts/auth_events.py).
+    "axes",
     "accounts",
     "sessions_app",
     "messaging",
@@ -49,9 +59,12 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
+    # Before anything reads the body (CSRF reads POST).
+    "kfadmin.middleware.RequestBodyLimitMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -60,6 +73,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "kfadmin.middleware.HtmxMessagesMiddleware",
+    # Last: turns a lockout found during authentication into the login page's answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "kfadmin.urls"
@@ -97,11 +112,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Axes first: it refuses a locked-out login before the password is hashed. Then
 # ModelBackend with a cheaper per-request user read (accounts/backends.py).
-AUTHENTICATION_BACKENDS = ["accounts.backends.KfAdminBackend"]
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.KfAdminBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- Login throttling (django-axes), on /login/ and /admin/login/ alike -------------
+# A lockout is per username *and* address: someone guessing a supervisor's password
+# locks out only themselves, from their address, while the supervisor still logs in
+# from theirs. The lockout lasts LOGIN_LOCKOUT_MINUTES from the attempt that caused it;
+# tries during it are refused unchecked and do not extend it, so a lock cannot be held
+# by hammering. A successful login clears the count. Operators unlock early in the
+# admin (Axes → Access attempts) or with `manage.py axes_reset_username NAME`.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "accounts.views.login_locked_out"
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind reverse proxies the connection comes from the proxy: name how many append to
+# X-Forwarded-For, so the client's own address is the one counted (0: the connection's).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR") if TRUSTED_PROXY_COUNT else ("REMOTE_ADDR",)
+)
 
 LANGUAGE_CODE = "zh-hans"
 LANGUAGES = [("zh-hans", _("简体中文")), ("en", _("English"))]
@@ -129,11 +167,51 @@ SESSION_ENGINE = (
 FRAGMENT_CACHE_SECONDS = env_int("FRAGMENT_CACHE_SECONDS", 2, minimum=0)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
+
+# --- Transport security ------------------------------------------------------------
+# Secure cookies follow DEBUG unless SECURE_COOKIES says otherwise.
 SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind a TLS-terminating proxy: the header it sets, e.g. "X-Forwarded-Proto: https".
+# Set it only when the proxy always sets or strips that header.
+SECURE_PROXY_SSL_HEADER = proxy_ssl_header("SECURE_PROXY_SSL_HEADER")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Load balancers probe the health check over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp): scripts, styles, images and fonts from this site
+# only; no inline script or style (htmx's own indicator style is switched off in
+# base.html, bars are <meter>/<progress>). Avatars come from WeChat's image host (or
+# the emulator), and the avatar preview shows the chosen file from a blob: URL.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:", "https:", "http:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+
+# --- Request size ---------------------------------------------------------------------
+# Django caps form fields (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default) but not
+# files; RequestBodyLimitMiddleware answers 413 above this (the largest upload is an
+# avatar of at most 5 MB). Uploads above FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary
+# file instead of memory. Set the proxy's own limit (nginx client_max_body_size) too.
+REQUEST_BODY_MAX_BYTES = 6 * 1024 * 1024
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
 # WeChat
 WECHAT_API_BASE = env_http_url("WECHAT_API_BASE", "https://api.weixin.qq.com")
@@ -240,7 +318,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # Axes logs every login at INFO; its warnings (failures, lockouts) are kept.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # The filesystem transport has no host; kombu warns about that on every connection.

@@ -19,6 +19,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import UncutInputsMixin
 from accounts.models import Agent, OfficialAccount
+from kfadmin.forms import DayField
 from messaging.models import OutboundMessage
 
 MsgType = OutboundMessage.MsgType
@@ -358,8 +359,8 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
     agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, label=_("Agent"), empty_label=_("Any agent"))
     openid = forms.CharField(label=_("Customer (openid)"), required=False, max_length=64)
     kinds = forms.MultipleChoiceField(choices=KIND_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("Kind"))
-    since = forms.DateField(label=_("From"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    until = forms.DateField(label=_("To"), required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    since = DayField(label=_("From"), required=False)
+    until = DayField(label=_("To"), required=False)
     cursor = forms.CharField(required=False, widget=forms.HiddenInput, max_length=64)
 
     def __init__(self, *args: Any, account: OfficialAccount, lock_agent: Agent | None = None, **kwargs: Any):

@@ -123,3 +123,59 @@ def test_a_redis_broker_keeps_kombus_redis_transport():
     show = "__import__('kfadmin.celery').celery.app.connection_for_write().get_transport_cls()"
     result = start({"CELERY_BROKER_URL": "redis://127.0.0.1:6379/1"}, show=show)
     assert result.stdout.strip() == "<class 'kombu.transport.redis.Transport'>", result.stderr
+
+
+def test_the_field_encryption_key_is_required_when_debug_is_off():
+    result = start({"DEBUG": "false", "SECRET_KEY": "x" * 50, "FIELD_ENCRYPTION_KEY": ""})
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEY must be set when DEBUG is off" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_short_field_encryption_key_stops_start_up():
+    result = start({"FIELD_ENCRYPTION_KEY": "y" * 40 + ",short"})
+    assert result.returncode != 0
+    assert "key 2 is shorter" in result.stderr
+
+
+def test_a_development_field_key_is_generated_once_and_kept(tmp_path, monkeypatch):
+    monkeypatch.delenv("FIELD_ENCRYPTION_KEY", raising=False)
+    keep = tmp_path / ".local" / "field_encryption_key"
+
+    first = envconf.field_encryption_keys("FIELD_ENCRYPTION_KEY", debug=True, keep_file=keep)
+
+    assert first == envconf.field_encryption_keys("FIELD_ENCRYPTION_KEY", debug=True, keep_file=keep)
+    assert len(first) == 1 and len(first[0]) >= 32 and keep.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("X-Forwarded-Proto: https", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("X-Forwarded-Proto", ("HTTP_X_FORWARDED_PROTO", "https")),
+        ("X-Forwarded-Ssl: on", ("HTTP_X_FORWARDED_SSL", "on")),
+        ("", None),
+    ],
+)
+def test_the_proxy_ssl_header_is_read_as_header_and_value(monkeypatch, value, expected):
+    monkeypatch.setenv("SECURE_PROXY_SSL_HEADER", value)
+    assert envconf.proxy_ssl_header("SECURE_PROXY_SSL_HEADER") == expected
+
+
+def test_a_malformed_proxy_ssl_header_stops_start_up():
+    result = start({"SECURE_PROXY_SSL_HEADER": "X Forwarded: https"})
+    assert result.returncode != 0
+    assert "SECURE_PROXY_SSL_HEADER" in result.stderr.strip().splitlines()[-1]
+
+
+def test_the_example_env_leaves_secure_cookies_to_follow_debug():
+    example = (ROOT / ".env.example").read_text()
+    assignments = dict(
+        line.split("=", 1) for line in example.splitlines() if line and not line.startswith("#")
+    )
+    # An empty SECURE_COOKIES= would read as "off".
+    assert "SECURE_COOKIES" not in assignments
+    result = start({**assignments, "DEBUG": "false",
+                    "SECRET_KEY": "x" * 50, "FIELD_ENCRYPTION_KEY": "y" * 40},
+                   show="settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True True"

@@ -203,7 +203,7 @@ def test_a_wechat_refusal_shows_next_to_the_field_and_saves_nothing(boss_client,
     assert "WeChat error 65403" in errors[0]
     assert "WeChat error 65403" in response.content.decode()
     assert not Agent.objects.exists()
-    assert AuditEvent.objects.get().result == "error"
+    assert AuditEvent.objects.get(action="agent_add").result == "error"
 
 
 def test_a_wechat_failure_without_a_field_shows_above_the_form(boss_client, emulator):

@@ -279,7 +279,8 @@ def test_deactivating_and_reactivating_a_user(boss_client, account):
     boss_client.post(user_url(person, "active"), {"active": "1"})
     person.refresh_from_db()
     assert person.is_active
-    assert [e.action for e in AuditEvent.objects.order_by("id")] == ["user_deactivate", "user_activate"]
+    events = AuditEvent.objects.filter(action__startswith="user_").order_by("id")
+    assert [e.action for e in events] == ["user_deactivate", "user_activate"]
 
 
 def test_a_user_who_also_works_elsewhere_cannot_be_deactivated_or_given_a_password(boss_client, account):

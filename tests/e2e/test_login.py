@@ -19,3 +19,19 @@ def test_a_wrong_password_shows_an_error_and_stays_on_login(page, live_server, d
     page.click("button[type=submit]")
     assert page.url.startswith(f"{live_server.url}/login/")
     assert page.locator("[role=alert]").is_visible()
+
+
+def test_repeated_wrong_passwords_lock_the_login_and_the_page_says_for_how_long(page, live_server, django_user_model, settings):
+    django_user_model.objects.create_user("mei", password="correct horse battery")
+    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
+    page.goto(f"{live_server.url}/login/")
+    for password in ["wrong"] * settings.AXES_FAILURE_LIMIT + ["correct horse battery"]:
+        page.fill("input[name=username]", "mei")
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.wait_for_load_state()
+
+    assert page.url.startswith(f"{live_server.url}/login/")
+    alert = page.locator("[role=alert]")
+    assert "Try again in 15 minutes" in alert.inner_text()
+    assert page.locator(".username").count() == 0
