@@ -127,7 +127,7 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
     nick_of: dict[str, str] = {}
     bound: list[str] = []
     for prefix, nickname, state, wx in DEMO_AGENTS:
-        account = emu._create_account(oa, f"{prefix}@{DEMO_WECHAT_ID}", nickname)
+        account = emu.create_account(oa, f"{prefix}@{DEMO_WECHAT_ID}", nickname)
         nick_of[account.kf_account] = nickname
         if state in ("online", "offline"):
             account.kf_wx = wx
