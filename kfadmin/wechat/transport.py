@@ -112,6 +112,7 @@ class Transport:
             raise ValueError("A timeout is required for WeChat requests.")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._owns_session = session is None
         if session is None:
             session = requests.Session()
             # Our own session announces itself; a session passed in keeps its headers.
@@ -120,6 +121,12 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r}, timeout={self.timeout!r})"
+
+    def close(self) -> None:
+        """Close the session's pooled connections, if the session is this transport's
+        own (a session passed in belongs to the caller)."""
+        if self._owns_session:
+            self.session.close()
 
     def send(self, request: ApiRequest, access_token: str | None = None) -> dict[str, Any]:
         """Send ``request`` once and return the decoded JSON object.
