@@ -11,6 +11,8 @@ lock up front, which serialises refreshes the same way.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -70,9 +72,46 @@ def _cached(row: tuple[str, datetime | None] | None) -> CachedToken | None:
     return CachedToken(token, expires_at)
 
 
+class _Clients(threading.local):
+    """This thread's clients, by account. One client per thread because a
+    `requests.Session` is not promised to be thread-safe (psf/requests#2766: one
+    session per thread is the maintainers' advice), and a lock around a shared one
+    would make a slow send hold up every other of the process. The cost is one pool
+    per thread and account, bounded by gunicorn's threads and the worker concurrency."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.by_account: dict[int | str, tuple[tuple[object, ...], WeChatClient]] = {}
+
+
+_clients = _Clients()
+
+
 def wechat_client_for(account: OfficialAccount) -> WeChatClient:
-    """A client for `account` that shares the database-stored access token."""
-    return WeChatClient(
+    """A client for `account` that shares the database-stored access token.
+
+    The same client (and its connection pool, so calls reuse a kept-alive
+    connection) comes back on every call in this thread and process until the
+    account's AppID, secret, API base URL or token endpoint, or WECHAT_TIMEOUT, change."""
+    clients = _clients
+    if clients.pid != os.getpid():
+        # A forked child (a Celery prefork worker) must not write on the parent's
+        # pooled sockets; the parent's clients are dropped, not closed, as the
+        # parent still uses those connections.
+        clients.pid = os.getpid()
+        clients.by_account = {}
+    config = (
+        account.appid,
+        account.secret,
+        account.api_base_url,
+        account.token_endpoint,
+        settings.WECHAT_TIMEOUT,
+    )
+    key = account.pk if account.pk is not None else account.appid
+    cached = clients.by_account.get(key)
+    if cached is not None and cached[0] == config:
+        return cached[1]
+    client = WeChatClient(
         account.appid,
         account.secret,
         base_url=account.api_base_url,
@@ -80,6 +119,10 @@ def wechat_client_for(account: OfficialAccount) -> WeChatClient:
         token_endpoint=account.token_endpoint,
         token_store=DatabaseTokenStore(),
     )
+    clients.by_account[key] = (config, client)
+    if cached is not None:
+        cached[1].close()
+    return client
 
 
 def emulator_callback_set(*, account: OfficialAccount, url: str, mode: str = "safe") -> None:

@@ -268,12 +268,11 @@ if SYNC_LEASE_SECONDS <= WECHAT_TIMEOUT:
         f"({WECHAT_TIMEOUT}), or every slow WeChat answer hands a live run to another worker."
     )
 
-# Sync work and sends go to separate queues, so a long backfill never delays a
+# Sync work and sends go to separate queues, so a long history sync never delays a
 # supervisor's message. First matching pattern wins.
 CELERY_TASK_ROUTES = {
     "*.send_*": {"queue": "send"},
     "*.sync_*": {"queue": "sync"},
-    "*.backfill_*": {"queue": "sync"},
 }
 # Exactly one beat process runs this. Each entry fans out one task per active
 # official account; `expires` drops a run that waited longer than its interval (the

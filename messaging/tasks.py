@@ -94,20 +94,20 @@ def sync_all_history_task() -> int:
 # sweep picks up what never reached a worker.
 # =============================================================================
 
-SEND_MAX_RETRIES = 5
-SEND_BACKOFF_SECONDS = 2
-SEND_BACKOFF_MAX_SECONDS = 60
-
-
-def _send_countdown(retries: int) -> float:
-    import random
-
-    ceiling = min(SEND_BACKOFF_MAX_SECONDS, SEND_BACKOFF_SECONDS * 2**retries)
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not security
+# Celery's own exponential backoff with full jitter: 2 s, 4 s, 8 s... capped at a
+# minute, five retries. autoretry_for only sees the errors the task lets through: on
+# the last attempt it gives the message up instead, so it never stays "queued".
+SEND_RETRY: dict[str, Any] = {
+    "autoretry_for": (WeChatRetryableError,),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
 
 
 # Routed to the "send" queue by settings.CELERY_TASK_ROUTES ("*.send_*").
-@shared_task(bind=True, acks_late=True, max_retries=SEND_MAX_RETRIES, ignore_result=True)
+@shared_task(bind=True, acks_late=True, ignore_result=True, **SEND_RETRY)
 def send_message_task(self, outbound_id: int) -> str:
     """Deliver one queued message; returns its status ("skipped" when another
     delivery already has it). Retried only on failures that prove WeChat did not
@@ -117,10 +117,10 @@ def send_message_task(self, outbound_id: int) -> str:
     try:
         outbound = outbound_deliver(outbound_id=outbound_id)
     except WeChatRetryableError as error:
-        if self.request.retries >= self.max_retries:
-            given_up = outbound_give_up(outbound_id=outbound_id, error=error)
-            return given_up.status if given_up else "skipped"
-        raise self.retry(exc=error, countdown=_send_countdown(self.request.retries)) from error
+        if self.request.retries < self.max_retries:
+            raise  # retried by autoretry_for, with backoff
+        given_up = outbound_give_up(outbound_id=outbound_id, error=error)
+        return given_up.status if given_up else "skipped"
     return outbound.status if outbound is not None else "skipped"
 
 

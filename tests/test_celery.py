@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 
 import pytest
 from celery.beat import Service
@@ -73,10 +74,22 @@ def test_sync_work_and_sends_go_to_their_own_queues(task, queue):
     assert route["queue"].name == queue
 
 
+def test_every_route_matches_a_registered_task():
+    app.loader.import_default_modules()
+    names = [name for name in app.tasks if not name.startswith("celery.")]
+    for pattern in settings.CELERY_TASK_ROUTES:
+        assert any(fnmatch(name, pattern) for name in names), f"no task matches the route {pattern}"
+
+
 def test_only_transient_wechat_errors_are_retried():
     from kfadmin.wechat import WeChatRetryableError
+    from messaging.tasks import send_message_task
 
-    for task in (sync_agents_task, app.tasks.get("sessions_app.tasks.sync_queue_task") or _import("sessions_app.tasks").sync_queue_task):
+    for task in (
+        sync_agents_task,
+        app.tasks.get("sessions_app.tasks.sync_queue_task") or _import("sessions_app.tasks").sync_queue_task,
+        send_message_task,
+    ):
         assert task.autoretry_for == (WeChatRetryableError,)
         assert task.retry_jitter and task.retry_backoff and task.max_retries
 

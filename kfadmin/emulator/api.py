@@ -202,7 +202,7 @@ def account_entry(
     if account.bound:
         entry["kf_wx"] = account.kf_wx
     else:
-        status = emu._invite_status(account, now)
+        status = emu.invite_status(account, now)
         if status:
             entry["invite_wx"] = account.invite_wx
             entry["invite_expire_time"] = account.invite_expire_time
@@ -222,12 +222,12 @@ def op_token(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any]:
         raise ApiError(41002)
     if not secret:
         raise ApiError(41004)
-    oa = emu._oas.get(appid)
+    oa = emu.find_official_account(appid)
     if oa is None:
         raise ApiError(40013)
     if secret != oa.secret:
         raise ApiError(40001)
-    token = emu._issue_classic_token(oa, now)
+    token = emu.issue_classic_token(oa, now)
     return {"access_token": token.value, "expires_in": int(emu.token_lifetime)}
 
 
@@ -240,7 +240,7 @@ def op_stable_token(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any
         raise ApiError(41002)
     if not secret:
         raise ApiError(41004)
-    oa = emu._oas.get(appid)
+    oa = emu.find_official_account(appid)
     if oa is None:
         raise ApiError(40013)
     if secret != oa.secret:
@@ -248,7 +248,7 @@ def op_stable_token(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any
     force = body.get("force_refresh", False)
     if isinstance(force, str):
         force = force.lower() == "true"
-    token = emu._stable_token(oa, now, force=bool(force))
+    token = emu.stable_token(oa, now, force=bool(force))
     return {"access_token": token.value, "expires_in": max(0, int(token.expires_at - now))}
 
 
@@ -266,7 +266,7 @@ def op_add_account(
         raise ApiError(65406)
     if len(oa.accounts) >= MAX_ACCOUNTS:
         raise ApiError(65405)
-    emu._create_account(oa, kf_account, nickname)
+    emu.create_account(oa, kf_account, nickname)
     return dict(OK)
 
 
@@ -289,7 +289,7 @@ def op_delete_account(
     if not kf_account and req.method == "POST" and req.body.strip():
         kf_account = _str(_json_body(emu, req), "kf_account")
     account = _account(oa, kf_account)
-    emu._delete_account(oa, account, now)
+    emu.delete_account(oa, account, now)
     return dict(OK)
 
 
@@ -319,7 +319,7 @@ def op_get_account_list(
 def op_get_online_list(
     emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float
 ) -> dict[str, Any]:
-    load = emu._session_counts(oa)
+    load = emu.session_counts(oa)
     return {
         "kf_online_list": [
             {
@@ -344,16 +344,16 @@ def op_invite_worker(
         raise ApiError(65409)
     if account.bound:
         raise ApiError(65412)
-    if emu._invite_status(account, now) == "waiting":
+    if emu.invite_status(account, now) == "waiting":
         raise ApiError(65411)
     if any(a.kf_wx == invite_wx for a in oa.accounts.values()):
         raise ApiError(65407)
     if any(
-        a is not account and a.invite_wx == invite_wx and emu._invite_status(a, now) == "waiting"
+        a is not account and a.invite_wx == invite_wx and emu.invite_status(a, now) == "waiting"
         for a in oa.accounts.values()
     ):
         raise ApiError(65408)
-    if emu._bindings_of(invite_wx) >= MAX_BINDINGS_PER_WX:
+    if emu.bindings_of(invite_wx) >= MAX_BINDINGS_PER_WX:
         raise ApiError(65410)
     account.invite_wx = invite_wx
     account.invite_status = "waiting"
@@ -383,7 +383,7 @@ def op_create_session(
         raise ApiError(65415)
     if customer.session_kf:
         raise ApiError(65414)
-    emu._open_session(oa, customer, account, opercode=1002, now=now)
+    emu.open_session(oa, customer, account, opercode=1002, now=now)
     return dict(OK)
 
 
@@ -395,7 +395,7 @@ def op_close_session(
         raise ApiError(65413)
     if customer.session_kf != account.kf_account:
         raise ApiError(65414)
-    emu._close_session(oa, customer, now=now)
+    emu.close_session(oa, customer, now=now)
     return dict(OK)
 
 
@@ -552,7 +552,7 @@ def op_send(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> 
     if not spend_send(customer, now):
         raise ApiError(45047)
     customer.typing_until = NEVER  # a message ends the typing indicator (§6.3)
-    emu._record(oa, 2002, kf_account or customer.session_kf, customer.openid, text, now)
+    emu.append_record(oa, 2002, kf_account or customer.session_kf, customer.openid, text, now)
     return dict(OK)
 
 
@@ -635,7 +635,7 @@ def dispatch(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any]:
     if route is None:
         raise ApiError(40066)
     _check_method(req, post_only=route.post_only)
-    oa = emu._authenticate(req.query.get("access_token"), now)
+    oa = emu.authenticate(req.query.get("access_token"), now)
     if not oa.kf_enabled:
         raise ApiError(65400)
     return route.handler(emu, oa, req, now)

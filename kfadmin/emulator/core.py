@@ -305,7 +305,16 @@ class Emulator:
             )
         )
 
-    # ------------------------------------------------------------------ tokens (internal)
+    # ------------------------------------------------------------------ WeChat's side
+    #
+    # The state changes the WeChat operations (kfadmin.emulator.api) and the demo seeder
+    # are built from. Callers hold the lock: ``process`` takes it around every request.
+
+    def find_official_account(self, appid: str) -> OfficialAccount | None:
+        """The official account with this AppID, if the emulator has one."""
+        return self._oas.get(appid)
+
+    # ------------------------------------------------------------------ tokens
 
     def _new_token(self, oa: OfficialAccount, kind: str, now: float) -> Token:
         self._prune_tokens(now)
@@ -336,7 +345,8 @@ class Emulator:
             del self._tokens[value]
         self._prune_at = max(1024, 2 * len(self._tokens))
 
-    def _issue_classic_token(self, oa: OfficialAccount, now: float) -> Token:
+    def issue_classic_token(self, oa: OfficialAccount, now: float) -> Token:
+        """A new classic token (GET /cgi-bin/token); the previous one dies after the overlap."""
         previous = self._tokens.get(oa.classic_token)
         if previous is not None:
             # Each fetch invalidates the previous token after an overlap (§2.1).
@@ -347,7 +357,9 @@ class Emulator:
         oa.classic_token = token.value
         return token
 
-    def _stable_token(self, oa: OfficialAccount, now: float, *, force: bool) -> Token:
+    def stable_token(self, oa: OfficialAccount, now: float, *, force: bool) -> Token:
+        """The stable token (POST /cgi-bin/stable_token): the current one until near
+        its expiry, or a new one when ``force`` (quota and 30 s rule permitting)."""
         current = self._tokens.get(oa.stable_token)
         alive = current is not None and (current.revoked_at is None or current.revoked_at > now)
         if force:
@@ -377,7 +389,8 @@ class Emulator:
         oa.stable_token = token.value
         return token
 
-    def _authenticate(self, value: str | None, now: float) -> OfficialAccount:
+    def authenticate(self, value: str | None, now: float) -> OfficialAccount:
+        """The official account whose live token ``value`` is; ApiError otherwise."""
         if not value:
             raise ApiError(41001)
         token = self._tokens.get(value)
@@ -392,43 +405,49 @@ class Emulator:
             raise ApiError(40001)
         return oa
 
-    # ------------------------------------------------------------------ domain helpers
+    # ------------------------------------------------------------------ kf accounts and sessions
 
-    def _create_account(self, oa: OfficialAccount, kf_account: str, nickname: str) -> KfAccount:
+    def create_account(self, oa: OfficialAccount, kf_account: str, nickname: str) -> KfAccount:
+        """Add an unbound kf account with the next kf_id."""
         account = KfAccount(kf_id=oa.next_kf_id, kf_account=kf_account, nickname=nickname)
         oa.next_kf_id += 1
         oa.accounts[kf_account] = account
         return account
 
-    def _delete_account(self, oa: OfficialAccount, account: KfAccount, now: float) -> None:
+    def delete_account(self, oa: OfficialAccount, account: KfAccount, now: float) -> None:
+        """Remove a kf account, closing its sessions first."""
         for customer in oa.customers.values():
             if customer.session_kf == account.kf_account:
-                self._close_session(oa, customer, now=now)
+                self.close_session(oa, customer, now=now)
         del oa.accounts[account.kf_account]
 
-    def _invite_status(self, account: KfAccount, now: float) -> str:
+    def invite_status(self, account: KfAccount, now: float) -> str:
+        """The account's invitation status; a waiting one past its expiry becomes "expired"."""
         if account.invite_status == "waiting" and now >= account.invite_expire_time:
             account.invite_status = "expired"
         return account.invite_status
 
-    def _bindings_of(self, kf_wx: str) -> int:
+    def bindings_of(self, kf_wx: str) -> int:
+        """How many kf accounts, over all official accounts, this WeChat user is bound to."""
         return sum(1 for oa in self._oas.values() for a in oa.accounts.values() if a.kf_wx == kf_wx)
 
-    def _session_counts(self, oa: OfficialAccount) -> dict[str, int]:
+    def session_counts(self, oa: OfficialAccount) -> dict[str, int]:
+        """Open sessions per kf account."""
         counts: dict[str, int] = {}
         for customer in oa.customers.values():
             if customer.session_kf:
                 counts[customer.session_kf] = counts.get(customer.session_kf, 0) + 1
         return counts
 
-    def _record(
+    def append_record(
         self, oa: OfficialAccount, opercode: int, worker: str, openid: str, text: str, now: float
     ) -> int:
+        """Add one entry to the account's message history (getmsglist); returns its id."""
         return oa.records.append(
             time=int(now), opercode=opercode, worker=worker, openid=openid, text=text
         )
 
-    def _open_session(
+    def open_session(
         self,
         oa: OfficialAccount,
         customer: Customer,
@@ -437,19 +456,22 @@ class Emulator:
         opercode: int,
         now: float,
     ) -> None:
+        """Give the customer a session with ``account``: out of the queue, into the
+        history under ``opercode``, pushed as kf_create_session."""
         oa.queue.pop(customer.openid, None)
         customer.session_kf = account.kf_account
         customer.session_created = int(now)
-        self._record(oa, opercode, account.kf_account, customer.openid, "", now)
+        self.append_record(oa, opercode, account.kf_account, customer.openid, "", now)
         self._push_event(
             oa, customer.openid, now, "kf_create_session", [("KfAccount", account.kf_account)]
         )
 
-    def _close_session(self, oa: OfficialAccount, customer: Customer, *, now: float) -> None:
+    def close_session(self, oa: OfficialAccount, customer: Customer, *, now: float) -> None:
+        """End the customer's session: recorded (1004) and pushed as kf_close_session."""
         kf_account = customer.session_kf
         customer.session_kf = ""
         customer.session_created = 0
-        self._record(oa, 1004, kf_account, customer.openid, "", now)
+        self.append_record(oa, 1004, kf_account, customer.openid, "", now)
         self._push_event(oa, customer.openid, now, "kf_close_session", [("KfAccount", kf_account)])
 
     def _customer(self, oa: OfficialAccount, openid: str | None) -> Customer:
@@ -656,11 +678,11 @@ class Emulator:
                     raise ApiError(65409)
                 if any(a.kf_wx == wx for a in oa.accounts.values()):
                     raise ApiError(65407)
-                if self._bindings_of(wx) >= api.MAX_BINDINGS_PER_WX:
+                if self.bindings_of(wx) >= api.MAX_BINDINGS_PER_WX:
                     raise ApiError(65410)
             elif online:
                 raise ApiError(65402)
-            account = self._create_account(oa, kf_account, name)
+            account = self.create_account(oa, kf_account, name)
             if bound:
                 account.kf_wx = wx
                 account.online = online
@@ -669,7 +691,7 @@ class Emulator:
     def _account_view(self, oa: OfficialAccount, account: KfAccount) -> dict[str, Any]:
         entry = api.account_entry(self, oa, account, self.public_base_url, self.now())
         entry["online"] = account.online
-        entry["accepted_case"] = self._session_counts(oa).get(account.kf_account, 0)
+        entry["accepted_case"] = self.session_counts(oa).get(account.kf_account, 0)
         return entry
 
     def add_customer(
@@ -711,18 +733,18 @@ class Emulator:
             shown = text if msgtype == "text" else f"[{msgtype}]"
             queued = False
             if customer.session_kf:
-                self._record(oa, 2003, customer.session_kf, customer.openid, shown, now)
+                self.append_record(oa, 2003, customer.session_kf, customer.openid, shown, now)
                 msg_id = (
                     self._push_message(oa, customer.openid, now, msgtype, text)
                     if oa.push_session_messages
                     else None
                 )
             else:
-                self._record(oa, 2001, "", customer.openid, shown, now)
+                self.append_record(oa, 2001, "", customer.openid, shown, now)
                 msg_id = self._push_message(oa, customer.openid, now, msgtype, text)
                 if queue and customer.openid not in oa.queue:
                     oa.queue[customer.openid] = int(now)
-                    self._record(oa, 1000, "", customer.openid, "", now)
+                    self.append_record(oa, 1000, "", customer.openid, "", now)
                 queued = customer.openid in oa.queue
             return {
                 "openid": customer.openid,
@@ -803,7 +825,7 @@ class Emulator:
             elif openid not in oa.queue:
                 raise ControlError(400, f"{openid} is not waiting")
             customer = oa.customers[openid]
-            self._open_session(oa, customer, account, opercode=1001, now=now)
+            self.open_session(oa, customer, account, opercode=1001, now=now)
             return {
                 "openid": openid,
                 "kf_account": kf_account,
@@ -829,7 +851,7 @@ class Emulator:
             if source == to_kf_account:
                 raise ControlError(400, "the session is already with that agent")
             customer.session_kf = to_kf_account
-            self._record(oa, 1003, to_kf_account, openid, "", now)
+            self.append_record(oa, 1003, to_kf_account, openid, "", now)
             self._push_event(
                 oa,
                 openid,
@@ -849,10 +871,10 @@ class Emulator:
             oa = self._oa(appid)
             now = self.now()
             account = self._kf(oa, kf_account)
-            if self._invite_status(account, now) != "waiting":
+            if self.invite_status(account, now) != "waiting":
                 raise ControlError(400, f"{kf_account} has no pending invitation")
             if action == "accept":
-                if self._bindings_of(account.invite_wx) >= api.MAX_BINDINGS_PER_WX:
+                if self.bindings_of(account.invite_wx) >= api.MAX_BINDINGS_PER_WX:
                     raise ControlError(65410, account.invite_wx)
                 account.kf_wx = account.invite_wx
                 account.invite_wx = ""
@@ -989,9 +1011,9 @@ class Emulator:
             oa = self._oa(appid)
             now = self.now()
             token = (
-                self._issue_classic_token(oa, now)
+                self.issue_classic_token(oa, now)
                 if kind == "classic"
-                else self._stable_token(oa, now, force=False)
+                else self.stable_token(oa, now, force=False)
             )
             return {"access_token": token.value, "expires_in": max(0, int(token.expires_at - now))}
 
@@ -1004,7 +1026,7 @@ class Emulator:
             oas = [self._oa(appid)] if appid is not None else list(self._oas.values())
             dumped = []
             for oa in oas:
-                load = self._session_counts(oa)
+                load = self.session_counts(oa)
                 entry: dict[str, Any] = oa.summary()
                 entry["accounts"] = [
                     {

@@ -112,7 +112,10 @@ class _Timeline:
 
 
 def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
-    """Build the demo OA inside ``emu`` (caller holds the emulator lock)."""
+    """Build the demo OA inside ``emu`` (caller holds the emulator lock).
+
+    The steps draw from one ``random.Random(seed)`` in this order; reordering them
+    changes what a seed builds."""
     rng = random.Random(seed)
     now = int(emu.now())
     oa = emu.add_official_account(
@@ -123,11 +126,36 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
         token=DEMO_CALLBACK_TOKEN,
         encoding_aes_key=DEMO_ENCODING_AES_KEY,
     )
+    nick_of, bound = _add_agents(emu, oa, rng, now)
+    openids = _add_customers(oa, rng)
+    timeline = _Timeline()
+    busy_until = _past_month(timeline, rng, openids=openids, bound=bound, nick_of=nick_of, now=now)
 
+    idle = [o for o in openids if busy_until[o] < now - 3 * 3600]
+    rng.shuffle(idle)
+    sessions = _live_sessions(timeline, rng, idle=idle, nick_of=nick_of, now=now)
+    waiting = _waiting_customers(timeline, rng, idle=idle, now=now)
+
+    events = sorted(timeline.events)
+    _store_history(oa, events, openids=openids, bound=bound)
+    _replay_reply_windows(oa, events)
+    for openid, agent, created in sessions:
+        oa.customers[openid].session_kf = agent
+        oa.customers[openid].session_created = created
+    for t, openid in sorted(waiting):
+        oa.queue[openid] = t
+    return oa
+
+
+def _add_agents(
+    emu: Emulator, oa: OfficialAccount, rng: random.Random, now: int
+) -> tuple[dict[str, str], list[str]]:
+    """The kf accounts of DEMO_AGENTS in their states; returns each one's nickname and
+    the bound ones."""
     nick_of: dict[str, str] = {}
     bound: list[str] = []
     for prefix, nickname, state, wx in DEMO_AGENTS:
-        account = emu._create_account(oa, f"{prefix}@{DEMO_WECHAT_ID}", nickname)
+        account = emu.create_account(oa, f"{prefix}@{DEMO_WECHAT_ID}", nickname)
         nick_of[account.kf_account] = nickname
         if state in ("online", "offline"):
             account.kf_wx = wx
@@ -143,12 +171,27 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
             account.invite_wx = wx
             account.invite_status = "rejected"
             account.invite_expire_time = now + 2 * 86400 - rng.randint(0, 86400)
+    return nick_of, bound
 
+
+def _add_customers(oa: OfficialAccount, rng: random.Random) -> list[str]:
     openids = [new_openid(rng) for _ in range(DEMO_CUSTOMERS)]
     for openid in openids:
         oa.customers[openid] = Customer(openid=openid)
+    return openids
 
-    timeline = _Timeline()
+
+def _past_month(
+    timeline: _Timeline,
+    rng: random.Random,
+    *,
+    openids: list[str],
+    bound: list[str],
+    nick_of: dict[str, str],
+    now: int,
+) -> dict[str, int]:
+    """DEMO_DAYS of closed chats, some with a follow-up the agent starts later; returns
+    when each customer was last busy."""
     busy_until = dict.fromkeys(openids, 0)
     # Leave the last two hours to the live sessions and the queue built below.
     history_end = now - 2 * 3600
@@ -185,10 +228,15 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
                     )
                     timeline.add(tf + rng.randint(60, 300), 1004, agent, openid)
                     busy_until[openid] = tf + 300
+    return busy_until
 
-    idle = [o for o in openids if busy_until[o] < now - 3 * 3600]
-    rng.shuffle(idle)
-    sessions: list[tuple[str, str, int]] = []  # openid, agent, created
+
+def _live_sessions(
+    timeline: _Timeline, rng: random.Random, *, idle: list[str], nick_of: dict[str, str], now: int
+) -> list[tuple[str, str, int]]:
+    """DEMO_SESSIONS chats still open, with customers taken from ``idle``; returns
+    (openid, agent, accepted at) for each."""
+    sessions: list[tuple[str, str, int]] = []
     for prefix, n in DEMO_SESSIONS.items():
         agent = f"{prefix}@{DEMO_WECHAT_ID}"
         for _ in range(n):
@@ -202,7 +250,14 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
                 e[0] for e in reversed(timeline.events) if e[2] == 1001 and e[4] == openid
             )
             sessions.append((openid, agent, accepted))
+    return sessions
 
+
+def _waiting_customers(
+    timeline: _Timeline, rng: random.Random, *, idle: list[str], now: int
+) -> list[tuple[int, str]]:
+    """DEMO_WAITING customers who wrote in the last 15 minutes and wait in the queue;
+    returns (since, openid) for each."""
     waiting: list[tuple[int, str]] = []
     for _ in range(DEMO_WAITING):
         openid = idle.pop()
@@ -210,8 +265,13 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
         timeline.add(t, 2001, "", openid, render(pick_template(rng)[0][1], rng))
         timeline.add(t, 1000, "", openid)
         waiting.append((t, openid))
+    return waiting
 
-    events = sorted(timeline.events)
+
+def _store_history(
+    oa: OfficialAccount, events: list[Event], *, openids: list[str], bound: list[str]
+) -> None:
+    """The sorted events into the account's record store, in one columnar batch."""
     workers = ["", *bound]
     worker_pos = {w: i for i, w in enumerate(workers)}
     openid_pos = {o: i for i, o in enumerate(openids)}
@@ -225,7 +285,9 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
         texts=[e[5] for e in events],
     )
 
-    # Replay the history through the reply-window rules so budgets are consistent.
+
+def _replay_reply_windows(oa: OfficialAccount, events: list[Event]) -> None:
+    """Replay the history through the reply-window rules so budgets are consistent."""
     for t, _seq, opercode, _worker, openid, _text in events:
         customer = oa.customers[openid]
         if opercode in (2001, 2003):
@@ -234,10 +296,3 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
             customer.latest_time = t
         elif opercode == 2002:
             spend_send(customer, t)
-
-    for openid, agent, created in sessions:
-        oa.customers[openid].session_kf = agent
-        oa.customers[openid].session_created = created
-    for t, openid in sorted(waiting):
-        oa.queue[openid] = t
-    return oa

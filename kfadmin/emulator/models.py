@@ -29,7 +29,7 @@ class KfAccount:
     invite_wx: str = ""
     invite_expire_time: int = 0
     # "", "waiting", "rejected" or "expired"; "waiting" turns into "expired" lazily
-    # when read after invite_expire_time (see Emulator._invite_status).
+    # when read after invite_expire_time (see Emulator.invite_status).
     invite_status: str = ""
     online: bool = False
 
@@ -90,7 +90,7 @@ class OfficialAccount:
     stable_token: str = ""
     classic_token: str = ""
     # stable_token force_refresh limits (§2.2): when the last forced rotation happened,
-    # and how many were made on which quota day (see Emulator._stable_token).
+    # and how many were made on which quota day (see Emulator.stable_token).
     last_forced_refresh: float = NEVER
     forced_refresh_day: int = -1
     forced_refreshes_today: int = 0

@@ -349,10 +349,18 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
         self.emulator = emulator
+        # TCP connections accepted so far: shows whether clients reuse kept-alive ones.
+        self.connections_accepted = 0
         super().__init__(address, _Handler)
         bound_host, bound_port = self.server_address[:2]
         public_host = "127.0.0.1" if bound_host in ("0.0.0.0", "") else bound_host
         self.base_url = f"http://{public_host}:{bound_port}"
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        # Called by serve_forever's one thread only, so the count needs no lock.
+        request = super().get_request()
+        self.connections_accepted += 1
+        return request
 
 
 @dataclass
@@ -365,6 +373,11 @@ class ServerHandle:
     base_url: str
     _server: _Server
     _thread: threading.Thread
+
+    @property
+    def connections(self) -> int:
+        """How many TCP connections the server has accepted."""
+        return self._server.connections_accepted
 
     def shutdown(self) -> None:
         self._server.shutdown()

@@ -123,6 +123,10 @@ class WeChatClient:
     def base_url(self) -> str:
         return self._transport.base_url
 
+    def close(self) -> None:
+        """Close the pooled connections of the session this client made itself."""
+        self._transport.close()
+
     @property
     def token_endpoint(self) -> str:
         return self._tokens.endpoint

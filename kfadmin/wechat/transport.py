@@ -113,6 +113,7 @@ class Transport:
             raise ValueError("A timeout is required for WeChat requests.")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._owns_session = session is None
         if session is None:
             session = requests.Session()
             # Our own session announces itself; a session passed in keeps its headers.
@@ -122,6 +123,12 @@ class Transport:
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r}, timeout={self.timeout!r})"
 
+    def close(self) -> None:
+        """Close the session's pooled connections, if the session is this transport's
+        own (a session passed in belongs to the caller)."""
+        if self._owns_session:
+            self.session.close()
+
     def send(self, request: ApiRequest, access_token: str | None = None) -> dict[str, Any]:
         """Send ``request`` once and return the decoded JSON object.
 
@@ -130,13 +137,20 @@ class Transport:
         WeChat (read timeout, connection dropped after sending, HTTP status >= 400,
         body that is not a JSON object), or the typed error for a non-zero ``errcode``.
         """
+        outgoing = self._prepare(request, access_token)
+        response = self._perform(outgoing)
+        return self._decode(outgoing, response)
+
+    def _prepare(self, request: ApiRequest, access_token: str | None) -> _Outgoing:
+        """The HTTP request to send: the token first in the query, then the request's
+        own parameters; a JSON body or a multipart form."""
         params: list[tuple[str, str]] = []
         if access_token is not None:
             params.append(("access_token", access_token))
         params.extend(request.params)
-        secrets = [access_token or ""] + [
+        secrets = (access_token or "",) + tuple(
             v for k, v in request.params if k in _SENSITIVE_QUERY_KEYS
-        ]
+        )
 
         headers: dict[str, str] = {"Accept": "application/json"}
         files = None
@@ -159,7 +173,12 @@ class Transport:
                 headers=headers,
             )
         )
-        shown_url = redact(prepared.url or "", secrets)
+        return _Outgoing(request, prepared, redact(prepared.url or "", secrets), secrets)
+
+    def _perform(self, outgoing: _Outgoing) -> requests.Response:
+        """Send it once. A failure is classified by what it proves: never connected
+        (:class:`WeChatRequestNotSent`) or possibly received (:class:`WeChatTransportError`)."""
+        prepared, secrets = outgoing.prepared, outgoing.secrets
         settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
 
         started = time.monotonic()
@@ -185,25 +204,31 @@ class Transport:
         # Raised outside the except blocks so the original exception, whose message
         # contains the unredacted URL, is not chained into tracebacks.
         if failure is not None or response is None:
-            message = f"{request.method} {shown_url}: {failure}"
+            message = f"{outgoing.shown} {failure}"
             logger.warning("WeChat request failed: %s", message)
             raise (WeChatRequestNotSent if not_sent else WeChatTransportError)(message, detail=detail)
 
         logger.debug(
             "WeChat %s %s -> HTTP %s in %.0f ms",
-            request.method,
-            shown_url,
+            outgoing.request.method,
+            outgoing.shown_url,
             response.status_code,
             elapsed_ms,
         )
+        return response
+
+    def _decode(self, outgoing: _Outgoing, response: requests.Response) -> dict[str, Any]:
+        """The answer's JSON object, or the error it stands for: an HTTP error status,
+        a body that is not a JSON object, or a non-zero ``errcode``."""
+        request = outgoing.request
         if response.status_code >= 400:
-            message = f"{request.method} {shown_url}: HTTP {response.status_code}"
+            message = f"{outgoing.shown} HTTP {response.status_code}"
             logger.warning("WeChat request failed: %s", message)
             raise WeChatTransportError(message, http_status=response.status_code)
 
         data = _decode_json_object(response.content)
         if data is None:
-            message = f"{request.method} {shown_url}: the answer is not a JSON object"
+            message = f"{outgoing.shown} the answer is not a JSON object"
             logger.warning("WeChat request failed: %s", message)
             raise WeChatTransportError(
                 message, http_status=response.status_code, detail=transport_detail(unreadable=True)
@@ -223,11 +248,27 @@ class Transport:
         logger.info(
             "WeChat %s %s answered errcode %s (%s)",
             request.method,
-            shown_url,
+            outgoing.shown_url,
             code,
-            redact(errmsg, secrets),
+            redact(errmsg, outgoing.secrets),
         )
         raise error_from_response(code, errmsg)
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    """A request ready to send, with the redacted URL that logs and errors show and
+    the secrets any other text about it must not contain."""
+
+    request: ApiRequest
+    prepared: requests.PreparedRequest
+    shown_url: str
+    secrets: tuple[str, ...] = field(repr=False)
+
+    @property
+    def shown(self) -> str:
+        """The prefix of every failure message: ``"POST https://…?access_token=***:"``."""
+        return f"{self.request.method} {self.shown_url}:"
 
 
 def never_connected(exc: requests.ConnectionError) -> bool:

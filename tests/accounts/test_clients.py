@@ -19,6 +19,7 @@ from django.utils import timezone
 from accounts.clients import DatabaseTokenStore, wechat_client_for
 from accounts.models import OfficialAccount
 from kfadmin.wechat import WeChatClient, WeChatForbidden
+from kfadmin.wechat.transport import ApiRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_PATHS = ("/cgi-bin/token", "/cgi-bin/stable_token")
@@ -198,3 +199,87 @@ def test_many_processes_with_a_stale_token_cause_exactly_one_fetch(emulator, kf_
     assert [child.returncode for child in children] == [0] * 6, [err for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["1"] * 6
     assert len(token_calls(emulator)) == 1
+
+
+# --------------------------------------------------------------------------- one client per account
+
+
+def send_text(account: OfficialAccount, openid: str, text: str) -> None:
+    wechat_client_for(account).send_message(openid, "text", {"content": text})
+
+
+@pytest.mark.django_db
+def test_two_sends_reuse_one_connection(emulator, emulator_server, kf_account_row):
+    openid = emulator.customer()
+    send_text(kf_account_row, openid, "您好")  # may connect (and fetch the token)
+    opened = emulator_server.connections
+
+    send_text(OfficialAccount.objects.get(pk=kf_account_row.pk), openid, "还在吗")
+
+    assert emulator_server.connections == opened
+    assert len(api_calls(emulator, "/cgi-bin/message/custom/send")) == 2
+
+
+@pytest.mark.django_db
+def test_a_forked_child_gets_its_own_client_and_connection(emulator, emulator_server, kf_account_row):
+    parent = wechat_client_for(kf_account_row)
+    parent.get_account_list()  # the parent holds a kept-alive connection now
+    opened = emulator_server.connections
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: no database, no pytest teardown
+        answer = b"E"
+        try:
+            child = wechat_client_for(kf_account_row)
+            child._transport.send(ApiRequest("GET", "/__emulator__/health"))
+            answer = b"1" if child is not parent and child._transport.session is not parent._transport.session else b"0"
+        finally:
+            os.write(write, answer)
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(pid, 0)
+
+    assert answer == b"1"
+    assert emulator_server.connections == opened + 1  # the child's own, not the parent's socket
+    parent.get_online_list()
+    assert emulator_server.connections == opened + 1  # the parent's connection still works
+    assert wechat_client_for(kf_account_row) is parent
+
+
+@pytest.mark.django_db
+def test_each_thread_has_its_own_client(kf_account_row):
+    here = wechat_client_for(kf_account_row)
+    there: list[WeChatClient] = []
+    thread = threading.Thread(target=lambda: there.append(wechat_client_for(kf_account_row)))
+    thread.start()
+    thread.join()
+    assert there[0] is not here
+    assert there[0]._transport.session is not here._transport.session
+    assert wechat_client_for(kf_account_row) is here
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("appid", "wx0000000000000001"),
+        ("secret", "f" * 32),
+        ("api_base_url", "http://127.0.0.1:9/"),
+        ("token_endpoint", OfficialAccount.TokenEndpoint.CLASSIC),
+    ],
+)
+def test_a_changed_account_gets_a_new_client(kf_account_row, field, value):
+    before = wechat_client_for(kf_account_row)
+    setattr(kf_account_row, field, value)
+    after = wechat_client_for(kf_account_row)
+    assert after is not before
+    assert wechat_client_for(kf_account_row) is after
+
+
+@pytest.mark.django_db
+def test_a_changed_timeout_gets_a_new_client(kf_account_row, settings):
+    before = wechat_client_for(kf_account_row)
+    settings.WECHAT_TIMEOUT = before._transport.timeout + 1
+    assert wechat_client_for(kf_account_row)._transport.timeout == before._transport.timeout + 1

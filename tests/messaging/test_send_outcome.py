@@ -134,6 +134,28 @@ def test_a_send_that_never_reached_wechat_goes_back_in_the_queue(
     assert budget(customer) == before
 
 
+def test_the_send_task_retries_a_busy_wechat_until_its_retries_are_used_up_then_gives_the_message_up(
+    account, emulator, alice, customer, boss, django_capture_on_commit_callbacks
+):
+    from messaging.tasks import send_message_task
+
+    emulator.control("add_fault", kind="errcode", errcode=-1, path_prefix=SEND)  # every send, busy
+    outbound = queue(django_capture_on_commit_callbacks, account=account, customer=customer, agent=alice, boss=boss,
+                     text="hello")
+    before = budget(customer)
+
+    # Eagerly, each retry runs at once in place of waiting for its countdown.
+    result = send_message_task.apply(args=(outbound.pk,))
+
+    assert result.get() == "failed"
+    outbound.refresh_from_db()
+    assert (outbound.status, outbound.errcode) == ("failed", -1)
+    assert outbound.attempts == send_message_task.max_retries + 1 == 6
+    assert outbound.error.startswith("WeChat could not be reached after several attempts")
+    assert len(send_calls(emulator)) == 6
+    assert budget(customer) == before
+
+
 # ------------------------------------------------------------------ settling unknown
 
 
