@@ -11,8 +11,8 @@ from sessions_app.models import Customer
 from sessions_app.services import (
     Replies,
     Touch,
-    customer_touch,
     customer_budget_used_up,
+    customer_touch,
     customer_window_close,
     customer_window_consume,
     customers_touch_bulk,
@@ -356,3 +356,16 @@ def test_replies_to_a_customer_who_only_clicked_use_the_clicks_grant(account, re
     customers_window_replied(account, [_replies(customer, 0, in_event=2)])
     customer.refresh_from_db()
     assert (customer.window_remaining, customer.event_remaining) == (0, 1)
+
+
+def test_a_click_in_the_second_of_the_message_still_grants_its_three(account):
+    customer_touch(account, "o_kim", T0, Touch.MESSAGE)
+    customer = customer_touch(account, "o_kim", T0, Touch.EVENT)
+    assert (customer.window_remaining, customer.event_remaining) == (5, 3)
+
+
+def test_a_redelivered_click_does_not_refill_its_grant(account):
+    customer = customer_touch(account, "o_kit", T0, Touch.EVENT)
+    customer_window_consume(customer, now=T0)
+    customer = customer_touch(account, "o_kit", T0, Touch.EVENT)
+    assert customer.event_remaining == 2
