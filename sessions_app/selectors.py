@@ -319,6 +319,15 @@ class WindowState:
         return [g for g in self.grants if g.remaining > 0]
 
     @property
+    def used_up_after(self) -> bool:
+        """A grant with no sends left runs on after the usable ones end (a click's
+        minute inside a used-up message grant): sends stop, the window stays "open"."""
+        usable = self.usable_grants
+        return bool(usable) and any(
+            g.remaining <= 0 and g.expires_at > usable[-1].expires_at for g in self.grants
+        )
+
+    @property
     def grant(self) -> str | None:
         """Which grant the next send uses ("message" or "event"), if any."""
         usable = self.usable_grants

@@ -8,6 +8,7 @@ import pytest
 
 from sessions_app import services
 from sessions_app.models import Customer
+from sessions_app.selectors import customer_window_state
 from sessions_app.services import (
     Replies,
     Touch,
@@ -18,7 +19,7 @@ from sessions_app.services import (
     customers_touch_bulk,
     customers_window_replied,
 )
-from tests.factories import CustomerFactory, OfficialAccountFactory
+from tests.factories import CustomerFactory, OfficialAccountFactory, OutboundMessageFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -369,3 +370,72 @@ def test_a_redelivered_click_does_not_refill_its_grant(account):
     customer_window_consume(customer, now=T0)
     customer = customer_touch(account, "o_kit", T0, Touch.EVENT)
     assert customer.event_remaining == 2
+
+
+# ------------------------------------------------------------------ what the box reads
+
+
+def test_the_state_after_a_click_beside_a_used_up_message_grant(account):
+    customer = customer_touch(account, "o_lee", T0, Touch.MESSAGE)
+    for _ in range(5):
+        customer_window_consume(customer, now=T0)
+    click = T0 + timedelta(hours=1)
+    customer = customer_touch(account, "o_lee", click, Touch.EVENT)
+
+    state = customer_window_state(customer=customer, now=click + timedelta(seconds=18))
+    assert (state.is_open, state.remaining, state.budget, state.grant) == (True, 3, 3, "event")
+    assert [(g.kind, g.remaining, g.seconds_left) for g in state.usable_grants] == [("event", 3, 42)]
+    assert state.used_up_after  # the message grant runs on with nothing left
+    assert state.expires_at == T0 + timedelta(hours=48)
+    assert state.typing_allowed  # the click was 18 s ago
+
+    later = customer_window_state(customer=customer, now=click + timedelta(seconds=61))
+    assert (later.is_open, later.budget_used_up, later.closed_early) == (False, True, False)
+    assert not later.typing_allowed
+
+
+def test_queued_messages_count_against_the_grant_used_first(account):
+    customer_touch(account, "o_lou", T0, Touch.MESSAGE)
+    customer = customer_touch(account, "o_lou", T0 + timedelta(seconds=10), Touch.EVENT)
+    OutboundMessageFactory.create_batch(4, official_account=account, customer=customer, status="queued")
+
+    state = customer_window_state(customer=customer, now=T0 + timedelta(seconds=20))
+    assert [(g.kind, g.remaining) for g in state.grants] == [("event", 0), ("message", 4)]
+    assert (state.remaining, state.pending, state.grant, state.budget) == (4, 4, "message", 5)
+
+
+def test_a_closed_window_after_an_unfollow_is_told_from_one_that_ran_out(account):
+    customer_touch(account, "o_lyn", T0, Touch.EVENT)
+    customer = customer_touch(account, "o_lyn", T0 + timedelta(seconds=5), Touch.EVENT)
+    ran_out = customer_window_state(customer=customer, now=T0 + timedelta(minutes=2))
+    assert (ran_out.is_open, ran_out.budget_used_up, ran_out.closed_early) == (False, False, False)
+
+    customer_window_close(customer, now=T0 + timedelta(seconds=20))
+    closed = customer_window_state(customer=customer, now=T0 + timedelta(seconds=30))
+    assert (closed.is_open, closed.budget_used_up, closed.closed_early, closed.seconds_left) == (False, False, True, 0)
+
+
+def test_the_migration_moves_an_events_part_of_the_old_merged_window_to_its_grant(account):
+    from importlib import import_module
+
+    from django.apps import apps
+
+    split = import_module("sessions_app.migrations.0002_separate_reply_grants").split_merged_windows
+    # Before: one window. A follower's click only; and a click that stretched a
+    # message's window past its 48 h.
+    CustomerFactory(official_account=account, openid="o_clicked", last_interaction_at=T0,
+                    window_expires_at=T0 + timedelta(seconds=60), window_remaining=3)
+    CustomerFactory(official_account=account, openid="o_stretched", last_message_at=T0 - timedelta(hours=48),
+                    last_interaction_at=T0 - timedelta(seconds=10),
+                    window_expires_at=T0 + timedelta(seconds=50), window_remaining=4)
+    CustomerFactory(official_account=account, openid="o_wrote", last_message_at=T0, last_interaction_at=T0,
+                    window_expires_at=T0 + timedelta(hours=48), window_remaining=5)
+
+    split(apps, None)
+
+    fields = ["openid", "window_expires_at", "window_remaining", "last_event_at", "event_expires_at", "event_remaining"]
+    assert list(Customer.objects.order_by("openid").values_list(*fields)) == [
+        ("o_clicked", None, 0, T0, T0 + timedelta(seconds=60), 3),
+        ("o_stretched", T0, 4, T0 - timedelta(seconds=10), T0 + timedelta(seconds=50), 3),
+        ("o_wrote", T0 + timedelta(hours=48), 5, None, None, 0),
+    ]
