@@ -218,10 +218,10 @@ def build(args) -> None:
     _copy(
         raw, "sessions_app_customer",
         ["official_account_id", "openid", "first_seen_at", "last_seen_at", "last_message_at",
-         "window_expires_at", "window_remaining", "last_interaction_at"],
-        ["int8", "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "int2", "timestamptz"],
+         "window_expires_at", "window_remaining", "last_interaction_at", "event_remaining"],
+        ["int8", "text", "timestamptz", "timestamptz", "timestamptz", "timestamptz", "int2", "timestamptz", "int2"],
         (
-            (main.pk, o, now - timedelta(days=400), seen, seen, seen + timedelta(hours=48), 5, seen)
+            (main.pk, o, now - timedelta(days=400), seen, seen, seen + timedelta(hours=48), 5, seen, 0)
             for o in openids
             for seen in [now - timedelta(seconds=rng.randint(0, 365 * 86400))]
         ),

@@ -122,7 +122,8 @@ class SendAgainRefused(Exception):
 def send_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefused | None:
     """Why WeChat would refuse one more message to `customer` now, or None."""
     state = customer_window_state(customer=customer, now=now)
-    if state.expires_at is None or state.seconds_left <= 0:
+    # No grant running: WeChat answers 45015; grants running with no sends left: 45047.
+    if state.seconds_left <= 0:
         return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
     if state.remaining <= 0:
         if state.pending:
@@ -334,10 +335,12 @@ def _give_up_if_lost(outbound_id: int, *, now: datetime | None = None) -> bool:
 
 
 def _delivery_refusal(customer: Customer) -> SendRefused | None:
+    """The check of `send_refusal` for the message being delivered (it is one of the
+    pending ones there, so it does not count against itself here)."""
     now = timezone.now()
-    if customer.window_expires_at is None or customer.window_expires_at <= now:
+    if not customer.window_running(now):
         return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
-    if customer.window_remaining <= 0:
+    if customer.sends_left(now) <= 0:
         return SendRefused(ERRCODE_BUDGET_USED, _(explain(ERRCODE_BUDGET_USED)))
     return None
 
@@ -521,7 +524,7 @@ def outbound_unknown_settle(*, account: OfficialAccount, stored_until: datetime 
 def typing_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefused | None:
     """Typing needs an open window and a customer interaction in the last 30 seconds."""
     state = customer_window_state(customer=customer, now=now)
-    if state.expires_at is None or state.seconds_left <= 0 or customer.window_remaining <= 0:
+    if state.seconds_left <= 0 or customer.sends_left(now) <= 0:
         return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
     if not state.typing_allowed:
         return SendRefused(ERRCODE_NO_INTERACTION, explain(ERRCODE_NO_INTERACTION))

@@ -39,7 +39,7 @@ from typing import TypeVar
 import psycopg
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, TruncSecond
 from django.utils import timezone
 
@@ -51,6 +51,7 @@ from messaging.models import MessageRecord, OutboundMessage, record_digest
 from messaging.services import outbound_unknown_settle
 from sessions_app.models import Customer
 from sessions_app.services import (
+    EVENT_WINDOW,
     MESSAGE_WINDOW,
     Replies,
     customers_touch_bulk,
@@ -599,14 +600,16 @@ def _touch_customers(account: OfficialAccount, new_rows: Sequence[Row], skip: se
 def _count_replies(account: OfficialAccount, new_rows: Sequence[Row]) -> None:
     """Use up customers' budgets by the agents' replies the archive now holds.
 
-    A customer message grants 5 sends; agents may have replied from WeChat's own
-    client or another tool, which kfadmin learns only from this history. For each
-    customer with a new message or reply young enough to matter, the agents' messages
-    archived since the customer's last message (and since their last interaction)
-    are counted, kfadmin's own sends among them (archived when sent), and the budget
-    lowered to what they leave (`sessions_app.services.Replies`).
+    A customer message grants 5 sends, a follow / click / scan 3 for a minute; agents
+    may have replied from WeChat's own client or another tool, which kfadmin learns
+    only from this history. For each customer with a running grant and a new message
+    or reply young enough to matter, the agents' messages archived since the
+    customer's last message and within their last event's minute are counted,
+    kfadmin's own sends among them (archived when sent), and each grant lowered to
+    what they leave of it (`sessions_app.services.Replies`).
     """
-    horizon = math.floor((timezone.now() - MESSAGE_WINDOW).timestamp())
+    now = timezone.now()
+    horizon = math.floor((now - MESSAGE_WINDOW).timestamp())
     openids = {
         row[2]
         for row in new_rows
@@ -615,14 +618,17 @@ def _count_replies(account: OfficialAccount, new_rows: Sequence[Row]) -> None:
     if not openids:
         return
 
-    def replies_since(field: str) -> Coalesce:
+    def replies(since: str, before: str | None = None) -> Coalesce:
+        window = Q(time__gte=OuterRef(since))
+        if before is not None:
+            window &= Q(time__lt=OuterRef(before))
         return Coalesce(
             Subquery(
                 MessageRecord.objects.filter(
+                    window,
                     official_account=account,
                     openid=OuterRef("openid"),
                     opercode=MessageRecord.OperCode.AGENT_SENT,
-                    time__gte=OuterRef(field),
                 )
                 .order_by()
                 .values("openid")
@@ -633,19 +639,24 @@ def _count_replies(account: OfficialAccount, new_rows: Sequence[Row]) -> None:
         )
 
     counted = (
-        Customer.objects.filter(
-            official_account=account, openid__in=sorted(openids), window_expires_at__gt=timezone.now()
-        )
-        .exclude(last_message_at=None)
+        Customer.objects.filter(official_account=account, openid__in=sorted(openids))
+        .filter(Q(window_expires_at__gt=now) | Q(event_expires_at__gt=now))
         # WeChat's records have whole seconds: a reply in the second of the
-        # customer's message came after it.
+        # customer's message (or event) came after it.
         .annotate(
             message_second=TruncSecond("last_message_at", tzinfo=UTC),
-            interaction_second=TruncSecond("last_interaction_at", tzinfo=UTC),
+            event_second=TruncSecond("last_event_at", tzinfo=UTC),
         )
-        .annotate(since_message=replies_since("message_second"), since_interaction=replies_since("interaction_second"))
-        .filter(since_message__gt=0)
-        .values_list("openid", "last_message_at", "last_interaction_at", "since_message", "since_interaction")
+        .annotate(event_end=F("event_second") + EVENT_WINDOW)
+        .annotate(
+            since_message=replies("message_second"),
+            in_event=replies("event_second", "event_end"),
+            in_event_before_message=replies("event_second", "message_second"),
+        )
+        .filter(Q(since_message__gt=0) | Q(in_event__gt=0))
+        .values_list(
+            "openid", "last_message_at", "last_event_at", "since_message", "in_event", "in_event_before_message"
+        )
     )
     customers_window_replied(account, [Replies(*row) for row in counted])
 

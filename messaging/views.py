@@ -131,9 +131,7 @@ def _session_box_context(openid: str, customer: Customer | None) -> dict:
     if customer is not None:
         # Read after the stamp: the caller's copy may predate a send the worker has
         # delivered meanwhile, and a fresh stamp on stale data would win over the truth.
-        customer.refresh_from_db(
-            fields=["window_expires_at", "window_remaining", "last_message_at", "last_interaction_at"]
-        )
+        customer.refresh_from_db(fields=Customer.WINDOW_FIELDS)
     return {
         "as_of": stamp,
         "openid": openid,

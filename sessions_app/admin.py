@@ -13,7 +13,7 @@ from sessions_app.models import Customer, KfSession
 class CustomerAdmin(ReadOnlyAdmin):
     list_display = [
         "openid", "official_account", "first_seen_at", "last_seen_at", "last_message_at",
-        "window_expires_at", "window_remaining", "window_is_open",
+        "window_expires_at", "window_remaining", "event_expires_at", "event_remaining", "window_is_open",
     ]
     list_filter = ["official_account"]
     search_fields = ["openid"]

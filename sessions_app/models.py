@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from django.db import models
 from django.db.models import Q
@@ -15,9 +17,11 @@ from accounts.models import Agent, OfficialAccount
 class Customer(models.Model):
     """A WeChat user as the official account knows them, with their reply window.
 
-    WeChat accepts kf messages only after the customer interacted: a message grants
-    5 sends within 48 h, a menu click / follow / scan 3 within a minute. kfadmin
-    derives the window from records, callbacks and its own sends.
+    WeChat accepts kf messages only after the customer interacted, through two grants
+    kept apart (wechat-kf-api.md §6.4): a message grants 5 sends within 48 h; a menu
+    click, follow or QR scan grants 3 within a minute and "does not create the
+    user-message quota". A send spends the running grant that ends first. kfadmin
+    derives both from records, callbacks and its own sends (sessions_app.services).
     """
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="customers")
@@ -25,10 +29,21 @@ class Customer(models.Model):
     first_seen_at = models.DateTimeField(default=timezone.now)
     last_seen_at = models.DateTimeField(default=timezone.now)
     last_message_at = models.DateTimeField(null=True, blank=True, help_text="Latest message from the customer.")
+    # The message grant (5 sends, 48 h from last_message_at).
     window_expires_at = models.DateTimeField(null=True, blank=True)
     window_remaining = models.PositiveSmallIntegerField(default=0)
+    # The event grant (3 sends, 60 s from last_event_at: follow, menu click, scan).
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="Latest follow, menu click or scan.")
+    event_expires_at = models.DateTimeField(null=True, blank=True)
+    event_remaining = models.PositiveSmallIntegerField(default=0)
     # Last interaction of any kind, for the typing indicator's 30-second rule.
     last_interaction_at = models.DateTimeField(null=True, blank=True)
+
+    # Everything the reply window is read from (refresh these to show it fresh).
+    WINDOW_FIELDS = (
+        "last_message_at", "window_expires_at", "window_remaining",
+        "last_event_at", "event_expires_at", "event_remaining", "last_interaction_at",
+    )
 
     class Meta:
         constraints = [
@@ -39,9 +54,44 @@ class Customer(models.Model):
     def __str__(self) -> str:
         return self.openid
 
-    def window_open(self, now: datetime | None = None) -> bool:
+    def grants(self, now: datetime | None = None) -> list[Grant]:
+        """The grants running at `now` (used up or not), the one a send spends first
+        (the one that ends first) first."""
         now = now or timezone.now()
-        return bool(self.window_expires_at and self.window_expires_at > now and self.window_remaining > 0)
+        running = [
+            Grant(kind, expires_at, remaining)
+            for kind, expires_at, remaining in (
+                (Grant.Kind.EVENT, self.event_expires_at, self.event_remaining),
+                (Grant.Kind.MESSAGE, self.window_expires_at, self.window_remaining),
+            )
+            if expires_at is not None and expires_at > now
+        ]
+        return sorted(running, key=lambda g: g.expires_at)
+
+    def window_running(self, now: datetime | None = None) -> bool:
+        """Some grant runs: WeChat answers a send with 45047 when its sends are used up,
+        not 45015."""
+        return bool(self.grants(now))
+
+    def sends_left(self, now: datetime | None = None) -> int:
+        return sum(g.remaining for g in self.grants(now))
+
+    def window_open(self, now: datetime | None = None) -> bool:
+        """WeChat would take one more message now."""
+        return self.sends_left(now) > 0
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One running reply grant of a customer."""
+
+    class Kind(StrEnum):
+        MESSAGE = "message"  # the customer wrote: 5 sends, 48 h
+        EVENT = "event"  # follow, menu click or scan: 3 sends, 60 s
+
+    kind: Kind
+    expires_at: datetime
+    remaining: int
 
 
 class KfSession(models.Model):

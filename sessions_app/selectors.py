@@ -14,8 +14,8 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Agent, OfficialAccount
 from messaging.models import MessageRecord, OutboundMessage
-from sessions_app.models import Customer, KfSession
-from sessions_app.services import EVENT_WINDOW, MESSAGE_WINDOW
+from sessions_app.models import Customer, Grant, KfSession
+from sessions_app.services import EVENT_BUDGET, EVENT_WINDOW, MESSAGE_BUDGET, MESSAGE_WINDOW
 
 # Archive opercodes of a message the customer wrote (2001 OA received, 2003 kf received).
 CUSTOMER_MESSAGE_CODES = (2001, 2003)
@@ -51,6 +51,9 @@ _BOARD_CUSTOMER_DEFERRED = (
     "customer__last_message_at",
     "customer__window_expires_at",
     "customer__window_remaining",
+    "customer__last_event_at",
+    "customer__event_expires_at",
+    "customer__event_remaining",
     "customer__last_interaction_at",
 )
 
@@ -265,29 +268,70 @@ def customer_known(*, account: OfficialAccount, openid: str) -> bool:
 
 
 @dataclass(frozen=True)
-class WindowState:
-    """The reply window as kfadmin believes WeChat sees it (wechat-kf-api.md §6.4)."""
+class GrantState:
+    """One running reply grant as the box shows it."""
 
-    is_open: bool
-    remaining: int  # sends left after the ones already queued
-    budget: int  # sends the current window granted in total (5 or 3)
-    expires_at: datetime | None
+    kind: str  # Grant.Kind: "message" (5 sends, 48 h) or "event" (3 sends, 60 s)
+    remaining: int  # sends left of it after the ones already queued
+    budget: int  # what it granted (5 or 3)
+    expires_at: datetime
+    seconds_left: int
+
+    @property
+    def is_event(self) -> bool:
+        return self.kind == Grant.Kind.EVENT
+
+    @property
+    def closes_in(self) -> str:
+        return duration_words(self.seconds_left)
+
+
+@dataclass(frozen=True)
+class WindowState:
+    """The reply window as kfadmin believes WeChat sees it (wechat-kf-api.md §6.4):
+    what the two grants allow now."""
+
+    is_open: bool  # one more message would be accepted
+    remaining: int  # sends left now over both grants, after the ones already queued
+    budget: int  # what the grant the next send uses granted (5 or 3)
+    expires_at: datetime | None  # when the last running grant ends: the window closes
     seconds_left: int
     pending: int
     typing_allowed: bool
+    # Ended before the customer's last interaction would have let it (an unfollow, or
+    # WeChat answering 45015), rather than running out its 48 hours or minute.
+    closed_early: bool = False
+    # The running grants, the one a send spends first first.
+    grants: tuple[GrantState, ...] = ()
 
     @property
     def closes_in(self) -> str:
         """How long until the window closes, in the largest sensible unit."""
         return duration_words(self.seconds_left)
 
-    # Ended before the customer's last interaction would have let it (an unfollow, or
-    # WeChat answering 45015), rather than running out its 48 hours or minute.
-    closed_early: bool = False
-
     @property
     def budget_used_up(self) -> bool:
         return self.seconds_left > 0 and self.remaining <= 0
+
+    @property
+    def usable_grants(self) -> list[GrantState]:
+        """The grants with sends left, in the order sends use them."""
+        return [g for g in self.grants if g.remaining > 0]
+
+    @property
+    def used_up_after(self) -> bool:
+        """A grant with no sends left runs on after the usable ones end (a click's
+        minute inside a used-up message grant): sends stop, the window stays "open"."""
+        usable = self.usable_grants
+        return bool(usable) and any(
+            g.remaining <= 0 and g.expires_at > usable[-1].expires_at for g in self.grants
+        )
+
+    @property
+    def grant(self) -> str | None:
+        """Which grant the next send uses ("message" or "event"), if any."""
+        usable = self.usable_grants
+        return usable[0].kind if usable else None
 
 
 def duration_words(seconds: int) -> str:
@@ -299,43 +343,62 @@ def duration_words(seconds: int) -> str:
     return _("%(seconds)s s") % {"seconds": max(seconds, 0)}
 
 
+_GRANT_BUDGET = {Grant.Kind.MESSAGE: MESSAGE_BUDGET, Grant.Kind.EVENT: EVENT_BUDGET}
+
+
 def customer_window_state(*, customer: Customer | None, now: datetime | None = None) -> WindowState:
+    """The one reader of a customer's reply window: whether a send goes through now,
+    how many are left and until when, from which grant, and whether typing may show."""
     now = now or timezone.now()
     if customer is None:
         return WindowState(False, 0, 0, None, 0, 0, False)
     pending = OutboundMessage.objects.filter(
         customer=customer, status__in=(OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING)
     ).count()
-    live = customer.window_expires_at is not None and customer.window_expires_at > now
-    remaining = max(0, customer.window_remaining - pending) if live else 0
-    seconds_left = int((customer.window_expires_at - now).total_seconds()) if live else 0
-    # A customer message grants 5 sends for 48 h, an event 3 for a minute.
-    budget = 5 if seconds_left > 60 else 3
+    # Queued messages will spend the grants in the order WeChat spends them.
+    unspent = pending
+    grants = []
+    for grant in customer.grants(now):
+        spent = min(unspent, grant.remaining)
+        unspent -= spent
+        grants.append(GrantState(
+            kind=grant.kind,
+            remaining=grant.remaining - spent,
+            budget=_GRANT_BUDGET[grant.kind],
+            expires_at=grant.expires_at,
+            seconds_left=int((grant.expires_at - now).total_seconds()),
+        ))
+    live = bool(grants)
+    expires_at = max(g.expires_at for g in grants) if live else None
+    remaining = sum(g.remaining for g in grants)
+    usable = [g for g in grants if g.remaining > 0]
     typing_allowed = (
-        live
-        and customer.window_remaining > 0
+        customer.sends_left(now) > 0
         and customer.last_interaction_at is not None
         and now - customer.last_interaction_at <= TYPING_INTERACTION_WINDOW
     )
     return WindowState(
-        is_open=live and remaining > 0,
+        is_open=remaining > 0,
         remaining=remaining,
-        budget=max(budget, customer.window_remaining),
-        expires_at=customer.window_expires_at,
-        seconds_left=seconds_left,
+        budget=usable[0].budget if usable else (grants[0].budget if grants else 0),
+        expires_at=expires_at,
+        seconds_left=int((expires_at - now).total_seconds()) if live else 0,
         pending=pending,
         typing_allowed=typing_allowed,
-        closed_early=not live and _window_closed_early(customer),
+        closed_early=not live and _window_closed_early(customer, now),
+        grants=tuple(grants),
     )
 
 
-def _window_closed_early(customer: Customer) -> bool:
-    granted = [
-        at + window
-        for at, window in ((customer.last_message_at, MESSAGE_WINDOW), (customer.last_interaction_at, EVENT_WINDOW))
-        if at is not None
-    ]
-    return customer.window_expires_at is not None and bool(granted) and customer.window_expires_at < max(granted)
+def _window_closed_early(customer: Customer, now: datetime) -> bool:
+    """A grant was ended (expires_at moved to the close) that would still run now."""
+    for at, expires_at, length in (
+        (customer.last_message_at, customer.window_expires_at, MESSAGE_WINDOW),
+        (customer.last_event_at, customer.event_expires_at, EVENT_WINDOW),
+    ):
+        if at is not None and expires_at is not None and expires_at < at + length and at + length > now:
+            return True
+    return False
 
 
 def queue_counts(*, account: OfficialAccount) -> dict[str, int]:

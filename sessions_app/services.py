@@ -1,16 +1,18 @@
 """Writes on customers and sessions.
 
 The reply window (wechat-kf-api.md §6.4): WeChat accepts kf messages only after the
-customer interacted. A customer message grants 5 sends valid 48 hours; a menu click,
-follow or QR scan grants 3 sends valid one minute. Budgets do not add up: a trigger
-raises the remaining count to its own grant and the expiry to the later of the two,
-so an event never shortens an open 48-hour window (the emulator's model, and WeChat's
-documented rule for mini programs). Each send uses one.
+customer interacted, through two grants kept apart, as WeChat and the emulator keep
+them. A customer message grants 5 sends valid 48 hours (the message grant,
+`Customer.window_*`); a menu click, follow or QR scan grants 3 sends valid one minute
+(the event grant, `Customer.event_*`) and "does not create the user-message quota".
+Each trigger resets only its own grant (5 or 3, never added to what is left); a send
+spends the running grant that ends first. No grant running: WeChat answers 45015;
+grants running but used up: 45047.
 
 The same interaction reaches kfadmin several times (the callback, then the history
 sync, and WeChat retries callbacks), so a trigger only grants a budget when it is newer
-than the last one counted for the customer: replaying an old message never refills a
-budget that sends have used up since.
+than the last one of its kind counted for the customer: replaying an old message never
+refills a budget that sends have used up since.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, PositiveSmallIntegerField, Q, When
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -50,20 +52,15 @@ def _apply_touch(customer: Customer, *, at: datetime, kind: Touch) -> None:
     """Apply one interaction to `customer` in memory (the caller saves)."""
     # Anything counted before is not counted again (callback + sync + WeChat retries).
     if kind == Touch.MESSAGE:
-        already_counted = customer.last_message_at is not None and at <= customer.last_message_at
-    else:
-        already_counted = customer.last_interaction_at is not None and at <= customer.last_interaction_at
+        if customer.last_message_at is None or at > customer.last_message_at:
+            customer.window_remaining = MESSAGE_BUDGET
+            customer.window_expires_at = at + MESSAGE_WINDOW
+            customer.last_message_at = at
+    elif customer.last_event_at is None or at > customer.last_event_at:
+        customer.event_remaining = EVENT_BUDGET
+        customer.event_expires_at = at + EVENT_WINDOW
+        customer.last_event_at = at
 
-    if not already_counted:
-        budget, window = (MESSAGE_BUDGET, MESSAGE_WINDOW) if kind == Touch.MESSAGE else (EVENT_BUDGET, EVENT_WINDOW)
-        window_live = customer.window_expires_at is not None and customer.window_expires_at > at
-        # What is left of an expired window does not carry over into the new one.
-        remaining = customer.window_remaining if window_live else 0
-        customer.window_remaining = max(remaining, budget)
-        customer.window_expires_at = max(customer.window_expires_at, at + window) if window_live else at + window
-
-    if kind == Touch.MESSAGE and (customer.last_message_at is None or at > customer.last_message_at):
-        customer.last_message_at = at
     if customer.last_interaction_at is None or at > customer.last_interaction_at:
         customer.last_interaction_at = at
     if at < customer.first_seen_at:
@@ -72,20 +69,14 @@ def _apply_touch(customer: Customer, *, at: datetime, kind: Touch) -> None:
         customer.last_seen_at = at
 
 
-_TOUCH_FIELDS = [
-    "window_remaining",
-    "window_expires_at",
-    "last_message_at",
-    "last_interaction_at",
-    "first_seen_at",
-    "last_seen_at",
-]
+_TOUCH_FIELDS = [*Customer.WINDOW_FIELDS, "first_seen_at", "last_seen_at"]
 
 
 @transaction.atomic
 def customer_touch(account: OfficialAccount, openid: str, at: datetime, kind: Touch | str) -> Customer:
-    """Record that the customer `openid` interacted at `at`; opens or widens their
-    reply window. Creates the customer on first sight. Returns the saved customer."""
+    """Record that the customer `openid` interacted at `at`: a message (re)opens their
+    message grant, an event their event grant. Creates the customer on first sight.
+    Returns the saved customer."""
     kind = Touch(kind)
     Customer.objects.get_or_create(
         official_account=account, openid=openid, defaults={"first_seen_at": at, "last_seen_at": at}
@@ -138,26 +129,21 @@ def customers_touch_bulk(account: OfficialAccount, messages: Iterable[tuple[str,
 
 # The rules of `_apply_touch` for a customer message, for many customers in one
 # statement (GREATEST/LEAST ignore NULLs in PostgreSQL). A message newer than the last
-# one counted opens a 48 h window with at least 5 sends; what is left of an expired
-# window does not carry over.
+# one counted resets the message grant to 5 sends for 48 h; the event grant is the
+# event's own and is left alone.
 _TOUCH_BULK_SQL = """
 INSERT INTO sessions_app_customer
-    (official_account_id, openid, first_seen_at, last_seen_at, window_remaining)
-SELECT %(account)s, v.openid, v.earliest, v.latest, 0
+    (official_account_id, openid, first_seen_at, last_seen_at, window_remaining, event_remaining)
+SELECT %(account)s, v.openid, v.earliest, v.latest, 0, 0
 FROM unnest(%(openids)s::text[], %(earliest)s::timestamptz[], %(latest)s::timestamptz[])
     AS v(openid, earliest, latest)
 ON CONFLICT (official_account_id, openid) DO NOTHING;
 
 UPDATE sessions_app_customer AS c SET
     window_remaining = CASE WHEN v.latest > COALESCE(c.last_message_at, '-infinity')
-        THEN GREATEST(CASE WHEN c.window_expires_at > v.latest THEN c.window_remaining ELSE 0 END,
-                      %(budget)s)
-        ELSE c.window_remaining END,
+        THEN %(budget)s ELSE c.window_remaining END,
     window_expires_at = CASE WHEN v.latest > COALESCE(c.last_message_at, '-infinity')
-        THEN CASE WHEN c.window_expires_at > v.latest
-                  THEN GREATEST(c.window_expires_at, v.latest + %(window)s)
-                  ELSE v.latest + %(window)s END
-        ELSE c.window_expires_at END,
+        THEN v.latest + %(window)s ELSE c.window_expires_at END,
     last_message_at = GREATEST(c.last_message_at, v.latest),
     last_interaction_at = GREATEST(c.last_interaction_at, v.latest),
     first_seen_at = LEAST(c.first_seen_at, v.earliest),
@@ -190,23 +176,35 @@ def _customers_touch_bulk_sql(
 
 @dataclass(frozen=True)
 class Replies:
-    """Agents' messages the archive holds since a customer's last grants."""
+    """Agents' messages the archive holds around a customer's last grants, as counted.
+
+    WeChat's records have whole seconds, so a reply in the second of a trigger is
+    counted as after it; "second" below means the trigger's time cut to the second.
+    """
 
     openid: str
-    last_message_at: datetime  # the customer's last message, as counted
-    last_interaction_at: datetime | None  # their last interaction, as counted
-    since_message: int  # agents' messages at or after last_message_at
-    since_interaction: int  # ... at or after last_interaction_at
+    last_message_at: datetime | None  # the customer's last message, as counted
+    last_event_at: datetime | None  # their last follow / click / scan, as counted
+    since_message: int  # agents' messages at or after the message's second
+    in_event: int  # ... from the event's second to the end of its grant (60 s)
+    in_event_before_message: int  # ... of those, before the message's second
 
     @property
-    def budget_left(self) -> int:
-        """What those grants leave, by the rules of `_apply_touch`: a message grants
-        MESSAGE_BUDGET; a later event raises what is left to EVENT_BUDGET."""
-        after_event = self.last_interaction_at is not None and self.last_interaction_at > self.last_message_at
-        if not after_event:
-            return max(0, MESSAGE_BUDGET - self.since_message)
-        before_event = self.since_message - self.since_interaction
-        return max(0, max(MESSAGE_BUDGET - before_event, EVENT_BUDGET) - self.since_interaction)
+    def event_used(self) -> int:
+        """The event grant ends first (a minute against 48 hours), so a send within
+        it spent the event grant while it had sends left."""
+        return min(EVENT_BUDGET, self.in_event)
+
+    @property
+    def event_left(self) -> int:
+        return EVENT_BUDGET - self.event_used
+
+    @property
+    def message_left(self) -> int:
+        # The event grant's sends came first in its minute: those before the message
+        # are not among `since_message`, the rest are and did not use the message grant.
+        event_used_after_message = self.event_used - min(self.event_used, self.in_event_before_message)
+        return max(0, MESSAGE_BUDGET - (self.since_message - event_used_after_message))
 
 
 @transaction.atomic
@@ -214,10 +212,11 @@ def customers_window_replied(account: OfficialAccount, replies: Iterable[Replies
     """Agents' replies found in the chat history use the customers' budgets too.
 
     An agent may reply from WeChat's own client or another tool, which kfadmin learns
-    only from the history; WeChat counts those sends as it counts kfadmin's. The
-    budget is lowered to `Replies.budget_left`, never raised (kfadmin counted its own
-    sends when WeChat accepted them). A customer who interacted again since the counts
-    were taken has a newer grant and is left alone. Returns how many were written.
+    only from the history; WeChat counts those sends as it counts kfadmin's. Each grant
+    is lowered to what the replies leave of it (`Replies.message_left`, `event_left`),
+    never raised (kfadmin counted its own sends when WeChat accepted them). A grant
+    the customer renewed since the counts were taken (a newer message, or a newer
+    event) is left alone. Returns how many customers were written.
     """
     caps = {r.openid: r for r in replies}
     if not caps:
@@ -232,26 +231,36 @@ def customers_window_replied(account: OfficialAccount, replies: Iterable[Replies
     changed = []
     for customer in customers:
         counted = caps[customer.openid]
-        same_grants = (customer.last_message_at, customer.last_interaction_at) == (
-            counted.last_message_at, counted.last_interaction_at
-        )
-        if same_grants and customer.window_remaining > counted.budget_left:
-            customer.window_remaining = counted.budget_left
+        lowered = False
+        if counted.last_message_at is not None and customer.last_message_at == counted.last_message_at:
+            if customer.window_remaining > counted.message_left:
+                customer.window_remaining = counted.message_left
+                lowered = True
+        if counted.last_event_at is not None and customer.last_event_at == counted.last_event_at:
+            if customer.event_remaining > counted.event_left:
+                customer.event_remaining = counted.event_left
+                lowered = True
+        if lowered:
             changed.append(customer)
-    Customer.objects.bulk_update(changed, ["window_remaining"], batch_size=1000)
+    Customer.objects.bulk_update(changed, ["window_remaining", "event_remaining"], batch_size=1000)
     return len(changed)
 
 
 # `customers_window_replied` for many customers in one statement (the same rule, with
-# `budget_left` computed in Python).
+# what is left of each grant computed in Python). `=` on a NULL is never true, so a
+# grant that was not counted is never written.
 _REPLIED_SQL = """
-UPDATE sessions_app_customer AS c SET window_remaining = v.cap
-FROM unnest(%(openids)s::text[], %(messages)s::timestamptz[], %(interactions)s::timestamptz[], %(caps)s::int[])
-    AS v(openid, last_message_at, last_interaction_at, cap)
+UPDATE sessions_app_customer AS c SET
+    window_remaining = CASE WHEN c.last_message_at = v.last_message_at
+        THEN LEAST(c.window_remaining, v.message_left) ELSE c.window_remaining END,
+    event_remaining = CASE WHEN c.last_event_at = v.last_event_at
+        THEN LEAST(c.event_remaining, v.event_left) ELSE c.event_remaining END
+FROM unnest(%(openids)s::text[], %(messages)s::timestamptz[], %(events)s::timestamptz[],
+            %(message_left)s::int[], %(event_left)s::int[])
+    AS v(openid, last_message_at, last_event_at, message_left, event_left)
 WHERE c.official_account_id = %(account)s AND c.openid = v.openid
-    AND c.last_message_at = v.last_message_at
-    AND c.last_interaction_at IS NOT DISTINCT FROM v.last_interaction_at
-    AND c.window_remaining > v.cap
+    AND ((c.last_message_at = v.last_message_at AND c.window_remaining > v.message_left)
+         OR (c.last_event_at = v.last_event_at AND c.event_remaining > v.event_left))
 """
 
 
@@ -261,43 +270,62 @@ def _customers_window_replied_sql(account: OfficialAccount, caps: dict[str, Repl
         "account": account.pk,
         "openids": openids,
         "messages": [caps[o].last_message_at for o in openids],
-        "interactions": [caps[o].last_interaction_at for o in openids],
-        "caps": [caps[o].budget_left for o in openids],
+        "events": [caps[o].last_event_at for o in openids],
+        "message_left": [caps[o].message_left for o in openids],
+        "event_left": [caps[o].event_left for o in openids],
     }
     with connection.cursor() as cursor:
         cursor.execute(_REPLIED_SQL, params)
         return cursor.rowcount
 
 
-def customer_window_consume(customer: Customer) -> int:
-    """Use one send of the customer's budget after WeChat accepted a message.
+def customer_window_consume(customer: Customer, *, now: datetime | None = None) -> int:
+    """Use one send after WeChat accepted a message (or may have): from the running
+    grant with sends left that ends first, as WeChat spends them.
 
-    A single conditional UPDATE, so concurrent sends never drive it below zero.
-    Returns the remaining budget (also set on `customer`).
-    """
-    Customer.objects.filter(pk=customer.pk, window_remaining__gt=0).update(
-        window_remaining=F("window_remaining") - 1
+    A single conditional UPDATE (every CASE reads the row as it was), so concurrent
+    sends never drive a grant below zero. Returns the sends left over both grants
+    (the grants are also set on `customer`)."""
+    now = now or timezone.now()
+    event_usable = Q(event_expires_at__gt=now, event_remaining__gt=0)
+    message_usable = Q(window_expires_at__gt=now, window_remaining__gt=0)
+    message_first = message_usable & Q(window_expires_at__lt=F("event_expires_at"))
+    Customer.objects.filter(Q(pk=customer.pk) & (event_usable | message_usable)).update(
+        event_remaining=Case(
+            When(message_first, then=F("event_remaining")),
+            When(event_usable, then=F("event_remaining") - 1),
+            default=F("event_remaining"),
+            output_field=PositiveSmallIntegerField(),
+        ),
+        window_remaining=Case(
+            When(message_first, then=F("window_remaining") - 1),
+            When(event_usable, then=F("window_remaining")),
+            When(message_usable, then=F("window_remaining") - 1),
+            default=F("window_remaining"),
+            output_field=PositiveSmallIntegerField(),
+        ),
     )
-    customer.window_remaining = Customer.objects.values_list("window_remaining", flat=True).get(pk=customer.pk)
-    return customer.window_remaining
+    customer.refresh_from_db(fields=["window_expires_at", "window_remaining", "event_expires_at", "event_remaining"])
+    return customer.sends_left(now)
 
 
 def customer_window_close(customer: Customer, *, now: datetime | None = None) -> None:
     """The window is over before its time (the customer unfollowed, or WeChat answered
-    45015): WeChat delivers nothing more until they interact again."""
+    45015): both grants end, and WeChat delivers nothing more until they interact again."""
     now = now or timezone.now()
     # A push delivered late does not close a window the customer opened after it.
     rows = Customer.objects.filter(pk=customer.pk).exclude(last_interaction_at__gt=now)
     rows.filter(window_expires_at__gt=now).update(window_expires_at=now)
-    rows.update(window_remaining=0)
-    customer.refresh_from_db(fields=["window_expires_at", "window_remaining"])
+    rows.filter(event_expires_at__gt=now).update(event_expires_at=now)
+    rows.update(window_remaining=0, event_remaining=0)
+    customer.refresh_from_db(fields=["window_expires_at", "window_remaining", "event_expires_at", "event_remaining"])
 
 
 def customer_budget_used_up(customer: Customer) -> None:
-    """WeChat answered 45047: the window is open but its sends are used up, until the
-    customer writes again."""
-    Customer.objects.filter(pk=customer.pk).update(window_remaining=0)
-    customer.window_remaining = 0
+    """WeChat answered 45047: a grant is running but the sends of both are used up,
+    until the customer interacts again."""
+    Customer.objects.filter(pk=customer.pk).update(window_remaining=0, event_remaining=0)
+    customer.window_remaining = customer.event_remaining = 0
 
 
 # =============================================================================

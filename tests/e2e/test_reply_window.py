@@ -57,3 +57,23 @@ def test_the_reply_window_shows_wechats_budget_and_tells_used_up_from_closed(pag
     expect(box).to_contain_text("已关闭：客户已取消关注")
     expect(box).not_to_contain_text("已无可发送条数")
     expect(page.locator("#composer")).to_contain_text("回复窗口已关闭；微信会拒绝这条消息。")
+
+
+def test_a_click_after_the_budget_is_used_shows_three_sends_for_its_minute_only(page, live_server, login, shop, emulator):
+    mei = emulated_agent(shop, emulator, "mei", nick="小美")
+    session = served_customer(shop, mei, emulator, text="还在吗？", archived=False)
+    openid = session.customer.openid
+    client = wechat_client_for(shop)
+    for n in range(5):  # from another tool: only the history sync tells kfadmin
+        client.send_message(openid, "text", {"content": f"回复{n}"}, kf_account=mei.kf_account)
+    history_sync(account_id=shop.pk)
+    emulator.control("customer_event", openid=openid, event="menu_click")
+    emulator.control("flush_callbacks")
+    login(supervisor(shop), PASSWORD)
+
+    page.goto(f"{live_server.url}/conversations/{openid}/")
+    box = page.locator("#reply-window")
+    expect(box).to_contain_text("还可发送 3/3 条，限")
+    expect(box).to_contain_text("（菜单点击、关注或扫码）")
+    expect(box).to_contain_text("之后客户再次发消息前不可再发送（窗口将在 47 小时后关闭）")
+    expect(box).not_to_contain_text("/5 条")

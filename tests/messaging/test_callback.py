@@ -227,17 +227,20 @@ def test_a_message_updates_the_latest_time_of_a_waiting_session(client, account)
 def test_follow_scan_and_menu_click_open_the_short_window(client, account, push):
     assert post(client, account, push).status_code == 200
     customer = Customer.objects.get(openid=OPENID)
-    assert customer.window_remaining == 3
-    assert customer.window_expires_at == AT + timedelta(seconds=60)
+    assert (customer.event_remaining, customer.event_expires_at) == (3, AT + timedelta(seconds=60))
+    assert (customer.window_remaining, customer.window_expires_at) == (0, None)  # no message grant
     assert customer.last_message_at is None
     assert not MessageRecord.objects.exists()
 
 
 def test_unfollowing_closes_the_window(client, account):
     post(client, account, text_message())
+    post(client, account, event("CLICK", EventKey="MENU_HELP", ts=TS + 2))
     post(client, account, event("unsubscribe", ts=TS + 5))
     customer = Customer.objects.get(openid=OPENID)
+    # Both grants end: the message's and the click's.
     assert (customer.window_remaining, customer.window_expires_at) == (0, AT + timedelta(seconds=5))
+    assert (customer.event_remaining, customer.event_expires_at) == (0, AT + timedelta(seconds=5))
     state = customer_window_state(customer=customer, now=AT + timedelta(minutes=1))
     # Closed, not an open window with its sends used up.
     assert (state.is_open, state.budget_used_up, state.seconds_left) == (False, False, 0)
@@ -315,8 +318,8 @@ def test_a_late_close_does_not_close_a_newer_session(client, account):
 def test_a_redelivered_message_is_stored_once_and_does_not_refill_the_budget(client, account):
     post(client, account, text_message(), mode="safe", nonce="1")
     customer = Customer.objects.get(openid=OPENID)
-    customer_window_consume(customer)
-    customer_window_consume(customer)
+    customer_window_consume(customer, now=AT)
+    customer_window_consume(customer, now=AT)
     # WeChat retries with a new nonce (and in safe mode a new ciphertext).
     assert post(client, account, text_message(), mode="safe", nonce="2").status_code == 200
     assert post(client, account, text_message(), mode="safe", nonce="3").content == b"success"
@@ -340,9 +343,9 @@ def test_a_create_that_arrives_after_its_close_leaves_the_session_closed(client,
 
 def test_a_redelivered_follow_does_not_refill_the_short_window(client, account):
     post(client, account, event("subscribe"))
-    customer_window_consume(Customer.objects.get(openid=OPENID))
+    customer_window_consume(Customer.objects.get(openid=OPENID), now=AT)
     post(client, account, event("subscribe"), nonce="7")
-    assert Customer.objects.get(openid=OPENID).window_remaining == 2
+    assert Customer.objects.get(openid=OPENID).event_remaining == 2
 
 
 # --------------------------------------------------------------------------- refusals

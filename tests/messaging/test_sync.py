@@ -468,7 +468,7 @@ def test_kfadmins_own_send_is_counted_once_when_its_copy_is_synced(history_accou
     assert Customer.objects.get(openid="o_same_customer").window_remaining == 4
 
 
-def test_an_event_after_the_replies_raises_what_they_left_to_its_own_budget(history_account, emulator):
+def test_replies_after_a_click_use_its_grant_and_those_before_it_the_messages(history_account, emulator):
     t = now_s() - 30
     customer_touch(history_account, "o_same_customer", at(t - 20), "message")
     customer_touch(history_account, "o_same_customer", at(t), "event")  # a menu click
@@ -479,8 +479,9 @@ def test_an_event_after_the_replies_raises_what_they_left_to_its_own_budget(hist
 
     records_sync_window(account_id=history_account.pk, start=at(t - 300), end=at(t + 5))
 
-    # 5 - 4 = 1 left before the click, which raised it to 3; one reply since.
-    assert Customer.objects.get(openid="o_same_customer").window_remaining == 2
+    # 5 - 4 = 1 left of the message's grant; the click's own 3, one used since.
+    customer = Customer.objects.get(openid="o_same_customer")
+    assert (customer.window_remaining, customer.event_remaining) == (1, 2)
 
 
 def test_the_budget_from_history_matches_wechats_after_another_tool_replied(history_account, emulator):

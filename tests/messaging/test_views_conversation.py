@@ -13,7 +13,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from messaging.models import OutboundMessage
 from sessions_app.models import Customer
-from sessions_app.services import customer_window_close
+from sessions_app.services import Touch, customer_touch, customer_window_close
 from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
 from tests.sessions_app.test_views_support import (
     archive,
@@ -95,6 +95,26 @@ def test_a_used_up_budget_is_told_apart_from_a_closed_window(boss_client, sessio
     assert "no sends left: WeChat allows no more messages until the customer writes again" in body
     assert "No sends left in this window; it reopens when the customer writes again." in body
     assert "reply window is closed" not in body
+
+
+def test_a_click_after_the_budget_is_used_shows_its_three_sends_for_the_minute(boss_client, session):
+    Customer.objects.filter(pk=session.customer_id).update(window_remaining=0)
+    customer_touch(session.official_account, session.customer.openid, timezone.now(), Touch.EVENT)
+    body = " ".join(boss_client.get(conversation_url(session)).content.decode().split())
+    assert re.search(r"3 of 3 sends left for \d+ s \(menu click, follow or scan\)", body)
+    assert "then none until the customer writes again (window closes in 47 h)" in body
+    assert "3 sends left in this window." in body
+
+
+def test_a_click_beside_an_unused_message_grant_shows_both_in_the_order_they_are_used(boss_client, session):
+    customer_touch(session.official_account, session.customer.openid, timezone.now(), Touch.EVENT)
+    body = " ".join(boss_client.get(conversation_url(session)).content.decode().split())
+    assert re.search(
+        r'3 of 3 sends left for \d+ s \(menu click, follow or scan\)</span> · then '
+        r'<span class="grant" data-grant="message">5 of 5 sends left · window closes in 47 h',
+        body,
+    )
+    assert "8 sends left in this window." in body
 
 
 def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_client, session):
