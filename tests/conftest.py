@@ -114,29 +114,11 @@ def emulator(emulator_server: ServerHandle) -> Iterator[EmulatorHandle]:
     emu.reset()
 
 
-# --------------------------------------------------------------------- history sync
-#
-#   history_account  the OfficialAccount row of the emulator's official account
-#                    (database + emulator), talking to the emulator over HTTP
-
-
-@pytest.fixture
-def history_account(db, emulator):
-    from tests.factories import OfficialAccountFactory
-
-    return OfficialAccountFactory(
-        appid=emulator.appid,
-        secret=emulator.secret,
-        wechat_id=emulator.wechat_id,
-        original_id=emulator.original_id,
-        api_base_url=emulator.base_url,
-    )
-
-
 # -------------------------------------------------------- sync, tasks and callbacks
 #
 #   kf_account_row  the OfficialAccount row of the emulator's official account, with
 #                   its callback token and AES key, talking to the emulator over HTTP
+#                   (the history sync, the other syncs, the tasks and the callback)
 #   wait_until      polls a condition (for work done by a Celery worker thread or by
 #                   the emulator's push thread); fails the test after `timeout` s
 
