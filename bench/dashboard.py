@@ -82,6 +82,7 @@ sys.path.insert(0, str(ROOT))
 
 # Only ever used for the benchmark database (it encrypts the bench account's secret).
 BENCH_SECRET_KEY = "kfadmin-bench-dashboard-not-a-production-key-0123456789"
+BENCH_FIELD_KEY = "kfadmin-bench-dashboard-field-key-not-for-production"
 PASSWORD = "bench-dashboard-pass-2718"
 APPID = "wxbenchdashboard001"
 WECHAT_ID = "bench_oa"
@@ -894,6 +895,7 @@ def main() -> None:
     database_url = f"{args.server}/{args.database}"
     os.environ["DATABASE_URL"] = database_url
     os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
+    os.environ["FIELD_ENCRYPTION_KEY"] = BENCH_FIELD_KEY  # required with DEBUG off; gunicorn inherits it
     os.environ["DEBUG"] = "false"  # the in-process profile runs with production settings too
     os.environ["FRAGMENT_CACHE_SECONDS"] = "0"  # ... and renders every request in full
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kfadmin.settings")
