@@ -82,6 +82,7 @@ sys.path.insert(0, str(ROOT))
 
 # Only ever used for the benchmark database (it encrypts the bench account's secret).
 BENCH_SECRET_KEY = "kfadmin-bench-dashboard-not-a-production-key-0123456789"
+BENCH_FIELD_KEY = "kfadmin-bench-dashboard-field-key-not-for-production"
 PASSWORD = "bench-dashboard-pass-2718"
 APPID = "wxbenchdashboard001"
 WECHAT_ID = "bench_oa"
@@ -93,62 +94,6 @@ RATIO_TARGET = 0.25
 
 
 # =========================================================================== data
-
-
-def _zipf_cumulative(n: int, exponent: float) -> list[float]:
-    out, total = [], 0.0
-    for rank in range(1, n + 1):
-        total += 1.0 / rank**exponent
-        out.append(total)
-    return out
-
-
-def _random_openid(rng: random.Random) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-    return "o" + "".join(rng.choice(alphabet) for _ in range(27))
-
-
-def _record_rows(args, account_ids: tuple[int, int], openids: list[str], workers: list[str], end: int):
-    """COPY rows of the archive in time order, as bench/search.py builds them: texts
-    from its Zipf vocabulary of chat words, Zipf-distributed customers and agents,
-    many records sharing a second (hence `seq`)."""
-    from bench.search import build_vocabulary
-    from messaging.models import record_digest
-
-    rng = random.Random(args.seed)
-    words, cumulative = build_vocabulary(rng, 60000)
-    openid_cum = _zipf_cumulative(len(openids), 0.8)
-    worker_cum = _zipf_cumulative(len(workers), 0.5)
-    lengths = (1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 10, 12)
-    opercodes = (2003,) * 8 + (2002,) * 8 + (2001,) + (1000, 1001, 1004)
-    choices, rand = rng.choices, rng.random
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    t = float(end - 365 * 86400)  # a float: truncating each gap would end the archive months early
-    mean_gap = 365 * 86400 / args.records
-    created = datetime.now(tz=UTC)
-    seen: dict[bytes, int] = {}
-    last_t = None
-    main_id, other_id = account_ids
-    for _ in range(args.records):
-        t += rand() * 2 * mean_gap
-        second = min(int(t), end)
-        opercode = opercodes[int(rand() * len(opercodes))]
-        if opercode >= 2000:
-            text = "".join(choices(words, cum_weights=cumulative, k=lengths[int(rand() * len(lengths))])).rstrip()
-        else:
-            text = ""
-        openid = choices(openids, cum_weights=openid_cum)[0]
-        worker = "" if opercode in (2001, 1000) else choices(workers, cum_weights=worker_cum)[0]
-        account_id = main_id if rand() < 0.9 else other_id
-        digest = record_digest(worker, openid, opercode, text)
-        if second != last_t:
-            seen.clear()
-            last_t = second
-        key = digest + account_id.to_bytes(4, "big")
-        seq = seen.get(key, 0)
-        seen[key] = seq + 1
-        yield (account_id, epoch + timedelta(seconds=second), worker, openid, opercode, text, digest, seq,
-               "sync", created)
 
 
 def _copy(raw, table: str, columns: list[str], types: list[str], rows) -> None:
@@ -166,7 +111,7 @@ def build(args) -> None:
     from django.db import connection
 
     from accounts.models import Agent, Membership, OfficialAccount, SyncState
-    from bench.search import copy_into_archive
+    from bench.search import archive_rows, copy_into_archive, random_openid
 
     rng = random.Random(args.seed)
     now = datetime.now(tz=UTC)
@@ -214,7 +159,7 @@ def build(args) -> None:
     connection.ensure_connection()
     raw = connection.connection  # Django keeps it in autocommit mode
     began = time.perf_counter()
-    openids = list(dict.fromkeys(_random_openid(rng) for _ in range(args.customers)))
+    openids = list(dict.fromkeys(random_openid(rng) for _ in range(args.customers)))
     _copy(
         raw, "sessions_app_customer",
         ["official_account_id", "openid", "first_seen_at", "last_seen_at", "last_message_at",
@@ -269,7 +214,11 @@ def build(args) -> None:
 
     began = time.perf_counter()
     workers = [a.kf_account for a in agents]
-    copy_into_archive(raw, _record_rows(args, (main.pk, other.pk), openids, workers, end), args.records)
+    rows = archive_rows(
+        rows=args.records, seed=args.seed, account_ids=(main.pk, other.pk), openids=openids, workers=workers,
+        end=end,
+    )
+    copy_into_archive(raw, rows, args.records)
     print(f"  archive: {args.records:,} records in {time.perf_counter() - began:.0f} s", flush=True)
     began = time.perf_counter()
     with raw.cursor() as cursor:
@@ -894,6 +843,7 @@ def main() -> None:
     database_url = f"{args.server}/{args.database}"
     os.environ["DATABASE_URL"] = database_url
     os.environ["SECRET_KEY"] = BENCH_SECRET_KEY
+    os.environ["FIELD_ENCRYPTION_KEY"] = BENCH_FIELD_KEY  # required with DEBUG off; gunicorn inherits it
     os.environ["DEBUG"] = "false"  # the in-process profile runs with production settings too
     os.environ["FRAGMENT_CACHE_SECONDS"] = "0"  # ... and renders every request in full
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kfadmin.settings")

@@ -91,53 +91,76 @@ def build_vocabulary(rng: random.Random, size: int) -> tuple[list[str], list[flo
     return words, cumulative
 
 
-def generate(args: argparse.Namespace, account_ids: tuple[int, int]):
-    """Yield COPY rows in time order."""
+def zipf_cumulative(n: int, exponent: float) -> list[float]:
+    """Cumulative weights of ranks 1..n under a Zipf law with this exponent."""
+    out, total = [], 0.0
+    for rank in range(1, n + 1):
+        total += 1.0 / rank**exponent
+        out.append(total)
+    return out
+
+
+def random_openid(rng: random.Random) -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+    return "o" + "".join(rng.choice(alphabet) for _ in range(27))
+
+
+def archive_rows(
+    *, rows: int, seed: int, account_ids: tuple[int, int], openids: list[str], workers: list[str], end: int
+):
+    """COPY rows (ARCHIVE_COLUMNS) of a year of archive ending at `end` (a Unix time),
+    in time order: texts from the Zipf vocabulary of chat words, Zipf-distributed
+    customers (0.8) and agents (0.5), many records sharing a second (hence `seq`), 90 %
+    in the first account. Both this benchmark and bench/dashboard.py load it."""
     from messaging.models import record_digest
 
-    rng = random.Random(args.seed)
+    rng = random.Random(seed)
     words, cumulative = build_vocabulary(rng, 60000)
-    openids = ["o" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") for _ in range(27)) for _ in range(200_000)]
-    openid_cum = []
-    total = 0.0
-    for rank in range(1, len(openids) + 1):
-        total += 1.0 / rank**0.8
-        openid_cum.append(total)
-    agents = [f"kf{n:03d}@bench_oa" for n in range(1, 61)]
-    agent_cum = []
-    total = 0.0
-    for rank in range(1, len(agents) + 1):
-        total += 1.0 / rank**0.5
-        agent_cum.append(total)
+    openid_cum = zipf_cumulative(len(openids), 0.8)
+    worker_cum = zipf_cumulative(len(workers), 0.5)
     lengths = (1, 1, 2, 2, 3, 3, 4, 4, 5, 6, 7, 8, 10, 12)
     opercodes = (2003,) * 8 + (2002,) * 8 + (2001,) + (1000, 1001, 1004)
-    choices = rng.choices
-    rand = rng.random
+    choices, rand = rng.choices, rng.random
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    end = int(time.time())
-    t = end - 365 * 86400
-    mean_gap = 365 * 86400 / args.rows
+    # A float: truncating each gap would end the archive months before `end`, and the
+    # dashboard's "today" would have no messages.
+    t = float(end - 365 * 86400)
+    mean_gap = 365 * 86400 / rows
     created = datetime.now(tz=UTC)
-    second_seen: dict[bytes, int] = {}
+    seen: dict[bytes, int] = {}
     last_t = None
-    for _ in range(args.rows):
-        t += int(rand() * 2 * mean_gap)
+    main_id, other_id = account_ids
+    for _ in range(rows):
+        t += rand() * 2 * mean_gap
+        second = min(int(t), end)
         opercode = opercodes[int(rand() * len(opercodes))]
         if opercode >= 2000:
             text = "".join(choices(words, cum_weights=cumulative, k=lengths[int(rand() * len(lengths))])).rstrip()
         else:
             text = ""
         openid = choices(openids, cum_weights=openid_cum)[0]
-        worker = "" if opercode in (2001, 1000) else choices(agents, cum_weights=agent_cum)[0]
-        account_id = account_ids[0] if rand() < 0.9 else account_ids[1]
+        worker = "" if opercode in (2001, 1000) else choices(workers, cum_weights=worker_cum)[0]
+        account_id = main_id if rand() < 0.9 else other_id
         digest = record_digest(worker, openid, opercode, text)
-        if t != last_t:
-            second_seen.clear()
-            last_t = t
+        if second != last_t:
+            seen.clear()
+            last_t = second
         key = digest + account_id.to_bytes(4, "big")
-        seq = second_seen.get(key, 0)
-        second_seen[key] = seq + 1
-        yield (account_id, epoch + timedelta(seconds=t), worker, openid, opercode, text, digest, seq, "sync", created)
+        seq = seen.get(key, 0)
+        seen[key] = seq + 1
+        yield (account_id, epoch + timedelta(seconds=second), worker, openid, opercode, text, digest, seq,
+               "sync", created)
+
+
+def generate(args: argparse.Namespace, account_ids: tuple[int, int]):
+    """The archive's rows: 200,000 customers and 60 agents, a year up to now."""
+    rng = random.Random(f"{args.seed}-customers")
+    openids = [random_openid(rng) for _ in range(200_000)]
+    agents = [f"kf{n:03d}@bench_oa" for n in range(1, 61)]
+    return archive_rows(
+        rows=args.rows, seed=args.seed, account_ids=account_ids, openids=openids, workers=agents,
+        end=int(time.time()),
+    )
 
 
 ARCHIVE_COLUMNS = "official_account_id, time, worker, openid, opercode, text, digest, seq, source, created_at"

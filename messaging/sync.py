@@ -521,6 +521,19 @@ def _reconcile(
     `new_rows` of the messages that were already known — their customer window was
     counted when they first arrived).
     """
+    adopted, candidates = _reconcile_exact(rows, provisional)
+    cancelled, replaced_by, already_counted = _reconcile_nearest(new_rows, candidates)
+    if adopted:
+        MessageRecord.objects.filter(pk__in=adopted).update(source=MessageRecord.Source.SYNC)
+    if cancelled:
+        _relink_sends(account_id, replaced_by)
+        MessageRecord.objects.filter(pk__in=cancelled).delete()
+    return len(adopted) + len(cancelled), already_counted
+
+
+def _reconcile_exact(rows: Sequence[Row], provisional: list[tuple]) -> tuple[list[int], list[tuple]]:
+    """Rule 1: (ids of the provisional records that have a synced record's exact key,
+    the other provisional records)."""
     staged_keys = {(r[0], r[5], r[6]) for r in rows}
     adopted: list[int] = []
     candidates: list[tuple] = []
@@ -531,7 +544,14 @@ def _reconcile(
             adopted.append(p_id)
         else:
             candidates.append(p)
+    return adopted, candidates
 
+
+def _reconcile_nearest(
+    new_rows: Sequence[Row], candidates: list[tuple]
+) -> tuple[list[int], dict[int, tuple[int, bytes, int]], set[int]]:
+    """Rule 2: (ids of the provisional records cancelled, the synced key that replaces
+    each of them, indexes into `new_rows` that cancelled one)."""
     by_openid: dict[str, list[tuple]] = {}
     for p in candidates:
         by_openid.setdefault(p[3], []).append(p)
@@ -554,13 +574,7 @@ def _reconcile(
             cancelled.append(best[0])
             replaced_by[best[0]] = (synced[0], synced[5], synced[6])
             already_counted.add(index)
-
-    if adopted:
-        MessageRecord.objects.filter(pk__in=adopted).update(source=MessageRecord.Source.SYNC)
-    if cancelled:
-        _relink_sends(account_id, replaced_by)
-        MessageRecord.objects.filter(pk__in=cancelled).delete()
-    return len(adopted) + len(cancelled), already_counted
+    return cancelled, replaced_by, already_counted
 
 
 def _relink_sends(account_id: int, replaced_by: dict[int, tuple[int, bytes, int]]) -> None:
@@ -808,6 +822,32 @@ def _walk(
         run_from=_floor_second(start),
     )
     SyncState.objects.filter(pk=state.pk).update(last_started_at=timezone.now())
+    page_done, window_done = _progress_recorders(
+        state, progress, lease_token, on_page=on_page, on_progress=on_progress
+    )
+    try:
+        _sync_windows(
+            account, client, windows, page_size=None, on_page=page_done, on_window=window_done
+        )
+    except SyncLeaseLost:
+        raise
+    except Exception as exc:
+        _walk_failed(state, progress, lease_token, exc)
+        raise
+    _walk_done(state, progress, lease_token)
+    return progress
+
+
+def _progress_recorders(
+    state: SyncState,
+    progress: SyncProgress,
+    lease_token: str | None,
+    *,
+    on_page: PageHook | None,
+    on_progress: ProgressHook | None,
+) -> tuple[PageHook, WindowHook]:
+    """The page and window hooks that add each page to `progress`, save it (the
+    cursor only after a complete window) and pass it on to the caller's hooks."""
 
     def page_done(page: PageResult) -> None:
         progress.window_start, progress.window_end = page.window_start, page.window_end
@@ -828,32 +868,30 @@ def _walk(
         if on_progress is not None:
             on_progress(progress)
 
-    try:
-        _sync_windows(
-            account, client, windows, page_size=None, on_page=page_done, on_window=window_done
-        )
-    except SyncLeaseLost:
-        raise
-    except Exception as exc:
-        progress.state = "failed"
-        explanation = getattr(exc, "explanation", None) or (
-            f"The {state.job} sync failed unexpectedly ({type(exc).__name__}); see the worker log."
-        )
-        _save(state, progress, lease_token, error=explanation)
-        raise
+    return page_done, window_done
+
+
+def _walk_failed(state: SyncState, progress: SyncProgress, lease_token: str | None, exc: Exception) -> None:
+    progress.state = "failed"
+    explanation = getattr(exc, "explanation", None) or (
+        f"The {state.job} sync failed unexpectedly ({type(exc).__name__}); see the worker log."
+    )
+    _save(state, progress, lease_token, error=explanation)
+
+
+def _walk_done(state: SyncState, progress: SyncProgress, lease_token: str | None) -> None:
     progress.state = "done"
     progress.window_start = progress.window_end = None
     _save(state, progress, lease_token, success=True)
     logger.info(
         "%s of account %s: %s records read, %s new, %s windows, %.0f records/s.",
         state.job,
-        account.pk,
+        state.official_account_id,
         progress.records_seen,
         progress.records_stored,
         progress.windows_done,
         progress.rate,
     )
-    return progress
 
 
 def _save(

@@ -82,9 +82,7 @@ def sync_all_history_task() -> int:
     return enqueue_for_active_accounts(sync_history_task, expires=settings.SYNC_HISTORY_SECONDS)
 
 
-# =============================================================================
-# Sending kf messages (owner: queue/conversation engineer) — BEGIN
-#
+# -------------------------------------------------------------- sending kf messages
 # One OutboundMessage id in. The service claims the row with a conditional update
 # (queued → sending), so a redelivered or duplicated task sends nothing twice; that
 # makes acks_late safe. Only the client's transient errors are retried, with
@@ -92,7 +90,6 @@ def sync_all_history_task() -> int:
 # message (the send is not idempotent); when the retries are used up the message is
 # marked failed with the reason, so the page never shows "queued" forever. The outbox
 # sweep picks up what never reached a worker.
-# =============================================================================
 
 # Celery's own exponential backoff with full jitter: 2 s, 4 s, 8 s... capped at a
 # minute, five retries. autoretry_for only sees the errors the task lets through: on
@@ -139,7 +136,3 @@ def send_outbox_sweep_task(self) -> dict:
     if result.more:
         self.apply_async(countdown=1)
     return result.as_json()
-
-
-# Sending kf messages — END
-# =============================================================================

@@ -328,13 +328,12 @@ def customer_budget_used_up(customer: Customer) -> None:
     customer.window_remaining = customer.event_remaining = 0
 
 
-# =============================================================================
+# ------------------------------------------------------------------ session control
 # Session control from the dashboard: assign, close, transfer.
 # Each calls WeChat first, outside any transaction, then writes kfadmin's copy at
 # once in one short transaction (customer row locked first, then the session rows,
 # the order sessions_app.sync uses), so the page shows the result before the next
 # sync. Every outcome, success or failure, leaves an audit event.
-# =============================================================================
 
 class SessionNeedsConfirmation(Exception):
     """The chosen agent is offline or full; the supervisor has to confirm."""
@@ -528,6 +527,3 @@ def session_transfer(
         actor=actor, action="session_transfer", official_account=account, target=openid, params=params
     )
     return moved
-
-
-# ============================ end of session control ==========================

@@ -124,6 +124,35 @@ def _queue_store(
     customer_ids = dict(
         Customer.objects.filter(official_account=account, openid__in=list(listed)).values_list("openid", "pk")
     )
+    to_update, to_create = _queue_listed_sessions(
+        account, listed=listed, customer_ids=customer_ids, started=started, now=now
+    )
+    accepted = closed = 0
+    if complete:
+        left, accepted, closed = _queue_left_settle(
+            account, listed_ids=list(customer_ids.values()), outcomes=outcomes, started=started, now=now
+        )
+        to_update += left
+
+    KfSession.objects.bulk_update(
+        to_update, ["state", "agent", "accepted_at", "closed_at", "latest_time", "last_synced_at", "updated_at"]
+    )
+    KfSession.objects.bulk_create(to_create)
+    return QueueSyncResult(
+        count=count, listed=len(listed), queued=len(to_create), accepted=accepted, closed=closed
+    )
+
+
+def _queue_listed_sessions(
+    account: OfficialAccount,
+    *,
+    listed: dict[str, datetime],
+    customer_ids: dict[str, int],
+    started: datetime,
+    now: datetime,
+) -> tuple[list[KfSession], list[KfSession]]:
+    """A waiting session for every customer in the queue: (sessions to update,
+    sessions to create)."""
     live = _live_sessions_locked(official_account=account, customer_id__in=list(customer_ids.values()))
     to_update: list[KfSession] = []
     to_create: list[KfSession] = []
@@ -155,34 +184,39 @@ def _queue_store(
             session.last_synced_at = now
             session.updated_at = now
             to_update.append(session)
+    return to_update, to_create
 
+
+def _queue_left_settle(
+    account: OfficialAccount,
+    *,
+    listed_ids: list[int],
+    outcomes: dict[str, Session | None],
+    started: datetime,
+    now: datetime,
+) -> tuple[list[KfSession], int, int]:
+    """The waiting sessions of customers who left the queue: open with the agent
+    getsession named, or closed. Returns (sessions to update, accepted, closed)."""
+    left = KfSession.objects.select_for_update(of=("self",)).filter(
+        official_account=account, state=KfSession.State.WAITING, updated_at__lt=started
+    ).exclude(customer_id__in=listed_ids).select_related("customer")
+    to_update: list[KfSession] = []
     accepted = closed = 0
-    if complete:
-        left = KfSession.objects.select_for_update(of=("self",)).filter(
-            official_account=account, state=KfSession.State.WAITING, updated_at__lt=started
-        ).exclude(customer_id__in=list(customer_ids.values())).select_related("customer")
-        for session in left.order_by("pk"):
-            outcome = outcomes.get(session.customer.openid)
-            if outcome is not None and outcome.kf_account:
-                session.state = KfSession.State.OPEN
-                session.agent = agent_get_or_stub(account=account, kf_account=outcome.kf_account)
-                session.accepted_at = from_unix(outcome.createtime) or now
-                accepted += 1
-            else:
-                session.state = KfSession.State.CLOSED
-                session.closed_at = now
-                closed += 1
-            session.last_synced_at = now
-            session.updated_at = now
-            to_update.append(session)
-
-    KfSession.objects.bulk_update(
-        to_update, ["state", "agent", "accepted_at", "closed_at", "latest_time", "last_synced_at", "updated_at"]
-    )
-    KfSession.objects.bulk_create(to_create)
-    return QueueSyncResult(
-        count=count, listed=len(listed), queued=len(to_create), accepted=accepted, closed=closed
-    )
+    for session in left.order_by("pk"):
+        outcome = outcomes.get(session.customer.openid)
+        if outcome is not None and outcome.kf_account:
+            session.state = KfSession.State.OPEN
+            session.agent = agent_get_or_stub(account=account, kf_account=outcome.kf_account)
+            session.accepted_at = from_unix(outcome.createtime) or now
+            accepted += 1
+        else:
+            session.state = KfSession.State.CLOSED
+            session.closed_at = now
+            closed += 1
+        session.last_synced_at = now
+        session.updated_at = now
+        to_update.append(session)
+    return to_update, accepted, closed
 
 
 # --------------------------------------------------------------------------- sessions

@@ -1,15 +1,14 @@
-"""Shared pytest fixtures. Each owner keeps its fixtures in its own delimited section."""
+"""Shared pytest fixtures, one section per kind: the emulator, the accounts wired to it,
+waiting for background work, and the dashboard pages' language and supervisor."""
 
 from __future__ import annotations
 
-# ============================================================================
-# WeChat kf emulator fixtures (owner: kfadmin/emulator) — BEGIN
+# ------------------------------------------------------------------------- emulator
 #
 #   emulator_server  session scope: one Emulator served on 127.0.0.1, port 0, in a thread
 #   emulator         function scope: state reset, one official account, returns EmulatorHandle
 #
 # No database is involved; these fixtures work in tests without the `db` fixture.
-# ============================================================================
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -115,46 +114,13 @@ def emulator(emulator_server: ServerHandle) -> Iterator[EmulatorHandle]:
     emu.reset()
 
 
-# ============================================================================
-# WeChat kf emulator fixtures — END
-# ============================================================================
-
-
-# ============================================================================
-# History sync fixtures (owner: messaging/sync, tests/messaging, tests/reliability) — BEGIN
-#
-#   history_account  the OfficialAccount row of the emulator's official account
-#                    (database + emulator), talking to the emulator over HTTP
-# ============================================================================
-
-
-@pytest.fixture
-def history_account(db, emulator):
-    from tests.factories import OfficialAccountFactory
-
-    return OfficialAccountFactory(
-        appid=emulator.appid,
-        secret=emulator.secret,
-        wechat_id=emulator.wechat_id,
-        original_id=emulator.original_id,
-        api_base_url=emulator.base_url,
-    )
-
-
-# ============================================================================
-# History sync fixtures — END
-# ============================================================================
-
-
-# ============================================================================
-# Sync, tasks and callback fixtures (owner: accounts/sync, sessions_app/sync,
-# the Celery tasks, messaging/callback) — BEGIN
+# -------------------------------------------------------- sync, tasks and callbacks
 #
 #   kf_account_row  the OfficialAccount row of the emulator's official account, with
 #                   its callback token and AES key, talking to the emulator over HTTP
+#                   (the history sync, the other syncs, the tasks and the callback)
 #   wait_until      polls a condition (for work done by a Celery worker thread or by
 #                   the emulator's push thread); fails the test after `timeout` s
-# ============================================================================
 
 
 @pytest.fixture
@@ -189,14 +155,7 @@ def wait_until():
     return wait
 
 
-# ============================================================================
-# Sync, tasks and callback fixtures — END
-# ============================================================================
-
-
-# ============================================================================
-# Dashboard test fixtures (owner: tests/accounts, tests/sessions_app, tests/messaging,
-# tests/test_overview.py, tests/test_escaping.py) — BEGIN
+# ------------------------------------------------------------------ dashboard pages
 #
 #   english_cookie   English pages for `client` (its language cookie) and English in the
 #                    test's own code
@@ -212,7 +171,6 @@ def wait_until():
 # for every request and every rendering outside a request.
 # `account` is each module's own fixture (a plain official account, one wired to the
 # emulator, one with a given capacity, ...): `boss` and `boss_client` use that one.
-# ============================================================================
 
 
 @pytest.fixture
@@ -244,8 +202,3 @@ def boss(account):
 def boss_client(client, boss):
     client.force_login(boss)
     return client
-
-
-# ============================================================================
-# Dashboard test fixtures — END
-# ============================================================================

@@ -31,11 +31,11 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def four_days(history_account, emulator, monkeypatch):
+def four_days(kf_account_row, emulator, monkeypatch):
     monkeypatch.setattr(sync, "PAGE_SIZE", 500)
     now = now_s()
     emulator.control("generate_records", count=4000, start=now - 4 * 86400 + 120, end=now - 60, seed=31)
-    return history_account
+    return kf_account_row
 
 
 def _run(*args: str) -> tuple[str, str]:

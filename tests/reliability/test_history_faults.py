@@ -34,7 +34,7 @@ DAYS = 3
 
 
 @pytest.fixture
-def history(history_account, emulator, monkeypatch):
+def history(kf_account_row, emulator, monkeypatch):
     """Three days of history (≈3 pages per window) and a cursor three days back."""
     monkeypatch.setattr(sync, "PAGE_SIZE", 400)
     now = now_s()
@@ -44,8 +44,8 @@ def history(history_account, emulator, monkeypatch):
     store = emulator.state.record_store(appid=emulator.appid)
     for _ in range(3):
         store.append(time=now - 5000, opercode=2003, worker="kf1@test_oa", openid="o_dup", text="好")
-    SyncState.objects.create(official_account=history_account, job=SyncState.Job.HISTORY, cursor=at(start))
-    return history_account, now
+    SyncState.objects.create(official_account=kf_account_row, job=SyncState.Job.HISTORY, cursor=at(start))
+    return kf_account_row, now
 
 
 def _assert_archive_is_exact(account, emulator):

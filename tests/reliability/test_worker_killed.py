@@ -118,15 +118,15 @@ def workers(tmp_path) -> Iterator[Workers]:
 
 
 @pytest.fixture
-def slow_history(history_account, emulator):
+def slow_history(kf_account_row, emulator):
     """Six days of history (one page per 24-hour window) and getmsglist answering
     slowly, so a run takes several seconds."""
     now = now_s()
     start = now - DAYS * 86400
     emulator.control("generate_records", count=6000, start=start, end=now - 120, seed=41)
     emulator.control("add_fault", kind="slow", delay=0.7, path_prefix=MSGLIST_PATH)
-    SyncState.objects.create(official_account=history_account, job=SyncState.Job.HISTORY, cursor=at(start))
-    return history_account
+    SyncState.objects.create(official_account=kf_account_row, job=SyncState.Job.HISTORY, cursor=at(start))
+    return kf_account_row
 
 
 def _wait_for(condition: Callable[[], object], what: str, workers: Workers) -> object:
