@@ -53,6 +53,7 @@ from messaging.models import (
 )
 from messaging.selectors import customer_window
 from sessions_app.models import Customer
+from sessions_app.selectors import customer_window_state
 from sessions_app.services import (
     customer_budget_used_up,
     customer_window_close,
@@ -333,9 +334,11 @@ def _give_up_if_lost(outbound_id: int, *, now: datetime | None = None) -> bool:
 
 def _delivery_refusal(customer: Customer) -> SendRefused | None:
     now = timezone.now()
-    if customer.window_expires_at is None or customer.window_expires_at <= now:
+    # Nothing counted as pending: this message is the one being sent.
+    state = customer_window_state(customer=customer, now=now)
+    if state.expires_at is None or state.expires_at <= now:
         return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
-    if customer.window_remaining <= 0:
+    if state.remaining <= 0:
         return SendRefused(ERRCODE_BUDGET_USED, _(explain(ERRCODE_BUDGET_USED)))
     return None
 
