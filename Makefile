@@ -22,8 +22,10 @@ run: deps
 test: deps
 	scripts/ensure-chromium.sh
 	$(UV) run ruff check .
+	$(UV) run lint-imports
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(UV) run pytest $(PYTEST_ARGS)
 
 lint: deps
 	$(UV) run ruff check .
+	$(UV) run lint-imports

@@ -28,6 +28,7 @@ from accounts.clients import wechat_client_for
 from accounts.models import Agent, Membership, OfficialAccount, SyncState
 from accounts.selectors import SYNC_RUN_ACTION, agent_can_invite
 from accounts.sentences import wechat_error_message
+from accounts.sync import agents_sync
 from kfadmin.wechat import WeChatClient, WeChatError, WeChatTransportError
 
 logger = logging.getLogger(__name__)
@@ -84,8 +85,6 @@ def _agents_refresh(account: OfficialAccount) -> None:
     """Re-read the agent list from WeChat after a write, for what only WeChat knows
     (the new kf id, avatar URL, invitation expiry). The write already succeeded and the
     local row already shows it, so a failure here is only logged; the next sync heals."""
-    from accounts.sync import agents_sync
-
     try:
         agents_sync(account_id=account.pk)
     except WeChatError as exc:

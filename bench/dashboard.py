@@ -552,8 +552,8 @@ def endpoints(args) -> tuple[list[Endpoint], dict]:
     from django.db.models import Count, Q
 
     from accounts.models import Agent, Membership, OfficialAccount
+    from messaging.selectors import timeline_stamp
     from sessions_app.models import KfSession
-    from sessions_app.selectors import timeline_stamp
 
     account = OfficialAccount.objects.get(appid=APPID)
     agents = (

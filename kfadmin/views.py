@@ -9,8 +9,8 @@ from django.views.decorators.http import require_GET
 
 from accounts.access import AccountContext, account_view
 from accounts.live import fragment_cached
-from accounts.selectors import overview_get
 from accounts.views import respond
+from kfadmin.overview import overview_get
 
 logger = logging.getLogger(__name__)
 

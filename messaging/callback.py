@@ -4,7 +4,8 @@
 pushes in plaintext, compatible or safe (AES) mode (wechat-kf-api.md §7). Customer
 messages and the kf session events (`kf_create_session`, `kf_close_session`,
 `kf_switch_session`) are archived as `MessageRecord(source=callback)`; the customer's
-reply window and the session rows follow. Follow, menu-click and scan events open
+reply window and the session rows follow (through sessions_app's services and
+`sessions_app.transitions`). Follow, menu-click and scan events open
 the short reply window.
 
 The query's signature covers only token, timestamp and nonce, not the body, and
@@ -33,12 +34,10 @@ from datetime import UTC, datetime
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.models import OfficialAccount
-from accounts.sync import agent_get_or_stub
 from kfadmin.wechat import (
     MAX_CLOCK_SKEW,
     CallbackMessage,
@@ -51,8 +50,9 @@ from kfadmin.wechat import (
     parse_xml,
 )
 from messaging.models import CallbackNonce, MessageRecord, record_digest
-from sessions_app.models import Customer, KfSession
+from sessions_app.models import Customer
 from sessions_app.services import Touch, customer_touch, customer_window_close
+from sessions_app.transitions import SessionEvent, session_event_apply, session_waiting_wrote
 
 logger = logging.getLogger(__name__)
 
@@ -69,9 +69,9 @@ _PLACEHOLDERS = {
 # Events that grant the short reply window (3 sends within a minute).
 _WINDOW_EVENTS = {"subscribe", "scan", "click", "scancode_push", "scancode_waitmsg"}
 _SESSION_EVENTS = {
-    "kf_create_session": MessageRecord.OperCode.ACCEPTED,
-    "kf_close_session": MessageRecord.OperCode.CLOSED,
-    "kf_switch_session": MessageRecord.OperCode.TRANSFERRED,
+    SessionEvent.CREATE: MessageRecord.OperCode.ACCEPTED,
+    SessionEvent.CLOSE: MessageRecord.OperCode.CLOSED,
+    SessionEvent.SWITCH: MessageRecord.OperCode.TRANSFERRED,
 }
 _NONCE_RE = re.compile(r"[A-Za-z0-9]{1,32}")
 # Checked when no account matches, so an unknown appid costs what a wrong signature does.
@@ -207,19 +207,17 @@ def callback_message_record(*, account: OfficialAccount, message: CallbackMessag
         if not _archive(account, at=at, worker="", openid=openid, opercode=MessageRecord.OperCode.RECEIVED_BY_OA, text=text):
             return False
         customer = customer_touch(account, openid, at, Touch.MESSAGE)
-        KfSession.objects.filter(customer=customer, state=KfSession.State.WAITING).update(
-            latest_time=at, updated_at=timezone.now()
-        )
+        session_waiting_wrote(customer=customer, at=at)
         return True
 
     if event in _SESSION_EVENTS:
         opercode = _SESSION_EVENTS[event]
         # Shaped like WeChat's own record of the event (the agent, no text), so the
         # history sync later finds it under the same natural key.
-        worker = message.to_kf_account if event == "kf_switch_session" else message.kf_account
+        worker = message.to_kf_account if event == SessionEvent.SWITCH else message.kf_account
         if not _archive(account, at=at, worker=worker, openid=openid, opercode=opercode, text=""):
             return False
-        _session_apply(account, openid=openid, at=at, event=event, kf_account=worker)
+        session_event_apply(account=account, openid=openid, at=at, event=event, kf_account=worker)
         return True
 
     if event in _WINDOW_EVENTS:
@@ -262,47 +260,3 @@ def _archive(
         # session effects have not been applied by a callback yet.
         return existing != MessageRecord.Source.CALLBACK
     return True
-
-
-def _session_apply(account: OfficialAccount, *, openid: str, at: datetime, event: str, kf_account: str) -> None:
-    """Move the customer's live session as the event says, unless the rows already
-    know something newer (pushes can arrive late or out of order)."""
-    Customer.objects.get_or_create(
-        official_account=account, openid=openid, defaults={"first_seen_at": at, "last_seen_at": at}
-    )
-    # Lock order shared with the syncs: the customer, then their sessions.
-    customer = Customer.objects.select_for_update().get(official_account=account, openid=openid)
-    now = timezone.now()
-    live = KfSession.objects.select_for_update().filter(customer=customer).exclude(
-        state=KfSession.State.CLOSED
-    ).first()
-    if live is not None and live.accepted_at is not None and live.accepted_at > at:
-        return  # the live session started after this event
-    if event == "kf_close_session":
-        if live is not None:
-            live.state = KfSession.State.CLOSED
-            live.closed_at = at
-            live.save(update_fields=["state", "closed_at", "updated_at"])
-        return
-
-    if live is None:
-        ended_later = KfSession.objects.filter(customer=customer, closed_at__gte=at).exists()
-        if ended_later:
-            return  # a session that this event belongs to has closed since
-    agent = agent_get_or_stub(account=account, kf_account=kf_account) if kf_account else None
-    if live is None:
-        KfSession.objects.create(
-            official_account=account,
-            customer=customer,
-            agent=agent,
-            state=KfSession.State.OPEN,
-            created_at=at,
-            accepted_at=at,
-            last_synced_at=now,
-        )
-        return
-    if live.state == KfSession.State.WAITING or event == "kf_create_session":
-        live.accepted_at = at
-    live.state = KfSession.State.OPEN
-    live.agent = agent
-    live.save(update_fields=["state", "agent", "accepted_at", "updated_at"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -88,6 +90,18 @@ class MessageRecord(models.Model):
             return str(self.OperCode(self.opercode).label)
         except ValueError:
             return _("record %(code)s") % {"code": self.opercode}
+
+
+# A message still queued or sending after this long is stuck: no worker took it, or a
+# worker died while calling WeChat (see messaging.services.outbound_deliver).
+SEND_STALE_AFTER = timedelta(minutes=10)
+
+
+def archive_text(msgtype: str, payload: dict[str, Any]) -> str:
+    """What WeChat's chat history shows for a sent message: the text, or a tag."""
+    if msgtype == OutboundMessage.MsgType.TEXT:
+        return str(payload.get("content", ""))
+    return f"[{msgtype}]"
 
 
 class OutboundMessage(models.Model):

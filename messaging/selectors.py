@@ -1,4 +1,5 @@
-"""Reads of the chat archive: search with keyset pagination, and a streaming export.
+"""Reads of the chat archive: search with keyset pagination, a streaming export, one
+customer's conversation (timeline, reply window less the queued sends) and the sends.
 
 Search semantics (the same on PostgreSQL and SQLite): a record matches `q` when its
 text contains `q` as a substring, with ASCII letters compared case-insensitively
@@ -43,11 +44,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import BooleanField, Func, Q, QuerySet, TextField
+from django.db.models import BooleanField, Func, OuterRef, Q, QuerySet, Subquery, TextField
 from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
 from accounts.models import Agent, OfficialAccount
-from messaging.models import MessageRecord
+from accounts.selectors import agent_names
+from messaging.models import SEND_STALE_AFTER, MessageRecord, OutboundMessage, archive_text
+from sessions_app.models import Customer, KfSession
+from sessions_app.selectors import WindowState, customer_window_state
 
 # Record kinds a reviewer filters by.
 KINDS: dict[str, tuple[int, ...]] = {
@@ -488,3 +493,238 @@ def records_iter_export(
     order = ("-time", "-id") if newest_first else ("time", "id")
     return filters.queryset().order_by(*order).iterator(chunk_size=chunk_size)
 
+
+# --------------------------------------------------------------- customers
+
+# Archive opercodes of a message the customer wrote (2001 OA received, 2003 kf received).
+CUSTOMER_MESSAGE_CODES = (2001, 2003)
+
+
+def session_last_customer_text() -> Subquery:
+    """What the customer of each row of a KfSession queryset last wrote (the queue's
+    and the board's preview; sessions_app takes it through `session_preview_provide`)."""
+    return Subquery(
+        MessageRecord.objects.filter(
+            official_account=OuterRef("official_account"),
+            openid=OuterRef("customer__openid"),
+            opercode__in=CUSTOMER_MESSAGE_CODES,
+        )
+        .order_by("-time", "-id")
+        .values("text")[:1]
+    )
+
+
+def customer_open_to_agent(*, customer: Customer | None, openid: str, account: OfficialAccount, agent: Agent) -> bool:
+    """Whether an agent may open this customer's conversation: the customer waits for
+    anyone to take them, or the agent served them (a session with them, or a record
+    naming them as the worker). Agents see only these customers."""
+    if customer is not None and (
+        KfSession.objects.filter(customer=customer)
+        .filter(Q(state=KfSession.State.WAITING) | Q(agent=agent))
+        .exists()
+    ):
+        return True
+    return MessageRecord.objects.filter(official_account=account, openid=openid, worker=agent.kf_account).exists()
+
+
+def customer_known(*, account: OfficialAccount, openid: str) -> bool:
+    return MessageRecord.objects.filter(official_account=account, openid=openid).exists()
+
+
+def outbound_pending(*, customer: Customer) -> int:
+    """Messages to `customer` queued or being sent: each will use one send of the window."""
+    return OutboundMessage.objects.filter(
+        customer=customer, status__in=(OutboundMessage.Status.QUEUED, OutboundMessage.Status.SENDING)
+    ).count()
+
+
+def customer_window(*, customer: Customer | None, now: datetime | None = None) -> WindowState:
+    """The customer's reply window (sessions_app's reader) less the sends already
+    queued or being sent from here."""
+    pending = outbound_pending(customer=customer) if customer is not None else 0
+    return customer_window_state(customer=customer, pending=pending, now=now)
+
+
+# --------------------------------------------------------------- conversation
+
+
+TIMELINE_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    """One line of a conversation: an archived record, or a message sent from kfadmin
+    (with its status; its copy in the archive is then not shown twice)."""
+
+    time: datetime
+    record: MessageRecord | None = None
+    outbound: OutboundMessage | None = None
+    # The agent's nickname for a record's worker (kf account), when kfadmin knows it.
+    worker_name: str = ""
+
+    @property
+    def event_label(self) -> str:
+        """For a session event record: what happened, in words."""
+        return self.record.opercode_label if self.record is not None else ""
+
+    @property
+    def sort_key(self) -> tuple:
+        pk = self.record.pk if self.record is not None else self.outbound.pk
+        return (self.time, 0 if self.record is not None else 1, pk)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    items: list[TimelineItem]
+    earlier_cursor: str | None  # there are older records: continue before this one
+    is_latest: bool  # shows the newest records (and may poll for more)
+    focus_id: int | None = None
+
+
+def _window_records(account: OfficialAccount, openid: str) -> QuerySet[MessageRecord]:
+    return MessageRecord.objects.filter(official_account=account, openid=openid)
+
+
+def customer_last_archived_message_at(*, account: OfficialAccount, openid: str):
+    """When the archive (the conversation's timeline) last shows the customer writing,
+    or None: the page's notes about the customer say what the timeline shows."""
+    return (
+        _window_records(account, openid)
+        .filter(opercode__in=CUSTOMER_MESSAGE_CODES)
+        .order_by("-time")
+        .values_list("time", flat=True)
+        .first()
+    )
+
+
+def conversation_timeline(
+    *,
+    account: OfficialAccount,
+    openid: str,
+    customer: Customer | None,
+    before: str | None = None,
+    at_record: int | None = None,
+    limit: int = TIMELINE_LIMIT,
+) -> Timeline:
+    """The archive of one customer in time order, with the messages sent from kfadmin.
+
+    Default: the newest `limit` records. `before` (a cursor from `earlier_cursor`):
+    the `limit` records before it. `at_record`: the records around that one (a
+    history search result), which is then `focus_id`. ValueError for a bad cursor.
+    """
+    records_qs = _window_records(account, openid)
+    focus_id = None
+    newer: list[MessageRecord] = []
+    if at_record is not None:
+        anchor = records_qs.filter(pk=at_record).first()
+        if anchor is None:
+            at_record = None
+        else:
+            focus_id = anchor.pk
+            half = limit // 2
+            older = list(
+                records_qs.filter(Q(time__lt=anchor.time) | Q(time=anchor.time, id__lte=anchor.pk))
+                .order_by("-time", "-id")[: half + 1]
+            )
+            newer = list(
+                records_qs.filter(Q(time__gt=anchor.time) | Q(time=anchor.time, id__gt=anchor.pk))
+                .order_by("time", "id")[: half + 1]
+            )
+            is_latest = len(newer) <= half
+            newer = newer[:half]
+            page = older
+            page_limit = half
+    if at_record is None:
+        qs = records_qs
+        if before:
+            t, i = cursor_decode(before)
+            qs = qs.filter(Q(time__lt=t) | Q(time=t, id__lt=i))
+        page = list(qs.order_by("-time", "-id")[: limit + 1])
+        page_limit = limit
+        is_latest = not before
+    earlier_cursor = None
+    if len(page) > page_limit:
+        page = page[:page_limit]
+        earlier_cursor = cursor_encode(page[-1].time, page[-1].pk)
+    records = list(reversed(page)) + newer
+    names = agent_names(account=account, kf_accounts={r.worker for r in records if r.worker})
+    items = [TimelineItem(time=r.time, record=r, worker_name=names.get(r.worker, r.worker)) for r in records]
+
+    if customer is not None:
+        outbound_qs = OutboundMessage.objects.filter(customer=customer)
+        if earlier_cursor is not None and records:
+            outbound_qs = outbound_qs.filter(created_at__gte=records[0].time)
+        if not is_latest and records:
+            outbound_qs = outbound_qs.filter(created_at__lte=records[-1].time)
+        outbound = list(outbound_qs.select_related("agent").order_by("-created_at", "-id")[:limit])
+        hidden = _archived_copies(records, outbound, keep=focus_id)
+        items = [item for item in items if item.record.pk not in hidden]
+        items += [TimelineItem(time=o.created_at, outbound=o) for o in outbound]
+    items.sort(key=lambda item: item.sort_key)
+    return Timeline(items=items, earlier_cursor=earlier_cursor, is_latest=is_latest, focus_id=focus_id)
+
+
+# History sync brings a record at most about a day after it was written (24-hour
+# windows); the timeline's stamp watches this far back for records arriving late.
+TIMELINE_STAMP_LOOKBACK = timedelta(days=3)
+
+
+def timeline_stamp(*, account: OfficialAccount, openid: str, customer: Customer | None) -> str:
+    """What the newest view of a conversation was built from: the newest archived record
+    of the last days (ids only grow) and the newest message sent from kfadmin. Equal
+    stamps, same timeline: a poll that brings its stamp is answered "nothing new"."""
+    since = timezone.now() - TIMELINE_STAMP_LOOKBACK
+    newest_record = MessageRecord.objects.filter(official_account=account, openid=openid, time__gte=since).order_by(
+        "-id"
+    )
+    if customer is None:
+        record, sent = newest_record.values_list("id", flat=True).first(), None
+    else:
+        # Both in one query: this runs on every poll of every open conversation.
+        newest_sent = OutboundMessage.objects.filter(customer=OuterRef("pk")).order_by("-id")
+        record, sent = (
+            Customer.objects.filter(pk=customer.pk)
+            .values_list(Subquery(newest_record.values("id")[:1]), Subquery(newest_sent.values("id")[:1]))
+            .first()
+        ) or (None, None)
+    return f"{record or 0}.{sent or 0}"
+
+
+# A send and its copy in WeChat's history are this close in time (as in messaging.sync).
+ARCHIVE_COPY_WINDOW = timedelta(seconds=120)
+
+
+def _archived_copies(records: list[MessageRecord], outbound: list[OutboundMessage], keep: int | None) -> set[int]:
+    """Ids of archived records that are copies of messages kfadmin sent (shown once,
+    as the send with its status). Each send hides at most one record: same agent,
+    the text WeChat's history shows for it, sent within ARCHIVE_COPY_WINDOW."""
+    hidden: set[int] = set()
+    candidates = [r for r in records if r.opercode == MessageRecord.OperCode.AGENT_SENT and r.pk != keep]
+    for o in outbound:
+        if o.status != OutboundMessage.Status.SENT or o.sent_at is None:
+            continue
+        text = archive_text(o.msgtype, o.payload)
+        worker = o.agent.kf_account if o.agent else None
+        for record in candidates:
+            if (
+                record.pk not in hidden
+                and record.text == text
+                and (worker is None or record.worker == worker)
+                and abs(record.time - o.sent_at) <= ARCHIVE_COPY_WINDOW
+            ):
+                hidden.add(record.pk)
+                break
+    return hidden
+
+
+def outbound_stale_before(now: datetime | None = None) -> datetime:
+    """Messages created before this and still queued or sending are stuck."""
+    return (now or timezone.now()) - SEND_STALE_AFTER
+
+
+def outbound_get(*, account: OfficialAccount, outbound_id: int) -> OutboundMessage | None:
+    return (
+        OutboundMessage.objects.filter(official_account=account, pk=outbound_id)
+        .select_related("customer", "agent")
+        .first()
+    )

@@ -44,9 +44,15 @@ from kfadmin.wechat import (
     WeChatSendBudgetExhausted,
     explain,
 )
-from messaging.models import MessageRecord, OutboundMessage, record_digest
+from messaging.models import (
+    SEND_STALE_AFTER,
+    MessageRecord,
+    OutboundMessage,
+    archive_text,
+    record_digest,
+)
+from messaging.selectors import customer_window
 from sessions_app.models import Customer
-from sessions_app.selectors import customer_window_state
 from sessions_app.services import (
     customer_budget_used_up,
     customer_window_close,
@@ -55,9 +61,6 @@ from sessions_app.services import (
 
 logger = logging.getLogger(__name__)
 
-# A message still queued or sending after this long is stuck: no worker took it, or a
-# worker died while calling WeChat (see outbound_deliver).
-SEND_STALE_AFTER = timedelta(minutes=10)
 # A queued message this long past its due time was never handed to a worker (the
 # broker was down, or lost it): the outbox sweep enqueues it again.
 OUTBOX_SWEEP_AFTER = timedelta(minutes=1)
@@ -121,7 +124,7 @@ class SendAgainRefused(Exception):
 
 def send_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefused | None:
     """Why WeChat would refuse one more message to `customer` now, or None."""
-    state = customer_window_state(customer=customer, now=now)
+    state = customer_window(customer=customer, now=now)
     # No grant running: WeChat answers 45015; grants running with no sends left: 45047.
     if state.seconds_left <= 0:
         return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
@@ -134,13 +137,6 @@ def send_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefu
             )
         return SendRefused(ERRCODE_BUDGET_USED, _(explain(ERRCODE_BUDGET_USED)))
     return None
-
-
-def archive_text(msgtype: str, payload: dict[str, Any]) -> str:
-    """What WeChat's chat history shows for a sent message: the text, or a tag."""
-    if msgtype == OutboundMessage.MsgType.TEXT:
-        return str(payload.get("content", ""))
-    return f"[{msgtype}]"
 
 
 def outbound_queue(
@@ -192,6 +188,8 @@ def outbound_enqueue(*, outbound_id: int) -> bool:
     Then the message stays queued and says it will be sent when the worker is back;
     the outbox sweep enqueues it again. Sending a duplicate task is harmless (the
     delivery claims the row), so this may be called again at any time."""
+    # The one import inside a function: the task runs this module's services, so
+    # messaging.tasks imports this module, and a service enqueues the task.
     from messaging.tasks import send_message_task
 
     try:
@@ -523,7 +521,7 @@ def outbound_unknown_settle(*, account: OfficialAccount, stored_until: datetime 
 
 def typing_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefused | None:
     """Typing needs an open window and a customer interaction in the last 30 seconds."""
-    state = customer_window_state(customer=customer, now=now)
+    state = customer_window(customer=customer, now=now)
     if state.seconds_left <= 0 or customer.sends_left(now) <= 0:
         return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
     if not state.typing_allowed:

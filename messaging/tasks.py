@@ -17,6 +17,7 @@ from accounts.models import OfficialAccount, SyncState
 from accounts.sync import SyncLeaseLost, sync_state_claim, sync_state_held_until, sync_state_release
 from accounts.tasks import enqueue_for_active_accounts
 from kfadmin.wechat import WeChatRetryableError
+from messaging.services import outbound_deliver, outbound_give_up, outbound_sweep
 from messaging.sync import history_sync
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,6 @@ def send_message_task(self, outbound_id: int) -> str:
     """Deliver one queued message; returns its status ("skipped" when another
     delivery already has it). Retried only on failures that prove WeChat did not
     take the message; a doubtful one leaves it "unknown" (see outbound_deliver)."""
-    from messaging.services import outbound_deliver, outbound_give_up
-
     try:
         outbound = outbound_deliver(outbound_id=outbound_id)
     except WeChatRetryableError as error:
@@ -128,8 +127,6 @@ def send_outbox_sweep_task(self) -> dict:
     down when they were queued), and mark "unknown" the ones a worker died sending.
     Safe to run twice at once: each message is claimed with a conditional update.
     A full batch queues the next one at once."""
-    from messaging.services import outbound_sweep
-
     result = outbound_sweep()
     if result.lost or result.requeued:
         logger.info("Outbox sweep: %s enqueued again, %s lost in flight.", len(result.requeued), len(result.lost))

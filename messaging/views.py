@@ -24,9 +24,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
 
+from accounts import selectors as account_selectors
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
 from accounts.sentences import sentence_translate, wechat_error_message
 from kfadmin.wechat import WeChatError
+from messaging import selectors
 from messaging.forms import (
     HistoryFilterForm,
     MenuForm,
@@ -94,12 +96,12 @@ def _conversation_customer(ctx: AccountContext, openid: str) -> Customer | None:
     """The customer (None when only the archive knows the openid); 404 when the
     account has no trace of them, or an agent has no business with them."""
     customer = session_selectors.customer_get(account=ctx.account, openid=openid)
-    if customer is None and not session_selectors.customer_known(account=ctx.account, openid=openid):
+    if customer is None and not selectors.customer_known(account=ctx.account, openid=openid):
         raise Http404("No such customer")
     if ctx.is_agent:
         if ctx.agent is None:
             raise Http404("No kf account linked")
-        if not session_selectors.customer_open_to_agent(
+        if not selectors.customer_open_to_agent(
             customer=customer, openid=openid, account=ctx.account, agent=ctx.agent
         ):
             raise Http404("Not your customer")
@@ -137,7 +139,7 @@ def _session_box_context(openid: str, customer: Customer | None) -> dict:
         "openid": openid,
         "customer": customer,
         "live": session_selectors.live_session_for(customer=customer) if customer is not None else None,
-        "window": session_selectors.customer_window_state(customer=customer),
+        "window": selectors.customer_window(customer=customer),
         "conversation_url": reverse("messaging:conversation", args=[openid]),
         "now": timezone.now(),
     }
@@ -148,7 +150,7 @@ def _conversation_context(
 ) -> dict:
     # Taken before the timeline is read: a record arriving in between changes the
     # stamp, so the next poll fetches it rather than being told nothing is new.
-    stamp = session_selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
+    stamp = selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
     box = _session_box_context(openid, customer)
     live = box["live"]
     msgtype = form.msgtype if form is not None else request.GET.get("type")
@@ -159,21 +161,21 @@ def _conversation_context(
     except ValueError:
         at_record = None
     try:
-        timeline = session_selectors.conversation_timeline(
+        timeline = selectors.conversation_timeline(
             account=ctx.account, openid=openid, customer=customer,
             before=request.GET.get("before") or None, at_record=at_record,
         )
     except ValueError:
-        timeline = session_selectors.conversation_timeline(account=ctx.account, openid=openid, customer=customer)
+        timeline = selectors.conversation_timeline(account=ctx.account, openid=openid, customer=customer)
     return {
         **box,
         # Only read when there is no composer: what the note under the timeline says.
         "archived_customer_wrote_at": (
-            session_selectors.customer_last_archived_message_at(account=ctx.account, openid=openid)
+            selectors.customer_last_archived_message_at(account=ctx.account, openid=openid)
             if customer is None and ctx.can_send
             else None
         ),
-        "stale_before": session_selectors.outbound_stale_before(),
+        "stale_before": selectors.outbound_stale_before(),
         "timeline": timeline,
         "timeline_stamp": stamp,
         "form": form,
@@ -192,7 +194,7 @@ def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> Http
     if request.htmx and request.htmx.target == "timeline" and "stamp" in request.GET:
         # The timeline's poll: with nothing new since the copy on screen, answer 204
         # (htmx leaves the page alone) instead of rendering a hundred messages again.
-        current = session_selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
+        current = selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
         if request.GET["stamp"] == current:
             return HttpResponse(status=204)
     context = _conversation_context(request, ctx, openid, customer)
@@ -278,20 +280,20 @@ def typing(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
         return redirect("messaging:conversation", openid=openid)
     return account_render(
         request, ctx, "messaging/_typing.html",
-        {"openid": openid, "typing_ok": ok, "typing_note": note, "window": session_selectors.customer_window_state(customer=customer)},
+        {"openid": openid, "typing_ok": ok, "typing_note": note, "window": selectors.customer_window(customer=customer)},
     )
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpResponse:
-    outbound = session_selectors.outbound_get(account=ctx.account, outbound_id=outbound_id)
+    outbound = selectors.outbound_get(account=ctx.account, outbound_id=outbound_id)
     if outbound is None:
         raise Http404("No such message")
     _conversation_customer(ctx, outbound.customer.openid)
     if not request.htmx:
         return redirect(f"{reverse('messaging:conversation', args=[outbound.customer.openid])}#o{outbound.pk}")
-    context: dict = {"o": outbound, "stale_before": session_selectors.outbound_stale_before()}
+    context: dict = {"o": outbound, "stale_before": selectors.outbound_stale_before()}
     if outbound.status in (
         OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED, OutboundMessage.Status.UNKNOWN
     ):
@@ -305,7 +307,7 @@ def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int)
 def resend(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpResponse:
     """"Send again" on a failed message: a new message through the normal queue, once
     the person confirmed (without `confirm`, the confirm step is shown)."""
-    outbound = session_selectors.outbound_get(account=ctx.account, outbound_id=outbound_id)
+    outbound = selectors.outbound_get(account=ctx.account, outbound_id=outbound_id)
     if outbound is None:
         raise Http404("No such message")
     openid = outbound.customer.openid
@@ -348,7 +350,7 @@ def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRe
         if index >= TRANSCRIPT_LIMIT:
             truncated = True
             break
-        rows.append(session_selectors.TimelineItem(time=record.time, record=record))
+        rows.append(selectors.TimelineItem(time=record.time, record=record))
     history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters={"openid": openid})
     return account_render(
         request, ctx, "messaging/transcript.html",
@@ -374,7 +376,7 @@ def _result_rows(
     ctx: AccountContext, records: list[MessageRecord], query: str | None
 ) -> list[tuple[MessageRecord, SafeString, str]]:
     """(record, its text escaped and highlighted, the agent's name) per result."""
-    names = session_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
+    names = account_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
     return [(r, highlight(r.text, query), names.get(r.worker, r.worker)) for r in records]
 
 

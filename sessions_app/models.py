@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.db import models
@@ -12,6 +12,12 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Agent, OfficialAccount
+
+# The reply window's grants (wechat-kf-api.md §6.4; the rules are in sessions_app.services).
+MESSAGE_WINDOW = timedelta(hours=48)
+MESSAGE_BUDGET = 5
+EVENT_WINDOW = timedelta(seconds=60)
+EVENT_BUDGET = 3
 
 
 class Customer(models.Model):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
 from django.db import connection, transaction
@@ -32,12 +32,16 @@ from accounts.clients import wechat_client_for
 from accounts.models import Agent, OfficialAccount
 from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError, WeChatNotFound
-from sessions_app.models import Customer, KfSession
-
-MESSAGE_WINDOW = timedelta(hours=48)
-MESSAGE_BUDGET = 5
-EVENT_WINDOW = timedelta(seconds=60)
-EVENT_BUDGET = 3
+from sessions_app.models import (
+    EVENT_BUDGET,
+    EVENT_WINDOW,
+    MESSAGE_BUDGET,
+    MESSAGE_WINDOW,
+    Customer,
+    KfSession,
+)
+from sessions_app.selectors import agent_assign_warnings
+from sessions_app.transitions import session_close_now, session_open_now
 
 
 class Touch(StrEnum):
@@ -376,44 +380,10 @@ class SessionCloseResult:
 
 
 def _confirm_or_raise(*, account: OfficialAccount, agent: Agent, confirmed: bool) -> list[str]:
-    from sessions_app.selectors import agent_assign_warnings
-
     warnings = agent_assign_warnings(account=account, agent=agent)
     if warnings and not confirmed:
         raise SessionNeedsConfirmation(warnings)
     return warnings
-
-
-def _session_open_locally(*, account: OfficialAccount, customer: Customer, agent: Agent) -> KfSession:
-    """After WeChat's create: the customer's live session is open with `agent`."""
-    now = timezone.now()
-    with transaction.atomic():
-        Customer.objects.select_for_update().get(pk=customer.pk)
-        session = (
-            KfSession.objects.select_for_update()
-            .filter(customer=customer)
-            .exclude(state=KfSession.State.CLOSED)
-            .first()
-        )
-        if session is None:
-            session = KfSession(official_account=account, customer=customer, created_at=now)
-        session.state = KfSession.State.OPEN
-        session.agent = agent
-        session.accepted_at = now
-        session.last_synced_at = now
-        session.save()
-    return session
-
-
-def _session_close_locally(session: KfSession) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        Customer.objects.select_for_update().get(pk=session.customer_id)
-        KfSession.objects.filter(pk=session.pk).exclude(state=KfSession.State.CLOSED).update(
-            state=KfSession.State.CLOSED, closed_at=now, last_synced_at=now, updated_at=now
-        )
-    session.state = KfSession.State.CLOSED
-    session.closed_at = now
 
 
 def session_assign(
@@ -436,7 +406,7 @@ def session_assign(
             params=params, ok=False, errcode=error.errcode, message=error.explanation,
         )
         raise
-    session = _session_open_locally(account=account, customer=customer, agent=agent)
+    session = session_open_now(account=account, customer=customer, agent=agent)
     audit_event_record(
         actor=actor, action="session_assign", official_account=account, target=customer.openid, params=params
     )
@@ -458,7 +428,7 @@ def session_close(*, account: OfficialAccount, session: KfSession, actor) -> Ses
     try:
         wechat_client_for(account).close_session(session.agent.kf_account, openid)
     except WeChatNotFound as error:
-        _session_close_locally(session)
+        session_close_now(session)
         audit_event_record(
             actor=actor, action="session_close", official_account=account, target=openid, params=params,
             errcode=error.errcode, message=error.explanation,
@@ -470,7 +440,7 @@ def session_close(*, account: OfficialAccount, session: KfSession, actor) -> Ses
             ok=False, errcode=error.errcode, message=error.explanation,
         )
         raise
-    _session_close_locally(session)
+    session_close_now(session)
     audit_event_record(actor=actor, action="session_close", official_account=account, target=openid, params=params)
     return SessionCloseResult(session=session)
 
@@ -514,7 +484,7 @@ def session_transfer(
     try:
         client.create_session(to_agent.kf_account, openid)
     except WeChatError as error:
-        _session_close_locally(session)
+        session_close_now(session)
         incomplete = SessionTransferIncomplete(error=error, from_agent=from_agent, to_agent=to_agent)
         audit_event_record(
             actor=actor, action="session_transfer", official_account=account, target=openid,
@@ -522,7 +492,7 @@ def session_transfer(
             message=incomplete.explanation,
         )
         raise incomplete from error
-    moved = _session_open_locally(account=account, customer=session.customer, agent=to_agent)
+    moved = session_open_now(account=account, customer=session.customer, agent=to_agent)
     audit_event_record(
         actor=actor, action="session_transfer", official_account=account, target=openid, params=params
     )

@@ -4,14 +4,14 @@ As in `accounts.sync`: read from WeChat first, then write in one short transacti
 Writers that create or move sessions lock the customer rows first (in primary-key
 order), then the session rows, so the queue sync, the sessions sync and the callback
 receiver serialise per customer instead of tripping over the "one live session per
-customer" constraint. A session a callback changed after a sync started reading from
+customer" constraint. The changes themselves are `sessions_app.transitions`'. A session a callback changed after a sync started reading from
 WeChat is newer than what that sync saw, so the sync leaves it alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import transaction
@@ -25,6 +25,13 @@ from kfadmin.wechat import WeChatConflict, WeChatError, WeChatNotFound, WeChatRe
 from kfadmin.wechat.types import Session
 from sessions_app.models import Customer, KfSession
 from sessions_app.services import customers_touch_bulk
+from sessions_app.transitions import (
+    session_mark_closed,
+    session_mark_moved,
+    session_mark_open,
+    session_new_open,
+    session_new_waiting,
+)
 
 # Customers who left the queue since the last run are looked up one by one
 # (getsession) to learn whether an agent took them; at most this many per run, the
@@ -163,22 +170,12 @@ def _queue_listed_sessions(
             if session.updated_at >= started:
                 continue  # opened after we read the queue: the queue answer is older
             # Served before, queued again: that session ended.
-            session.state = KfSession.State.CLOSED
-            session.closed_at = now
+            session_mark_closed(session, at=now)
             session.updated_at = now
             to_update.append(session)
             session = None
         if session is None:
-            to_create.append(
-                KfSession(
-                    official_account=account,
-                    customer_id=customer_id,
-                    state=KfSession.State.WAITING,
-                    created_at=latest,
-                    latest_time=latest,
-                    last_synced_at=now,
-                )
-            )
+            to_create.append(session_new_waiting(account=account, customer_id=customer_id, at=latest, now=now))
         else:
             session.latest_time = latest
             session.last_synced_at = now
@@ -205,13 +202,11 @@ def _queue_left_settle(
     for session in left.order_by("pk"):
         outcome = outcomes.get(session.customer.openid)
         if outcome is not None and outcome.kf_account:
-            session.state = KfSession.State.OPEN
-            session.agent = agent_get_or_stub(account=account, kf_account=outcome.kf_account)
-            session.accepted_at = from_unix(outcome.createtime) or now
+            agent = agent_get_or_stub(account=account, kf_account=outcome.kf_account)
+            session_mark_open(session, agent=agent, at=from_unix(outcome.createtime) or now)
             accepted += 1
         else:
-            session.state = KfSession.State.CLOSED
-            session.closed_at = now
+            session_mark_closed(session, at=now)
             closed += 1
         session.last_synced_at = now
         session.updated_at = now
@@ -266,8 +261,28 @@ def _sessions_store(
     account: OfficialAccount, *, lists: dict[Agent, list[Session]], started: datetime
 ) -> SessionsSyncResult:
     now = timezone.now()
-    # openid -> (agent, accepted at). During a transfer two snapshots may both list a
-    # customer: the later createtime wins.
+    serving = _serving(lists, now=now)
+    customers = _customers_locked(account, {openid: at for openid, (_, at) in serving.items()})
+    live = _live_sessions_locked(official_account=account)
+    writes = _SessionWrites()
+    opened, transferred = _sessions_serve(
+        account, serving=serving, customers=customers, live=live, started=started, now=now, writes=writes
+    )
+    # What is left in `live` is listed by no agent.
+    closed = _sessions_close_unlisted(live.values(), started=started, now=now, writes=writes)
+    writes.save(["state", "agent", "accepted_at", "closed_at", "last_synced_at", "updated_at"])
+    return SessionsSyncResult(
+        agents=len(lists),
+        open=len(serving),
+        opened=opened,
+        transferred=transferred,
+        closed=closed,
+    )
+
+
+def _serving(lists: dict[Agent, list[Session]], *, now: datetime) -> dict[str, tuple[Agent, datetime]]:
+    """openid -> (agent, accepted at) from every agent's list. During a transfer two
+    snapshots may both list a customer: the later createtime wins."""
     serving: dict[str, tuple[Agent, datetime]] = {}
     for agent, sessions in lists.items():
         for item in sessions:
@@ -276,63 +291,70 @@ def _sessions_store(
             at = from_unix(item.createtime) or now
             if item.openid not in serving or at > serving[item.openid][1]:
                 serving[item.openid] = (agent, at)
+    return serving
 
-    customers = _customers_locked(account, {openid: at for openid, (_, at) in serving.items()})
-    live = _live_sessions_locked(official_account=account)
-    to_update: list[KfSession] = []
-    to_create: list[KfSession] = []
+
+@dataclass
+class _SessionWrites:
+    """The sessions one sync run changes, written at its end in two statements."""
+
+    to_update: list[KfSession] = field(default_factory=list)
+    to_create: list[KfSession] = field(default_factory=list)
+
+    def changed(self, session: KfSession, *, now: datetime) -> None:
+        # bulk_update skips auto_now: the sync stamps updated_at itself.
+        session.last_synced_at = now
+        session.updated_at = now
+        self.to_update.append(session)
+
+    def save(self, fields: list[str]) -> None:
+        KfSession.objects.bulk_update(self.to_update, fields)
+        KfSession.objects.bulk_create(self.to_create)
+
+
+def _sessions_serve(
+    account: OfficialAccount,
+    *,
+    serving: dict[str, tuple[Agent, datetime]],
+    customers: dict[str, Customer],
+    live: dict[int, KfSession],
+    started: datetime,
+    now: datetime,
+    writes: _SessionWrites,
+) -> tuple[int, int]:
+    """An open session for every listed customer, with the agent who lists them; takes
+    the sessions it handles out of `live`. Returns (opened, transferred)."""
     opened = transferred = 0
     for openid, (agent, at) in serving.items():
-        session = live.pop(customers[openid].pk, None)
+        customer = customers[openid]
+        session = live.pop(customer.pk, None)
         if session is None:
-            to_create.append(
-                KfSession(
-                    official_account=account,
-                    customer=customers[openid],
-                    agent=agent,
-                    state=KfSession.State.OPEN,
-                    created_at=at,
-                    accepted_at=at,
-                    last_synced_at=now,
-                )
-            )
+            writes.to_create.append(session_new_open(account=account, customer=customer, agent=agent, at=at, now=now))
             opened += 1
             continue
         if session.state == KfSession.State.WAITING:
-            session.state = KfSession.State.OPEN
-            session.agent = agent
-            session.accepted_at = at
+            session_mark_open(session, agent=agent, at=at)
             opened += 1
         elif session.agent_id != agent.pk:
             if session.updated_at >= started:
                 continue  # a callback moved it after we read the lists
-            session.agent = agent
+            session_mark_moved(session, agent=agent)
             transferred += 1
         if session.accepted_at is None:
             session.accepted_at = at
-        session.last_synced_at = now
-        session.updated_at = now
-        to_update.append(session)
+        writes.changed(session, now=now)
+    return opened, transferred
 
+
+def _sessions_close_unlisted(
+    sessions: Iterable[KfSession], *, started: datetime, now: datetime, writes: _SessionWrites
+) -> int:
+    """Open sessions nobody lists any more ended (unless changed since the lists were
+    read); waiting ones are the queue sync's. Returns how many were closed."""
     closed = 0
-    for session in live.values():
-        # Open sessions nobody lists any more ended; waiting ones are the queue sync's.
+    for session in sessions:
         if session.state == KfSession.State.OPEN and session.updated_at < started:
-            session.state = KfSession.State.CLOSED
-            session.closed_at = now
-            session.last_synced_at = now
-            session.updated_at = now
-            to_update.append(session)
+            session_mark_closed(session, at=now)
+            writes.changed(session, now=now)
             closed += 1
-
-    KfSession.objects.bulk_update(
-        to_update, ["state", "agent", "accepted_at", "closed_at", "last_synced_at", "updated_at"]
-    )
-    KfSession.objects.bulk_create(to_create)
-    return SessionsSyncResult(
-        agents=len(lists),
-        open=len(serving),
-        opened=opened,
-        transferred=transferred,
-        closed=closed,
-    )
+    return closed

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import SyncState
-from accounts.selectors import day_bounds, overview_get
+from kfadmin.overview import day_bounds, overview_get
 from tests.factories import (
     AgentFactory,
     KfSessionFactory,
