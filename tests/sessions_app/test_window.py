@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from messaging.selectors import customer_window
 from sessions_app import services
 from sessions_app.models import Customer
 from sessions_app.selectors import customer_window_state
@@ -399,7 +400,7 @@ def test_queued_messages_count_against_the_grant_used_first(account):
     customer = customer_touch(account, "o_lou", T0 + timedelta(seconds=10), Touch.EVENT)
     OutboundMessageFactory.create_batch(4, official_account=account, customer=customer, status="queued")
 
-    state = customer_window_state(customer=customer, now=T0 + timedelta(seconds=20))
+    state = customer_window(customer=customer, now=T0 + timedelta(seconds=20))
     assert [(g.kind, g.remaining) for g in state.grants] == [("event", 0), ("message", 4)]
     assert (state.remaining, state.pending, state.grant, state.budget) == (4, 4, "message", 5)
 
