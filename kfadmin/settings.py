@@ -72,7 +72,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "kfadmin.middleware.HtmxMessagesMiddleware",
     # Last: turns a lockout found during authentication into the login page's answer.
     "axes.middleware.AxesMiddleware",
 ]

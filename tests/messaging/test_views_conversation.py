@@ -105,6 +105,12 @@ def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_clie
     assert '<section id="conversation-session"' in body and 'hx-swap-oob="true"' in body
 
 
+def test_a_history_restore_of_the_conversation_gets_the_whole_page(boss_client, session):
+    response = boss_client.get(conversation_url(session), **htmx(), HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    body = response.content.decode()
+    assert "<html" in body and '<section id="timeline"' in body and 'id="composer"' in body
+
+
 def timeline_poll_url(client, session) -> str:
     """The URL the timeline polls, as the page renders it (with its stamp)."""
     import html

@@ -194,6 +194,14 @@ def test_each_polled_fragment_builds_only_its_own_list(boss_client, monkeypatch)
         assert boss_client.get(QUEUE, **htmx("open-sessions")).status_code == 200
 
 
+def test_a_history_restore_of_the_queue_gets_the_whole_page(boss_client, account, emulator):
+    customer = waiting_customer(account, emulator)
+    response = boss_client.get(QUEUE, **htmx(), HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    body = response.content.decode()
+    assert "<html" in body and customer.openid in body
+    assert 'id="queue-waiting"' in body and 'id="open-sessions"' in body
+
+
 def test_a_customer_who_just_arrived_shows_up_on_the_next_poll(boss_client, account, emulator):
     assert "o_late" not in boss_client.get(QUEUE, **htmx("queue-waiting")).content.decode()
     waiting_customer(account, openid="o_late")
