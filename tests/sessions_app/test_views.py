@@ -13,6 +13,7 @@ from tests.factories import (
     agent_user,
     auditor,
     outsider,
+    sent_to_login,
 )
 from tests.sessions_app.test_views_support import (
     emulated_agent,
@@ -215,7 +216,9 @@ def test_the_queue_requires_login(client):
 
 
 def test_the_queue_fragment_requires_login(client):
-    assert client.get(QUEUE, **htmx("queue-waiting")).status_code == 302
+    response = client.get(QUEUE, **htmx("queue-waiting"))
+    # htmx takes the whole page to the login page rather than swapping the login form in.
+    assert sent_to_login(response, htmx=True)
 
 
 def test_an_auditor_cannot_see_the_queue_page_or_its_fragments(client, account):
@@ -568,8 +571,8 @@ def test_the_session_actions_require_login(client, account, emulator, name):
     session = served_customer(account, alice, emulator)
     args = {"assign": [session.customer.openid], "close": [session.pk], "transfer": [session.pk], "panel_empty": []}[name]
     url = reverse(f"sessions_app:{name}", args=args)
-    for response in (client.get(url), client.get(url, **htmx("action-panel")), client.post(url)):
-        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert sent_to_login(client.get(url)) and sent_to_login(client.post(url))
+    assert sent_to_login(client.get(url, **htmx("action-panel")), htmx=True)
     assert KfSession.objects.get(pk=session.pk).state == KfSession.State.OPEN
 
 
