@@ -1,7 +1,7 @@
 """Pages and fragments for agents, dashboard users, the audit log and sync status.
 
 Each page URL serves the full page, or (for an htmx request) just the fragment its
-polling or its forms swap. Writes are POSTs that call one service: a plain POST then
+polling or its forms swap; `accounts.responses.respond` decides which. Writes are POSTs that call one service: a plain POST then
 redirects, an htmx POST gets the fragment re-rendered from fresh state, plus the flash
 messages as an out-of-band swap and an `HX-Trigger` event for the other regions.
 
@@ -22,15 +22,13 @@ from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.contrib.messages.views import SuccessMessageMixin
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
-from django.template.loader import render_to_string
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect, trigger_client_event
+from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import selectors, services
 from accounts.access import AUDITOR, SUPERVISOR, AccountContext, account_view, context_switch
@@ -44,61 +42,10 @@ from accounts.forms import (
     UserRolesForm,
 )
 from accounts.models import Agent, SyncState
+from accounts.responses import respond, wants_fragment
 from accounts.services import ServiceError
 
 User = get_user_model()
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def wants_fragment(request: HttpRequest) -> bool:
-    """An htmx request for a region; a history restore needs the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def render_page(
-    request: HttpRequest, ctx: AccountContext, template: str, context: dict[str, Any], *, status: int = 200
-) -> HttpResponse:
-    """A full page, with times in the official account's time zone."""
-    with timezone.override(selectors.account_zone(ctx.account)):
-        response = render(request, template, {"ctx": ctx, **context}, status=status)
-    patch_vary_headers(response, ("HX-Request",))
-    return response
-
-
-def render_fragment(
-    request: HttpRequest,
-    ctx: AccountContext,
-    template: str,
-    context: dict[str, Any],
-    *,
-    trigger: str | None = None,
-) -> HttpResponse:
-    """One swap target; the flash messages ride along as an out-of-band swap
-    (kfadmin.middleware.HtmxMessagesMiddleware)."""
-    with timezone.override(selectors.account_zone(ctx.account)):
-        html = render_to_string(template, {"ctx": ctx, **context}, request)
-    response = HttpResponse(html)
-    patch_vary_headers(response, ("HX-Request",))
-    if trigger:
-        trigger_client_event(response, trigger)
-    return response
-
-
-def respond(
-    request: HttpRequest,
-    ctx: AccountContext,
-    page: str,
-    fragment: str,
-    context: dict[str, Any],
-    *,
-    trigger: str | None = None,
-) -> HttpResponse:
-    """The page, or for htmx its fragment: one URL per page state."""
-    if wants_fragment(request):
-        return render_fragment(request, ctx, fragment, context, trigger=trigger)
-    return render_page(request, ctx, page, context)
 
 
 # --------------------------------------------------------------------------- account switch
@@ -188,7 +135,7 @@ def agents(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     context = _agents_context(ctx)
     if not wants_fragment(request):
         context["add_form"] = AgentAddForm(account=ctx.account)
-    return respond(request, ctx, "accounts/agents.html", "accounts/_agent_table.html", context)
+    return respond(request, ctx, context, page="accounts/agents.html", fragment="accounts/_agent_table.html")
 
 
 @require_http_methods(["GET", "POST"])
@@ -213,15 +160,15 @@ def agent_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
             )
             if not wants_fragment(request):
                 return redirect("accounts:agent_detail", pk=agent.pk)
-            return render_fragment(
+            return respond(
                 request,
                 ctx,
-                "accounts/_agent_add_form.html",
                 {"add_form": AgentAddForm(account=ctx.account)},
+                fragment="accounts/_agent_add_form.html",
                 trigger="agentsChanged",
             )
     context = {"add_form": form, "nav": "agents"}
-    return respond(request, ctx, "accounts/agent_add.html", "accounts/_agent_add_form.html", context)
+    return respond(request, ctx, context, page="accounts/agent_add.html", fragment="accounts/_agent_add_form.html")
 
 
 def _agent_detail_context(ctx: AccountContext, agent: Agent, **forms: Any) -> dict[str, Any]:
@@ -242,7 +189,7 @@ def agent_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResp
     agent = _agent_for(ctx, pk)
     # The card's refresh (its poll, or agentChanged after a form) updates the heading too.
     context = {**_agent_detail_context(ctx, agent), "head_oob": wants_fragment(request)}
-    return respond(request, ctx, "accounts/agent_detail.html", "accounts/_agent_card.html", context)
+    return respond(request, ctx, context, page="accounts/agent_detail.html", fragment="accounts/_agent_card.html")
 
 
 def _agent_form_post(
@@ -270,13 +217,9 @@ def _agent_form_post(
             if not wants_fragment(request):
                 return redirect("accounts:agent_detail", pk=agent.pk)
             agent = _agent_for(ctx, pk)
-            return render_fragment(
-                request, ctx, fragment, _agent_detail_context(ctx, agent), trigger="agentChanged"
-            )
+            return respond(request, ctx, _agent_detail_context(ctx, agent), fragment=fragment, trigger="agentChanged")
     context = _agent_detail_context(ctx, agent, **{form_key: form})
-    if wants_fragment(request):
-        return render_fragment(request, ctx, fragment, context)
-    return render_page(request, ctx, "accounts/agent_detail.html", context)
+    return respond(request, ctx, context, page="accounts/agent_detail.html", fragment=fragment)
 
 
 @require_POST
@@ -345,9 +288,11 @@ def agent_delete(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResp
             messages.success(request, _("Deleted %(account)s at WeChat.") % {"account": agent.kf_account})
             if not wants_fragment(request):
                 return redirect("accounts:agents")
-            return render_fragment(request, ctx, "accounts/_modal_empty.html", {}, trigger="agentsChanged")
+            return respond(request, ctx, fragment="accounts/_modal_empty.html", trigger="agentsChanged")
     context = {"agent": agent, "error": error, "nav": "agents"}
-    return respond(request, ctx, "accounts/agent_delete.html", "accounts/_agent_delete_dialog.html", context)
+    return respond(
+        request, ctx, context, page="accounts/agent_delete.html", fragment="accounts/_agent_delete_dialog.html"
+    )
 
 
 # --------------------------------------------------------------------------- audit log
@@ -373,7 +318,7 @@ def audit(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         }
     page = selectors.audit_events(account=ctx.account, **filters)
     context = {"form": form, "page": page, "paged": bool(filters.get("cursor")), "nav": "audit"}
-    return respond(request, ctx, "accounts/audit.html", "accounts/_audit_results.html", context)
+    return respond(request, ctx, context, page="accounts/audit.html", fragment="accounts/_audit_results.html")
 
 
 # --------------------------------------------------------------------------- sync status
@@ -400,7 +345,7 @@ def _sync_context(ctx: AccountContext) -> dict[str, Any]:
 @require_GET
 @account_view(SUPERVISOR)
 def sync_status(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    return respond(request, ctx, "accounts/sync.html", "accounts/_sync_table.html", _sync_context(ctx))
+    return respond(request, ctx, _sync_context(ctx), page="accounts/sync.html", fragment="accounts/_sync_table.html")
 
 
 @require_POST
@@ -418,7 +363,7 @@ def sync_run(request: HttpRequest, ctx: AccountContext, job: str) -> HttpRespons
         )
     if not wants_fragment(request):
         return redirect("accounts:sync")
-    return render_fragment(request, ctx, "accounts/_sync_table.html", _sync_context(ctx))
+    return respond(request, ctx, _sync_context(ctx), fragment="accounts/_sync_table.html")
 
 
 # --------------------------------------------------------------------------- users
@@ -441,7 +386,9 @@ def _users_context(request: HttpRequest, ctx: AccountContext) -> dict[str, Any]:
 @require_GET
 @account_view(SUPERVISOR)
 def users(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    return respond(request, ctx, "accounts/users.html", "accounts/_user_table.html", _users_context(request, ctx))
+    return respond(
+        request, ctx, _users_context(request, ctx), page="accounts/users.html", fragment="accounts/_user_table.html"
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -465,7 +412,8 @@ def user_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
                 return redirect("accounts:users")
             return HttpResponseClientRedirect(reverse("accounts:users"))
     return respond(
-        request, ctx, "accounts/user_add.html", "accounts/_user_add_form.html", {"form": form, "nav": "users"}
+        request, ctx, {"form": form, "nav": "users"},
+        page="accounts/user_add.html", fragment="accounts/_user_add_form.html",
     )
 
 
@@ -508,7 +456,9 @@ def user_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpRespo
                     return HttpResponseClientRedirect(next_url)
                 form = None
     context = _user_detail_context(request, target, roles_form=form)
-    return respond(request, ctx, "accounts/user_detail.html", "accounts/_user_roles_form.html", context)
+    return respond(
+        request, ctx, context, page="accounts/user_detail.html", fragment="accounts/_user_roles_form.html"
+    )
 
 
 @require_POST
@@ -525,9 +475,9 @@ def user_password(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpRes
             return redirect("accounts:user_detail", pk=target.pk)
         form = None
     context = _user_detail_context(request, target, password_form=form)
-    if wants_fragment(request):
-        return render_fragment(request, ctx, "accounts/_user_password_form.html", context)
-    return render_page(request, ctx, "accounts/user_detail.html", context)
+    return respond(
+        request, ctx, context, page="accounts/user_detail.html", fragment="accounts/_user_password_form.html"
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -551,4 +501,6 @@ def user_active(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpRespo
                 return redirect("accounts:users")
             return HttpResponseClientRedirect(reverse("accounts:users"))
     context = {"target": target, "error": error, "nav": "users"}
-    return respond(request, ctx, "accounts/user_active.html", "accounts/_user_active_dialog.html", context)
+    return respond(
+        request, ctx, context, page="accounts/user_active.html", fragment="accounts/_user_active_dialog.html"
+    )

@@ -1,55 +1,54 @@
-"""Project-wide middleware: flash messages on htmx answers, and a request body cap.
-
-Flash messages: a full page shows the messages region (base.html). An htmx answer
-swaps only its region, so the messages region rides along as an out-of-band swap:
-
-- on the answer to an action (any method but GET and HEAD) always, even when empty,
-  so what this action says replaces what an earlier one said: an old "saved" never
-  stays above a new error shown in a form;
-- on other htmx answers (polls, regions loading) only when messages are pending, so
-  a poll leaves the messages on screen alone.
-"""
+"""Project-wide middleware: logins asked for in a way htmx follows, and a request body cap."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.contrib import messages
+from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
-from django.template.loader import render_to_string
+from django.shortcuts import resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-
-# Answers that send the browser elsewhere: the messages are for the next page.
-_ELSEWHERE = ("HX-Redirect", "HX-Location", "HX-Refresh")
+from django_htmx.http import HttpResponseClientRedirect
 
 
-class HtmxMessagesMiddleware:
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]):
-        self.get_response = get_response
+class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
+    """Django's LoginRequiredMiddleware, answering htmx the way htmx understands.
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    A logged-out plain request is redirected to the login page (302). A logged-out
+    htmx request (a poll whose session expired, a click in a page left open) would
+    follow that redirect and swap the login page into its region; it gets
+    `HX-Redirect` instead, so the whole page goes to the login page, which returns to
+    the page the browser was on (`HX-Current-URL`), not to the fragment's URL. A
+    history restore puts its answer in place of <body> and reads no HX- headers: it
+    gets the plain redirect, like a page load.
+    """
+
+    def handle_no_permission(self, request: HttpRequest, view_func: Callable) -> HttpResponse:
         htmx = getattr(request, "htmx", None)
-        if not htmx or htmx.history_restore_request or not _is_html(response):
-            return response
-        if any(header in response for header in _ELSEWHERE):
-            return response
-        action = request.method not in ("GET", "HEAD")
-        if not action and not len(messages.get_messages(request)):
-            return response
-        if b'id="messages"' in response.content:
-            return response  # the answer already holds the region (a whole page)
-        response.content += render_to_string("_messages.html", {"oob": True}, request).encode(response.charset)
-        return response
+        if not htmx or htmx.history_restore_request:
+            return super().handle_no_permission(request, view_func)
+        login = redirect_to_login(
+            _current_path(request),
+            resolve_url(self.get_login_url(view_func)),
+            self.get_redirect_field_name(view_func),
+        )
+        return HttpResponseClientRedirect(login["Location"])
 
 
-def _is_html(response: HttpResponse) -> bool:
-    return (
-        response.status_code == 200
-        and not response.streaming
-        and response.get("Content-Type", "").startswith("text/html")
-    )
+def _current_path(request: HttpRequest) -> str:
+    """The path (and query) of the page the browser shows, when htmx says so and it is
+    on this site; else the requested one."""
+    current = request.htmx.current_url or ""
+    if current and url_has_allowed_host_and_scheme(
+        current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        parts = urlsplit(current)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return request.get_full_path()
 
 
 class RequestBodyLimitMiddleware:

@@ -68,11 +68,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # Django's LoginRequiredMiddleware; htmx requests get HX-Redirect to the login page.
+    "kfadmin.middleware.HtmxLoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "kfadmin.middleware.HtmxMessagesMiddleware",
     # Last: turns a lockout found during authentication into the login page's answer.
     "axes.middleware.AxesMiddleware",
 ]

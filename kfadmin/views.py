@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET
 
 from accounts.access import AccountContext, account_view
 from accounts.live import fragment_cached
-from accounts.views import respond
+from accounts.responses import respond
 from kfadmin.overview import overview_get
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ def home(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 
     def build() -> HttpResponse:
         context = {"overview": overview_get(account=ctx.account), "nav": "home"}
-        return respond(request, ctx, "core/home.html", "core/_overview.html", context)
+        return respond(request, ctx, context, page="core/home.html", fragment="core/_overview.html")
 
     return fragment_cached(request, ctx, "overview", build)
 

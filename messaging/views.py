@@ -22,10 +22,10 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
-from django_htmx.http import trigger_client_event
 
 from accounts import selectors as account_selectors
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
+from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import sentence_translate, wechat_error_message
 from kfadmin.wechat import WeChatError
 from messaging import selectors
@@ -54,9 +54,14 @@ from messaging.services import (
 )
 from sessions_app import selectors as session_selectors
 from sessions_app.models import Customer, KfSession
-from sessions_app.views import account_render, as_of
+from sessions_app.views import POLL_SECONDS, as_of
 
 HISTORY_PAGE_SIZE = 50
+# The conversation's regions by HX-Target; any other htmx request gets the timeline.
+CONVERSATION_REGIONS = {
+    "conversation-session": "messaging/_session_box.html",
+    "composer": "messaging/_composer.html",
+}
 TIMELINE_CHANGED = "timelineChanged"
 TRANSCRIPT_LIMIT = 5000
 
@@ -181,6 +186,7 @@ def _conversation_context(
         "form": form,
         "msgtypes": OutboundMessage.MsgType.choices,
         "current_type": form.msgtype if form is not None else "text",
+        "poll_seconds": POLL_SECONDS,
     }
 
 
@@ -191,26 +197,23 @@ def _conversation_context(
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
     customer = _conversation_customer(ctx, openid)
-    if request.htmx and request.htmx.target == "timeline" and "stamp" in request.GET:
+    target = region(request)
+    if target == "timeline" and "stamp" in request.GET:
         # The timeline's poll: with nothing new since the copy on screen, answer 204
         # (htmx leaves the page alone) instead of rendering a hundred messages again.
         current = selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
         if request.GET["stamp"] == current:
             return HttpResponse(status=204)
+    if target == "composer" and not ctx.can_send:
+        raise PermissionDenied("Your role cannot send messages.")
     context = _conversation_context(request, ctx, openid, customer)
-    if request.htmx:
-        fragment = {
-            "timeline": "messaging/_timeline.html",
-            "conversation-session": "messaging/_session_box.html",
-            "composer": "messaging/_composer.html",
-        }.get(request.htmx.target or "", "messaging/_timeline.html")
-        if fragment == "messaging/_composer.html" and not ctx.can_send:
-            raise PermissionDenied("Your role cannot send messages.")
-        # A refreshed timeline brings the reply window of the same moment along, so
-        # the two never disagree about what was sent.
-        context["box_oob"] = fragment == "messaging/_timeline.html"
-        return account_render(request, ctx, fragment, context)
-    return account_render(request, ctx, "messaging/conversation.html", context)
+    # A refreshed timeline (any region but these two) brings the reply window of the
+    # same moment along, so the two never disagree about what was sent.
+    context["box_oob"] = target is not None and target not in CONVERSATION_REGIONS
+    return respond(
+        request, ctx, context, page="messaging/conversation.html",
+        targets=CONVERSATION_REGIONS, fragment="messaging/_timeline.html",
+    )
 
 
 @require_POST
@@ -238,21 +241,17 @@ def send(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse
             if outbound.awaits_worker:
                 # Saved, but the task queue is down: the outbox sweep sends it later.
                 messages.warning(request, _("The message is saved and will be sent when the worker is back."))
-            elif not request.htmx:
+            elif not wants_fragment(request):
                 messages.success(request, _("The message is queued for sending."))
-            if not request.htmx:
+            if not wants_fragment(request):
                 return redirect(f"{reverse('messaging:conversation', args=[openid])}#o{outbound.pk}")
             fresh = type(form)(
                 account=ctx.account, only=only, initial={"as_agent": form.cleaned_data["as_agent"].pk}
             )
             context = _conversation_context(request, ctx, openid, customer, form=fresh)
-            context["oob_messages"] = outbound.awaits_worker
-            response = account_render(request, ctx, "messaging/_composer.html", context)
-            return trigger_client_event(response, TIMELINE_CHANGED)
+            return respond(request, ctx, context, fragment="messaging/_composer.html", trigger=TIMELINE_CHANGED)
     context = _conversation_context(request, ctx, openid, customer, form=form)
-    if request.htmx:
-        return account_render(request, ctx, "messaging/_composer.html", context)
-    return account_render(request, ctx, "messaging/conversation.html", context)
+    return respond(request, ctx, context, page="messaging/conversation.html", fragment="messaging/_composer.html")
 
 
 @require_POST
@@ -275,12 +274,13 @@ def typing(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
             if command == "Typing"
             else _("The typing indicator is off.")
         )
-    if not request.htmx:
+    if not wants_fragment(request):
         (messages.success if ok else messages.error)(request, note)
         return redirect("messaging:conversation", openid=openid)
-    return account_render(
-        request, ctx, "messaging/_typing.html",
+    return respond(
+        request, ctx,
         {"openid": openid, "typing_ok": ok, "typing_note": note, "window": selectors.customer_window(customer=customer)},
+        fragment="messaging/_typing.html",
     )
 
 
@@ -291,7 +291,7 @@ def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int)
     if outbound is None:
         raise Http404("No such message")
     _conversation_customer(ctx, outbound.customer.openid)
-    if not request.htmx:
+    if not wants_fragment(request):
         return redirect(f"{reverse('messaging:conversation', args=[outbound.customer.openid])}#o{outbound.pk}")
     context: dict = {"o": outbound, "stale_before": selectors.outbound_stale_before()}
     if outbound.status in (
@@ -299,7 +299,7 @@ def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int)
     ):
         # The last poll of this message: the reply window beside it changed too.
         context.update(_session_box_context(outbound.customer.openid, outbound.customer), box_oob=True)
-    return account_render(request, ctx, "messaging/_outbound.html", context)
+    return respond(request, ctx, context, fragment="messaging/_outbound.html")
 
 
 @require_POST
@@ -317,26 +317,28 @@ def resend(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpR
         raise PermissionDenied("Agents send again only their own messages.")
     conversation_url = reverse("messaging:conversation", args=[openid])
     if request.POST.get("confirm") != "1":
-        if request.htmx:
-            return account_render(request, ctx, "messaging/_outbound.html", {"o": outbound, "confirm_resend": outbound.pk})
+        if wants_fragment(request):
+            return respond(request, ctx, {"o": outbound, "confirm_resend": outbound.pk}, fragment="messaging/_outbound.html")
         context = _conversation_context(request, ctx, openid, customer)
         context["confirm_resend"] = outbound.pk
-        return account_render(request, ctx, "messaging/conversation.html", context)
+        return respond(request, ctx, context, page="messaging/conversation.html")
     note = ""
     try:
         again = outbound_resend(outbound=outbound, actor=request.user)
     except (SendRefused, SendAgainRefused) as refusal:
         note = refusal.explanation
-        if not request.htmx:
+        if not wants_fragment(request):
             messages.error(request, note)
             return redirect(f"{conversation_url}#o{outbound.pk}")
     else:
-        if not request.htmx:
+        if not wants_fragment(request):
             messages.success(request, _("The message is queued to be sent again."))
             return redirect(f"{conversation_url}#o{again.pk}")
     outbound.refresh_from_db()
-    response = account_render(request, ctx, "messaging/_outbound.html", {"o": outbound, "resend_note": note})
-    return trigger_client_event(response, TIMELINE_CHANGED) if not note else response
+    return respond(
+        request, ctx, {"o": outbound, "resend_note": note}, fragment="messaging/_outbound.html",
+        trigger=None if note else TIMELINE_CHANGED,
+    )
 
 
 @require_GET
@@ -352,10 +354,11 @@ def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRe
             break
         rows.append(selectors.TimelineItem(time=record.time, record=record))
     history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters={"openid": openid})
-    return account_render(
-        request, ctx, "messaging/transcript.html",
+    return respond(
+        request, ctx,
         {"openid": openid, "customer": customer, "records": rows, "truncated": truncated,
          "limit": TRANSCRIPT_LIMIT, "printed_at": timezone.now()},
+        page="messaging/transcript.html",
     )
 
 
@@ -423,10 +426,12 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         "is_older_page": bool(request.GET.get("cursor")),
         "total": total,
     }
-    if request.htmx and request.htmx.target == "history-results":
-        # The filters stay on screen (and keep focus); their error slots come along.
-        return account_render(request, ctx, "messaging/_results.html", {**context, "filter_errors_oob": True})
-    return account_render(request, ctx, "messaging/history.html", context)
+    # A search swaps only the results: the filters stay on screen (and keep focus),
+    # and their error slots come along out of band.
+    context["filter_errors_oob"] = region(request) == "history-results"
+    return respond(
+        request, ctx, context, page="messaging/history.html", targets={"history-results": "messaging/_results.html"}
+    )
 
 
 # ------------------------------------------------------------------ exports

@@ -10,21 +10,19 @@ list on the page refreshes at once.
 from __future__ import annotations
 
 import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
-from django_htmx.http import trigger_client_event
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
 from accounts.live import fragment_cached
+from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError
 from sessions_app import selectors
@@ -41,20 +39,6 @@ from sessions_app.services import (
 
 POLL_SECONDS = 5
 SESSIONS_CHANGED = "sessionsChanged"
-
-
-def account_render(
-    request: HttpRequest, ctx: AccountContext, template: str, context: dict | None = None, status: int = 200
-) -> HttpResponse:
-    """render() with times shown in the official account's time zone."""
-    try:
-        zone = ZoneInfo(ctx.account.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = timezone.get_default_timezone()
-    with timezone.override(zone):
-        response = render(request, template, {"ctx": ctx, "poll_seconds": POLL_SECONDS, **(context or {})}, status=status)
-    patch_vary_headers(response, ("HX-Request", "HX-Target"))
-    return response
 
 
 def as_of() -> str:
@@ -83,7 +67,7 @@ def _board_context(ctx: AccountContext, *, waiting: bool = True, board: bool = T
     """What the queue page shows; a polled fragment asks only for its own part, since
     the open-sessions board is by far the costlier one to build."""
     only = ctx.agent if ctx.is_agent else None
-    context = {"as_of": as_of(), "now": timezone.now()}
+    context = {"as_of": as_of(), "now": timezone.now(), "poll_seconds": POLL_SECONDS}
     if waiting:
         context["counts"] = selectors.queue_counts(account=ctx.account)
         context["waiting"] = list(selectors.queue_waiting(account=ctx.account))
@@ -99,21 +83,29 @@ def _board_context(ctx: AccountContext, *, waiting: bool = True, board: bool = T
 @account_view(SUPERVISOR, AGENT)
 def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     selected_id = selected_agent_id(request)
-    if request.htmx and request.htmx.target == "open-sessions":
+
+    def answer(context: dict) -> HttpResponse:
+        # The page, or the polled region HX-Target names.
+        return respond(
+            request, ctx, context, page="sessions_app/queue.html",
+            targets={"open-sessions": "sessions_app/_sessions.html"}, fragment="sessions_app/_waiting.html",
+        )
+
+    # Each region reads only its own part: the board is by far the costlier one.
+    target = region(request)
+    if target == "open-sessions":
 
         def build() -> HttpResponse:
-            context = _board_context(ctx, waiting=False, selected_id=selected_id)
-            return account_render(request, ctx, "sessions_app/_sessions.html", context)
+            return answer(_board_context(ctx, waiting=False, selected_id=selected_id))
 
         return fragment_cached(request, ctx, "open-sessions", build, options=str(selected_id or ""))
-    if request.htmx:
+    if target is not None:
 
         def build() -> HttpResponse:
-            context = _board_context(ctx, board=False)
-            return account_render(request, ctx, "sessions_app/_waiting.html", context)
+            return answer(_board_context(ctx, board=False))
 
         return fragment_cached(request, ctx, "queue-waiting", build)
-    return account_render(request, ctx, "sessions_app/queue.html", _board_context(ctx, selected_id=selected_id))
+    return answer(_board_context(ctx, selected_id=selected_id))
 
 
 # ------------------------------------------------------------------ actions
@@ -122,31 +114,28 @@ def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 def _action_response(
     request: HttpRequest, ctx: AccountContext, fragment: str, context: dict, *, title: str
 ) -> HttpResponse:
-    """A form in the action panel: the fragment for HTMX, else a page around it."""
-    context = {**context, "fragment": fragment, "title": title}
-    if request.htmx:
-        return account_render(request, ctx, fragment, context)
-    # A page of its own (no JavaScript, or opened in a new tab): plain forms that
-    # post and redirect back to `next`.
-    return account_render(request, ctx, "sessions_app/action.html", {**context, "standalone": True})
+    """A form in the action panel: the fragment for HTMX, else a page around it (no
+    JavaScript, or opened in a new tab) with plain forms that post and redirect back
+    to `next`."""
+    context = {**context, "fragment": fragment, "title": title, "standalone": not wants_fragment(request)}
+    return respond(request, ctx, context, page="sessions_app/action.html", fragment=fragment)
 
 
 def _action_done(request: HttpRequest, ctx: AccountContext, next_url: str) -> HttpResponse:
     """After a successful action: HTMX empties the panel, shows the flash message and
     tells every list to refresh; a plain POST redirects."""
-    if not request.htmx:
+    if not wants_fragment(request):
         return redirect(next_url)
-    response = account_render(request, ctx, "sessions_app/_action_panel.html")
-    return trigger_client_event(response, SESSIONS_CHANGED)
+    return respond(request, ctx, fragment="sessions_app/_action_panel.html", trigger=SESSIONS_CHANGED)
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT)
 def panel_empty(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     """The empty action panel ("Cancel"); without HTMX there is no panel: the queue."""
-    if not request.htmx:
+    if not wants_fragment(request):
         return redirect("sessions_app:queue")
-    return account_render(request, ctx, "sessions_app/_action_panel.html")
+    return respond(request, ctx, fragment="sessions_app/_action_panel.html")
 
 
 @require_http_methods(["GET", "POST"])

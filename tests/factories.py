@@ -235,3 +235,11 @@ def aware(
 ) -> datetime:
     """An aware datetime in ``tz`` (the official accounts' default time zone)."""
     return datetime(year, month, day, hour, minute, tzinfo=zoneinfo.ZoneInfo(tz))
+
+
+def sent_to_login(response, *, htmx: bool = False) -> bool:
+    """The answer to a logged-out request: a page load is redirected to the login page
+    (302); an htmx request is told to take the whole page there (HX-Redirect)."""
+    if htmx:
+        return response.status_code == 200 and response.get("HX-Redirect", "").startswith("/login/")
+    return response.status_code == 302 and response["Location"].startswith("/login/")

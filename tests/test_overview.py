@@ -20,6 +20,7 @@ from tests.factories import (
     auditor,
     aware,
     outsider,
+    sent_to_login,
     supervisor,
 )
 
@@ -230,9 +231,8 @@ def test_the_overview_shows_only_the_current_accounts_numbers(client, account, f
 
 
 def test_the_overview_needs_a_login(client):
-    response = client.get(reverse("home"), headers=HTMX)
-
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert sent_to_login(client.get(reverse("home")))
+    assert sent_to_login(client.get(reverse("home"), headers=HTMX), htmx=True)
 
 
 def test_the_overview_refuses_post(client, account):

@@ -16,6 +16,7 @@ from tests.factories import (
     agent_user,
     auditor,
     outsider,
+    sent_to_login,
     supervisor,
 )
 
@@ -376,7 +377,7 @@ def test_user_detail_urls_need_a_login(client, account, action, headers):
 
     response = client.post(user_url(person, action), {"active": "0"}, headers=headers)
 
-    assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert sent_to_login(response, htmx=bool(headers))
     person.refresh_from_db()
     assert person.is_active
 

@@ -1,4 +1,7 @@
 import pytest
+from playwright.sync_api import expect
+
+from tests.factories import PASSWORD, OfficialAccountFactory, supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,3 +38,21 @@ def test_repeated_wrong_passwords_lock_the_login_and_the_page_says_for_how_long(
     alert = page.locator("[role=alert]")
     assert "Try again in 15 minutes" in alert.inner_text()
     assert page.locator(".username").count() == 0
+
+
+def test_a_page_left_open_after_the_session_ended_goes_to_the_login_page_and_back(page, live_server, login, settings):
+    login(supervisor(OfficialAccountFactory()), PASSWORD)
+    page.goto(f"{live_server.url}/queue/")
+    expect(page.locator("#queue-waiting")).to_be_visible()
+
+    page.context.clear_cookies(name=settings.SESSION_COOKIE_NAME)  # the session ends
+    # The lists poll every 5 s: the first poll after that takes the whole page to the
+    # login page, rather than swapping the login form into a list.
+    page.wait_for_url(f"{live_server.url}/login/?next=/queue/", timeout=20_000)
+    expect(page.locator("#queue-waiting")).to_have_count(0)
+    expect(page.locator("input[name=username]")).to_have_count(1)
+
+    page.fill("input[name=username]", "supervisor")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/queue/")

@@ -14,7 +14,7 @@ from accounts.models import AuditEvent
 from messaging.models import OutboundMessage
 from sessions_app.models import Customer
 from sessions_app.services import Touch, customer_touch, customer_window_close
-from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
+from tests.factories import AgentFactory, agent_user, auditor, aware, outsider, sent_to_login
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
@@ -125,6 +125,12 @@ def test_the_timeline_fragment_polls_while_showing_the_newest_messages(boss_clie
     assert '<section id="conversation-session"' in body and 'hx-swap-oob="true"' in body
 
 
+def test_a_history_restore_of_the_conversation_gets_the_whole_page(boss_client, session):
+    response = boss_client.get(conversation_url(session), **htmx(), HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    body = response.content.decode()
+    assert "<html" in body and '<section id="timeline"' in body and 'id="composer"' in body
+
+
 def timeline_poll_url(client, session) -> str:
     """The URL the timeline polls, as the page renders it (with its stamp)."""
     import html
@@ -226,8 +232,8 @@ def test_earlier_messages_are_reached_with_a_cursor(boss_client, session):
 
 
 def test_the_conversation_requires_login(client, session):
-    assert client.get(conversation_url(session)).status_code == 302
-    assert client.get(conversation_url(session), **htmx("timeline")).status_code == 302
+    assert sent_to_login(client.get(conversation_url(session)))
+    assert sent_to_login(client.get(conversation_url(session), **htmx("timeline")), htmx=True)
 
 
 def test_an_auditor_reads_the_conversation_without_a_composer(client, account, session):
@@ -625,8 +631,9 @@ def test_a_message_sent_from_kfadmin_shows_once_with_its_status_not_again_as_its
 @pytest.mark.parametrize("name", ["send", "typing", "transcript"])
 def test_the_conversation_endpoints_require_login(client, session, name):
     target = url(name, session.customer.openid)
-    for response in (client.get(target), client.post(target, {"msgtype": "text", "content": "x", "command": "Typing"}, **htmx())):
-        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert sent_to_login(client.get(target))
+    post = client.post(target, {"msgtype": "text", "content": "x", "command": "Typing"}, **htmx())
+    assert sent_to_login(post, htmx=True)
     assert not OutboundMessage.objects.exists()
 
 
@@ -634,7 +641,7 @@ def test_the_send_status_requires_login(client, session, alice):
     outbound = OutboundMessage.objects.create(
         official_account=session.official_account, customer=session.customer, agent=alice, msgtype="text", payload={"content": "x"}
     )
-    assert client.get(url("outbound", outbound.pk), **htmx()).status_code == 302
+    assert sent_to_login(client.get(url("outbound", outbound.pk), **htmx()), htmx=True)
 
 
 def test_a_message_no_worker_picked_up_stops_polling_and_says_why(boss_client, session, alice):

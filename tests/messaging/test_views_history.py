@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Membership
 from messaging.views import highlight
-from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
+from tests.factories import AgentFactory, agent_user, auditor, aware, outsider, sent_to_login
 from tests.sessions_app.test_views_support import archive, htmx, wired_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
@@ -164,8 +164,8 @@ def test_before_searching_the_newest_records_are_shown(boss_client, account):
 
 
 def test_history_requires_login(client):
-    assert client.get(HISTORY).status_code == 302
-    assert client.get(HISTORY, **htmx("history-results")).status_code == 302
+    assert sent_to_login(client.get(HISTORY))
+    assert sent_to_login(client.get(HISTORY, **htmx("history-results")), htmx=True)
 
 
 def test_an_auditor_searches_the_whole_account(client, account):

@@ -13,6 +13,7 @@ from tests.factories import (
     agent_user,
     auditor,
     outsider,
+    sent_to_login,
 )
 from tests.sessions_app.test_views_support import (
     emulated_agent,
@@ -194,6 +195,14 @@ def test_each_polled_fragment_builds_only_its_own_list(boss_client, monkeypatch)
         assert boss_client.get(QUEUE, **htmx("open-sessions")).status_code == 200
 
 
+def test_a_history_restore_of_the_queue_gets_the_whole_page(boss_client, account, emulator):
+    customer = waiting_customer(account, emulator)
+    response = boss_client.get(QUEUE, **htmx(), HTTP_HX_HISTORY_RESTORE_REQUEST="true")
+    body = response.content.decode()
+    assert "<html" in body and customer.openid in body
+    assert 'id="queue-waiting"' in body and 'id="open-sessions"' in body
+
+
 def test_a_customer_who_just_arrived_shows_up_on_the_next_poll(boss_client, account, emulator):
     assert "o_late" not in boss_client.get(QUEUE, **htmx("queue-waiting")).content.decode()
     waiting_customer(account, openid="o_late")
@@ -207,7 +216,9 @@ def test_the_queue_requires_login(client):
 
 
 def test_the_queue_fragment_requires_login(client):
-    assert client.get(QUEUE, **htmx("queue-waiting")).status_code == 302
+    response = client.get(QUEUE, **htmx("queue-waiting"))
+    # htmx takes the whole page to the login page rather than swapping the login form in.
+    assert sent_to_login(response, htmx=True)
 
 
 def test_an_auditor_cannot_see_the_queue_page_or_its_fragments(client, account):
@@ -560,8 +571,8 @@ def test_the_session_actions_require_login(client, account, emulator, name):
     session = served_customer(account, alice, emulator)
     args = {"assign": [session.customer.openid], "close": [session.pk], "transfer": [session.pk], "panel_empty": []}[name]
     url = reverse(f"sessions_app:{name}", args=args)
-    for response in (client.get(url), client.get(url, **htmx("action-panel")), client.post(url)):
-        assert response.status_code == 302 and response["Location"].startswith(reverse("login"))
+    assert sent_to_login(client.get(url)) and sent_to_login(client.post(url))
+    assert sent_to_login(client.get(url, **htmx("action-panel")), htmx=True)
     assert KfSession.objects.get(pk=session.pk).state == KfSession.State.OPEN
 
 
