@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import models
@@ -63,6 +64,16 @@ class OfficialAccount(models.Model):
 
     def full_kf_account(self, prefix: str) -> str:
         return f"{prefix}@{self.wechat_id}"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The account's time zone: its days, and the times its pages show. A name
+        this machine does not know falls back to settings.TIME_ZONE rather than
+        failing every page of the account."""
+        try:
+            return ZoneInfo(self.time_zone or settings.TIME_ZONE)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(settings.TIME_ZONE)
 
 
 class Agent(models.Model):

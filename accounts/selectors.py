@@ -6,7 +6,6 @@ Everything here reads kfadmin's own copy in the database; nothing calls WeChat.
 from __future__ import annotations
 
 import math
-import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -81,13 +80,6 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
 
 def audit_action_label(action: str) -> str:
     return str(AUDIT_ACTION_LABELS.get(action, action))
-
-
-def account_zone(account: OfficialAccount) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(account.time_zone or settings.TIME_ZONE)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo(settings.TIME_ZONE)
 
 
 # --------------------------------------------------------------------------- agents
@@ -322,7 +314,7 @@ class Overview:
 
 def day_bounds(*, account: OfficialAccount, now: datetime) -> tuple[datetime, datetime]:
     """Start and end of `now`'s calendar day in the account's time zone."""
-    zone = account_zone(account)
+    zone = account.zone
     local = now.astimezone(zone)
     start = datetime.combine(local.date(), datetime.min.time(), tzinfo=zone)
     end = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
@@ -420,7 +412,7 @@ def audit_events(
         events = events.filter(actor_id=actor_id)
     if action:
         events = events.filter(action=action)
-    zone = account_zone(account)
+    zone = account.zone
     if day_from:
         events = events.filter(at__gte=datetime.combine(day_from, datetime.min.time(), tzinfo=zone))
     if day_to:

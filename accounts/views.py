@@ -61,7 +61,7 @@ def render_page(
     request: HttpRequest, ctx: AccountContext, template: str, context: dict[str, Any], *, status: int = 200
 ) -> HttpResponse:
     """A full page, with times in the official account's time zone."""
-    with timezone.override(selectors.account_zone(ctx.account)):
+    with timezone.override(ctx.account.zone):
         response = render(request, template, {"ctx": ctx, **context}, status=status)
     patch_vary_headers(response, ("HX-Request",))
     return response
@@ -77,7 +77,7 @@ def render_fragment(
 ) -> HttpResponse:
     """One swap target; the flash messages ride along as an out-of-band swap
     (kfadmin.middleware.HtmxMessagesMiddleware)."""
-    with timezone.override(selectors.account_zone(ctx.account)):
+    with timezone.override(ctx.account.zone):
         html = render_to_string(template, {"ctx": ctx, **context}, request)
     response = HttpResponse(html)
     patch_vary_headers(response, ("HX-Request",))

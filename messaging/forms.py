@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -381,14 +380,8 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
             self.add_error("until", _("The end date is before the start date."))
         return data
 
-    def _zone(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.account.time_zone)
-        except (ValueError, KeyError):
-            return ZoneInfo("Asia/Shanghai")
-
     def _start_of(self, day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=self._zone())
+        return datetime.combine(day, time.min, tzinfo=self.account.zone)
 
     def search_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for records_search / records_iter_export."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -60,13 +60,6 @@ TRANSCRIPT_LIMIT = 5000
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _zone(ctx: AccountContext) -> ZoneInfo:
-    try:
-        return ZoneInfo(ctx.account.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(timezone.get_default_timezone_name())
 
 
 def highlight(text: str, query: str | None) -> SafeString:
@@ -489,8 +482,8 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
     if _agent_without_kf(ctx):
         raise PermissionDenied("Your account is not linked to a kf account.")
     history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=filters)
-    rows = _export_rows(records_iter_export(account=ctx.account, **filters), _zone(ctx))
-    stamp = timezone.now().astimezone(_zone(ctx)).strftime("%Y%m%d-%H%M")
+    rows = _export_rows(records_iter_export(account=ctx.account, **filters), ctx.account.zone)
+    stamp = timezone.now().astimezone(ctx.account.zone).strftime("%Y%m%d-%H%M")
     if fmt == "csv":
         response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
     else:

@@ -10,7 +10,6 @@ list on the page refreshes at once.
 from __future__ import annotations
 
 import time
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -47,11 +46,7 @@ def account_render(
     request: HttpRequest, ctx: AccountContext, template: str, context: dict | None = None, status: int = 200
 ) -> HttpResponse:
     """render() with times shown in the official account's time zone."""
-    try:
-        zone = ZoneInfo(ctx.account.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = timezone.get_default_timezone()
-    with timezone.override(zone):
+    with timezone.override(ctx.account.zone):
         response = render(request, template, {"ctx": ctx, "poll_seconds": POLL_SECONDS, **(context or {})}, status=status)
     patch_vary_headers(response, ("HX-Request", "HX-Target"))
     return response
