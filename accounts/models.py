@@ -111,7 +111,12 @@ class Agent(models.Model):
         verbose_name_plural = _("agents")
 
     def __str__(self) -> str:
-        return f"{self.kf_nick or self.kf_account} ({self.kf_account})"
+        return f"{self.display_name} ({self.kf_account})"
+
+    @property
+    def display_name(self) -> str:
+        """What people call the agent: the nickname, or the kf account while it has none."""
+        return self.kf_nick or self.kf_account
 
     @property
     def prefix(self) -> str:

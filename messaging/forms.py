@@ -68,7 +68,7 @@ def _description():
 
 class AgentChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Agent) -> str:
-        return f"{obj.kf_nick or obj.kf_account} ({obj.kf_account})"
+        return f"{obj.display_name} ({obj.kf_account})"
 
 
 class PayloadForm(UncutInputsMixin, forms.Form):

@@ -11,7 +11,7 @@ from accounts.models import Agent, OfficialAccount
 class AgentChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Agent) -> str:
         state = _("online") if obj.is_online else _("offline")
-        name = obj.kf_nick or obj.kf_account
+        name = obj.display_name
         return f"{name} ({obj.kf_account}) · {state}"
 
 

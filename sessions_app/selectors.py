@@ -105,7 +105,7 @@ class AgentLoad:
 
 def _by_availability(loads: list[AgentLoad]) -> list[AgentLoad]:
     """Online agents first, then the busiest, so the supervisor sees who can take more."""
-    return sorted(loads, key=lambda g: (not g.agent.is_online, -g.load, g.agent.kf_nick or g.agent.kf_account))
+    return sorted(loads, key=lambda g: (not g.agent.is_online, -g.load, g.agent.display_name))
 
 
 def agent_loads(*, account: OfficialAccount) -> list[AgentLoad]:
@@ -203,7 +203,7 @@ def agent_assign_warnings(*, account: OfficialAccount, agent: Agent) -> list[str
     limit, so a full agent simply gets one more customer to neglect.
     """
     warnings: list[str] = []
-    name = agent.kf_nick or agent.kf_account
+    name = agent.display_name
     if not agent.is_online:
         warnings.append(
             _(

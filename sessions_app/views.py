@@ -174,7 +174,7 @@ def assign(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
         else:
             messages.success(
                 request,
-                _("%(customer)s is now with %(agent)s.") % {"customer": openid, "agent": agent.kf_nick or agent.kf_account},
+                _("%(customer)s is now with %(agent)s.") % {"customer": openid, "agent": agent.display_name},
             )
             return _action_done(request, ctx, next_url)
     return _action_response(
@@ -248,7 +248,7 @@ def transfer(request: HttpRequest, ctx: AccountContext, session_id: int) -> Http
             messages.success(
                 request,
                 _("%(customer)s is now with %(agent)s.")
-                % {"customer": session.customer.openid, "agent": to_agent.kf_nick or to_agent.kf_account},
+                % {"customer": session.customer.openid, "agent": to_agent.display_name},
             )
             return _action_done(request, ctx, next_url)
     return _action_response(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from accounts.models import OfficialAccount
+from accounts.models import Agent, OfficialAccount
 
 
 def test_an_accounts_zone_is_its_time_zone():
@@ -16,3 +16,13 @@ def test_an_unknown_or_empty_time_zone_falls_back_to_the_projects(settings):
     assert OfficialAccount(time_zone="Mars/Olympus_Mons").zone == ZoneInfo("America/New_York")
     assert OfficialAccount(time_zone="").zone == ZoneInfo("America/New_York")
     assert OfficialAccount(time_zone="../etc/passwd").zone == ZoneInfo("America/New_York")
+
+
+def test_an_agent_is_called_by_its_nickname():
+    agent = Agent(kf_account="kf1@oa_shop", kf_nick="小王")
+    assert agent.display_name == "小王"
+    assert str(agent) == "小王 (kf1@oa_shop)"
+
+
+def test_an_agent_without_a_nickname_is_called_by_its_kf_account():
+    assert Agent(kf_account="kf1@oa_shop", kf_nick="").display_name == "kf1@oa_shop"
