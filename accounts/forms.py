@@ -99,8 +99,8 @@ class AgentAddForm(UncutInputsMixin, WeChatErrorsMixin, forms.Form):
                 _("Use only letters, digits and underscores, at most 10 of them.")
             )
         kf_account = self.account.full_kf_account(prefix)
-        if Agent.objects.filter(
-            official_account=self.account, kf_account=kf_account, deleted_at__isnull=True
+        if Agent.objects.listed().filter(
+            official_account=self.account, kf_account=kf_account
         ).exists():
             raise forms.ValidationError(
                 _("%(account)s already exists. Choose another name."), params={"account": kf_account}
@@ -238,7 +238,7 @@ class RolesFieldsMixin:
             )
             self.fields[f"agent_{account.pk}"] = forms.ModelChoiceField(  # type: ignore[attr-defined]
                 label=_("Works as (agents only)"),
-                queryset=Agent.objects.filter(official_account=account, deleted_at__isnull=True),
+                queryset=Agent.objects.listed().filter(official_account=account),
                 required=False,
                 initial=membership.agent_id if membership else None,
                 empty_label=_("— choose a kf account —"),

@@ -76,6 +76,13 @@ class OfficialAccount(models.Model):
             return ZoneInfo(settings.TIME_ZONE)
 
 
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def listed(self) -> AgentQuerySet:
+        """The kf accounts WeChat still lists: a deleted one keeps its row (and its
+        history) with `deleted_at` set."""
+        return self.filter(deleted_at__isnull=True)
+
+
 class Agent(models.Model):
     """A kf account ("客服帐号") as WeChat lists it, plus what kfadmin learned about it."""
 
@@ -101,6 +108,8 @@ class Agent(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True, help_text="Set when WeChat no longer lists it.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
 
     class Meta:
         ordering = ["kf_account"]

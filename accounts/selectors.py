@@ -87,7 +87,7 @@ def audit_action_label(action: str) -> str:
 
 def agent_list(*, account: OfficialAccount) -> QuerySet[Agent]:
     """The account's kf accounts WeChat still lists."""
-    return Agent.objects.filter(official_account=account, deleted_at__isnull=True).order_by("kf_account")
+    return Agent.objects.listed().filter(official_account=account).order_by("kf_account")
 
 
 def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:
@@ -114,9 +114,8 @@ def accounts_with_pending_invitations(*, now: datetime | None = None) -> list[in
     answer (the agent is unbound, and the invitation has not expired)."""
     now = now or timezone.now()
     return list(
-        Agent.objects.filter(
+        Agent.objects.listed().filter(
             official_account__is_active=True,
-            deleted_at__isnull=True,
             kf_wx="",
             invite_status=Agent.InviteStatus.WAITING,
         )
@@ -323,7 +322,7 @@ def day_bounds(*, account: OfficialAccount, now: datetime) -> tuple[datetime, da
 
 def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Overview:
     now = now or timezone.now()
-    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+    agents = Agent.objects.listed().filter(official_account=account)
     counts = agents.aggregate(total=Count("id"), online=Count("id", filter=Q(online_status__gt=0)))
     # The load bars show name and load only: the timestamp columns (parsed in Python by
     # Django's psycopg 3 loader, a few microseconds each) are not fetched for every

@@ -95,7 +95,7 @@ class PayloadForm(UncutInputsMixin, forms.Form):
         agent to choose from, nobody is proposed and the person has to pick."""
         super().__init__(*args, **kwargs)
         # WeChat sends only as an agent bound to a WeChat user.
-        agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True).exclude(kf_wx="")
+        agents = Agent.objects.listed().filter(official_account=account).exclude(kf_wx="")
         if only is not None:
             agents = agents.filter(pk=only.pk)
         field = self.fields["as_agent"]

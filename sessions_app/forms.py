@@ -16,7 +16,7 @@ class AgentChoiceField(forms.ModelChoiceField):
 
 
 def _agents(account: OfficialAccount, only: Agent | None = None):
-    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True).exclude(kf_wx="")
+    agents = Agent.objects.listed().filter(official_account=account).exclude(kf_wx="")
     if only is not None:
         agents = agents.filter(pk=only.pk)
     return agents.order_by("-online_status", "kf_account")

@@ -110,7 +110,7 @@ def _by_availability(loads: list[AgentLoad]) -> list[AgentLoad]:
 
 def agent_loads(*, account: OfficialAccount) -> list[AgentLoad]:
     """Every listed agent with the number of open sessions they hold."""
-    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+    agents = Agent.objects.listed().filter(official_account=account)
     sessions = KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN)
     counts = dict(sessions.values("agent_id").annotate(n=Count("id")).order_by().values_list("agent_id", "n"))
     return _by_availability(
@@ -163,7 +163,7 @@ def sessions_board(
         # One agent's own board: their sessions, all of them, counted as listed.
         loads = [
             AgentLoad(agent=a, capacity=account.agent_capacity)
-            for a in Agent.objects.filter(official_account=account, deleted_at__isnull=True, pk=agent.pk)
+            for a in Agent.objects.listed().filter(official_account=account, pk=agent.pk)
         ]
     else:
         loads = agent_loads(account=account)

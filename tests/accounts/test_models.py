@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pytest
+from django.utils import timezone
+
 from accounts.models import Agent, OfficialAccount
+from tests.factories import AgentFactory, OfficialAccountFactory
 
 
 def test_an_accounts_zone_is_its_time_zone():
@@ -26,3 +30,12 @@ def test_an_agent_is_called_by_its_nickname():
 
 def test_an_agent_without_a_nickname_is_called_by_its_kf_account():
     assert Agent(kf_account="kf1@oa_shop", kf_nick="").display_name == "kf1@oa_shop"
+
+
+@pytest.mark.django_db
+def test_listed_agents_are_the_ones_wechat_still_lists():
+    account = OfficialAccountFactory()
+    kept = AgentFactory(official_account=account)
+    AgentFactory(official_account=account, deleted_at=timezone.now())
+    assert list(Agent.objects.listed()) == [kept]
+    assert list(account.agents.listed()) == [kept]
