@@ -23,10 +23,6 @@ from sessions_app.models import KfSession
 
 User = get_user_model()
 
-# Archive opercodes: a message the customer wrote (2001, 2003) and one an agent sent (2002).
-INBOUND_OPERCODES = (2001, 2003)
-OUTBOUND_OPERCODES = (2002,)
-
 # How often beat runs each job (settings.SYNC_*_SECONDS). Backfills run on demand.
 SYNC_INTERVAL_SETTINGS: dict[str, str] = {
     SyncState.Job.AGENTS: "SYNC_AGENTS_SECONDS",
@@ -343,8 +339,8 @@ def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Ov
     )
     start, end = day_bounds(account=account, now=now)
     messages = MessageRecord.objects.filter(official_account=account, time__gte=start, time__lt=end).aggregate(
-        inbound=Count("id", filter=Q(opercode__in=INBOUND_OPERCODES)),
-        outbound=Count("id", filter=Q(opercode__in=OUTBOUND_OPERCODES)),
+        inbound=Count("id", filter=Q(opercode__in=MessageRecord.OperCode.CUSTOMER)),
+        outbound=Count("id", filter=Q(opercode__in=MessageRecord.OperCode.AGENT)),
     )
     rows = sync_rows(account=account, now=now)
     successes = [row.last_success_at for row in rows if row.last_success_at]

@@ -50,10 +50,10 @@ from accounts.models import Agent, OfficialAccount
 from messaging.models import MessageRecord
 
 # Record kinds a reviewer filters by.
-KINDS: dict[str, tuple[int, ...]] = {
-    "customer": (2001, 2003),
-    "agent": (2002,),
-    "session": (1000, 1001, 1002, 1003, 1004, 1005),
+KINDS: dict[str, frozenset[int]] = {
+    "customer": MessageRecord.OperCode.CUSTOMER,
+    "agent": MessageRecord.OperCode.AGENT,
+    "session": MessageRecord.OperCode.SESSION_EVENTS,
 }
 
 PLANS = ("auto", "index", "scan", "portable")

@@ -17,8 +17,6 @@ from messaging.models import MessageRecord, OutboundMessage
 from sessions_app.models import Customer, KfSession
 from sessions_app.services import EVENT_WINDOW, MESSAGE_WINDOW
 
-# Archive opercodes of a message the customer wrote (2001 OA received, 2003 kf received).
-CUSTOMER_MESSAGE_CODES = (2001, 2003)
 # getwaitcase lists at most this many customers (wechat-kf-api.md §5.5).
 WAITCASE_LIMIT = 100
 # The typing indicator needs a customer interaction at most this long ago (§6.3).
@@ -30,7 +28,7 @@ def _last_customer_text() -> Subquery:
         MessageRecord.objects.filter(
             official_account=OuterRef("official_account"),
             openid=OuterRef("customer__openid"),
-            opercode__in=CUSTOMER_MESSAGE_CODES,
+            opercode__in=MessageRecord.OperCode.CUSTOMER,
         )
         .order_by("-time", "-id")
         .values("text")[:1]
@@ -399,7 +397,7 @@ def customer_last_archived_message_at(*, account: OfficialAccount, openid: str):
     or None: the page's notes about the customer say what the timeline shows."""
     return (
         _window_records(account, openid)
-        .filter(opercode__in=CUSTOMER_MESSAGE_CODES)
+        .filter(opercode__in=MessageRecord.OperCode.CUSTOMER)
         .order_by("-time")
         .values_list("time", flat=True)
         .first()
@@ -512,7 +510,7 @@ def _archived_copies(records: list[MessageRecord], outbound: list[OutboundMessag
     from messaging.services import archive_text
 
     hidden: set[int] = set()
-    candidates = [r for r in records if r.opercode == MessageRecord.OperCode.AGENT_SENT and r.pk != keep]
+    candidates = [r for r in records if r.opercode in MessageRecord.OperCode.AGENT and r.pk != keep]
     for o in outbound:
         if o.status != OutboundMessage.Status.SENT or o.sent_at is None:
             continue
