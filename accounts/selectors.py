@@ -236,6 +236,12 @@ class SyncRow:
             return None
         return max(1, math.ceil(seconds / 60))
 
+    @property
+    def eta(self) -> timedelta | None:
+        """The running job's estimate, in whole minutes (an estimate, not a countdown)."""
+        minutes = self.eta_minutes
+        return None if minutes is None else timedelta(minutes=minutes)
+
 
 def _number(value) -> float | None:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None

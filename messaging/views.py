@@ -18,8 +18,6 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import trigger_client_event
@@ -37,7 +35,6 @@ from messaging.forms import (
 from messaging.models import MessageRecord, OutboundMessage
 from messaging.selectors import (
     KINDS,
-    ascii_fold,
     records_count,
     records_iter_export,
     records_search,
@@ -60,27 +57,6 @@ TRANSCRIPT_LIMIT = 5000
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def highlight(text: str, query: str | None) -> SafeString:
-    """`text` escaped, with every match of `query` wrapped in <mark>.
-
-    Matches follow the search's rule (substring, ASCII letters case-insensitive).
-    Each piece is escaped on its own, so only our <mark> tags are markup.
-    """
-    query = (query or "").strip()
-    if not query:
-        return escape(text)
-    folded_text, folded_query = ascii_fold(text), ascii_fold(query)
-    pieces: list[str] = []
-    start = 0
-    while (found := folded_text.find(folded_query, start)) != -1:
-        end = found + len(folded_query)
-        pieces.append(escape(text[start:found]))
-        pieces.append(f"<mark>{escape(text[found:end])}</mark>")
-        start = end
-    pieces.append(escape(text[start:]))
-    return mark_safe("".join(pieces))  # every piece is escaped above
 
 
 def _conversation_customer(ctx: AccountContext, openid: str) -> Customer | None:
@@ -365,19 +341,17 @@ def _agent_without_kf(ctx: AccountContext) -> bool:
     return ctx.is_agent and ctx.agent is None
 
 
-def _result_rows(
-    ctx: AccountContext, records: list[MessageRecord], query: str | None
-) -> list[tuple[MessageRecord, SafeString, str]]:
-    """(record, its text escaped and highlighted, the agent's name) per result."""
+def _result_rows(ctx: AccountContext, records: list[MessageRecord]) -> list[tuple[MessageRecord, str]]:
+    """(record, the agent's name) per result."""
     names = session_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
-    return [(r, highlight(r.text, query), names.get(r.worker, r.worker)) for r in records]
+    return [(r, names.get(r.worker, r.worker)) for r in records]
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     form = _history_form(request, ctx)
-    rows: list[tuple[MessageRecord, SafeString, str]] = []
+    rows: list[tuple[MessageRecord, str]] = []
     next_cursor = None
     searched = False
     total = None
@@ -391,7 +365,7 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         except ValueError:
             form.add_error(None, _("The “older” link is no longer valid. Run the search again."))
         else:
-            rows = _result_rows(ctx, page.records, form.cleaned_data.get("q"))
+            rows = _result_rows(ctx, page.records)
             next_cursor = page.next_cursor
             total = records_count(account=ctx.account, **form.search_kwargs())
     elif not form.is_bound and not _agent_without_kf(ctx):
@@ -399,7 +373,7 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         page = records_search(
             account=ctx.account, agent=ctx.agent if ctx.is_agent else None, limit=HISTORY_PAGE_SIZE
         )
-        rows = _result_rows(ctx, page.records, None)
+        rows = _result_rows(ctx, page.records)
         next_cursor = page.next_cursor
         total = records_count(account=ctx.account, agent=ctx.agent if ctx.is_agent else None)
     params = request.GET.copy()
@@ -408,6 +382,8 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     context = {
         "form": form,
         "rows": rows,
+        # What the results highlight: the words searched for, once the search ran.
+        "query": form.cleaned_data.get("q") if searched else None,
         "next_cursor": next_cursor,
         "searched": searched,
         "query_string": query_string,

@@ -54,12 +54,11 @@ _BOARD_CUSTOMER_DEFERRED = (
 
 
 def _with_durations(sessions: list[KfSession], since_field: str, now: datetime) -> list[KfSession]:
-    """Attach `duration` (e.g. "12 min") and `waited_long` for display."""
+    """Attach `elapsed` (a timedelta since `since_field`) and `waited_long`."""
     for session in sessions:
         since = getattr(session, since_field) or now
-        seconds = max(0, int((now - since).total_seconds()))
-        session.duration = duration_words(seconds)
-        session.waited_long = seconds >= LONG_WAIT.total_seconds()
+        session.elapsed = max(now - since, timedelta(0))
+        session.waited_long = session.elapsed >= LONG_WAIT
     return sessions
 
 
@@ -274,11 +273,6 @@ class WindowState:
     pending: int
     typing_allowed: bool
 
-    @property
-    def closes_in(self) -> str:
-        """How long until the window closes, in the largest sensible unit."""
-        return duration_words(self.seconds_left)
-
     # Ended before the customer's last interaction would have let it (an unfollow, or
     # WeChat answering 45015), rather than running out its 48 hours or minute.
     closed_early: bool = False
@@ -286,15 +280,6 @@ class WindowState:
     @property
     def budget_used_up(self) -> bool:
         return self.seconds_left > 0 and self.remaining <= 0
-
-
-def duration_words(seconds: int) -> str:
-    """A short duration for people: "3 h", "12 min", "45 s"."""
-    if seconds >= 3600:
-        return _("%(hours)s h") % {"hours": seconds // 3600}
-    if seconds >= 60:
-        return _("%(minutes)s min") % {"minutes": seconds // 60}
-    return _("%(seconds)s s") % {"seconds": max(seconds, 0)}
 
 
 def customer_window_state(*, customer: Customer | None, now: datetime | None = None) -> WindowState:
