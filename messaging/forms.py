@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
-from accounts.forms import UncutInputsMixin
+from accounts.forms import AgentChoiceField, UncutInputsMixin, bound_agents
 from accounts.models import Agent, OfficialAccount
 from kfadmin.forms import DayField
 from messaging.models import OutboundMessage
@@ -66,18 +66,13 @@ def _description():
     )
 
 
-class AgentChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: Agent) -> str:
-        return f"{obj.display_name} ({obj.kf_account})"
-
-
 class PayloadForm(UncutInputsMixin, forms.Form):
     """Base of the composer forms: who sends, and the payload of one message type."""
 
     msgtype: str = ""
     label = ""
     as_agent = AgentChoiceField(
-        queryset=Agent.objects.none(), label=_("Send as"), empty_label=None,
+        label=_("Send as"), empty_label=None,
         help_text=_("The customer sees this agent's name and avatar."),
     )
 
@@ -95,11 +90,8 @@ class PayloadForm(UncutInputsMixin, forms.Form):
         agent to choose from, nobody is proposed and the person has to pick."""
         super().__init__(*args, **kwargs)
         # WeChat sends only as an agent bound to a WeChat user.
-        agents = Agent.objects.listed().filter(official_account=account).exclude(kf_wx="")
-        if only is not None:
-            agents = agents.filter(pk=only.pk)
         field = self.fields["as_agent"]
-        field.queryset = agents.order_by("-online_status", "kf_account")
+        field.queryset = bound_agents(account, only=only)
         field.error_messages["invalid_choice"] = _(
             "Choose one of the listed agents; only agents bound to a WeChat user can send."
         )
@@ -355,7 +347,7 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
 
     q = forms.CharField(label=_("Text"), required=False, max_length=200, strip=True,
                         widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Words in the message, e.g. 退款")}))
-    agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, label=_("Agent"), empty_label=_("Any agent"))
+    agent = AgentChoiceField(required=False, label=_("Agent"), empty_label=_("Any agent"))
     openid = forms.CharField(label=_("Customer (openid)"), required=False, max_length=64)
     kinds = forms.MultipleChoiceField(choices=KIND_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("Kind"))
     since = DayField(label=_("From"), required=False)
