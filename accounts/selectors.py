@@ -131,7 +131,11 @@ def agent_can_invite(agent: Agent, *, now: datetime | None = None) -> bool:
 
 
 @dataclass(frozen=True)
-class AgentLoad:
+class OverviewLoad:
+    """An online agent's bar on the overview: the sessions WeChat says they accepted
+    (`accepted_case`) against the capacity. Not the sessions board's `AgentLoad`,
+    which counts the open sessions kfadmin knows."""
+
     agent: Agent
     capacity: int
 
@@ -291,7 +295,7 @@ class Overview:
     open_sessions: int
     messages_in_today: int
     messages_out_today: int
-    loads: list[AgentLoad] = field(default_factory=list)
+    loads: list[OverviewLoad] = field(default_factory=list)
     last_sync_at: datetime | None = None
     lagging: list[SyncRow] = field(default_factory=list)
     failing: list[SyncRow] = field(default_factory=list)
@@ -361,7 +365,7 @@ def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Ov
         open_sessions=sessions["open"],
         messages_in_today=messages["inbound"],
         messages_out_today=messages["outbound"],
-        loads=[AgentLoad(agent=agent, capacity=account.agent_capacity) for agent in online],
+        loads=[OverviewLoad(agent=agent, capacity=account.agent_capacity) for agent in online],
         last_sync_at=max(successes) if successes else None,
         lagging=[row for row in rows if row.job in OVERVIEW_JOBS and row.is_lagging],
         failing=[row for row in rows if row.has_error],

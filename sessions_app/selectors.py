@@ -77,7 +77,8 @@ def queue_waiting(*, account: OfficialAccount, now: datetime | None = None) -> l
 
 @dataclass
 class AgentLoad:
-    """One agent on the sessions board: their open sessions against the capacity."""
+    """One agent on the sessions board: the open sessions kfadmin knows they hold,
+    against the capacity (the overview's `OverviewLoad` shows WeChat's count)."""
 
     agent: Agent
     capacity: int = 0
