@@ -20,6 +20,7 @@ from accounts.forms import AgentChoiceField, UncutInputsMixin, bound_agents
 from accounts.models import Agent, OfficialAccount
 from kfadmin.forms import DayField
 from messaging.models import OutboundMessage
+from messaging.selectors import RecordFilter
 
 MsgType = OutboundMessage.MsgType
 
@@ -375,18 +376,18 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
     def _start_of(self, day: date) -> datetime:
         return datetime.combine(day, time.min, tzinfo=self.account.zone)
 
-    def search_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for records_search / records_iter_export."""
+    def record_filter(self) -> RecordFilter:
+        """What to search, count and export (call after is_valid())."""
         data = self.cleaned_data
         agent = self.lock_agent if self.lock_agent is not None else data.get("agent")
-        return {
-            "q": data.get("q") or None,
-            "agent": agent,
-            "openid": (data.get("openid") or "").strip() or None,
-            "kinds": data.get("kinds") or None,
-            "since": self._start_of(data["since"]) if data.get("since") else None,
-            "until": self._start_of(data["until"] + timedelta(days=1)) if data.get("until") else None,
-        }
+        return RecordFilter(
+            q=data.get("q") or None,
+            agent=agent,
+            openid=(data.get("openid") or "").strip() or None,
+            kinds=tuple(data["kinds"]) if data.get("kinds") else None,
+            since=self._start_of(data["since"]) if data.get("since") else None,
+            until=self._start_of(data["until"] + timedelta(days=1)) if data.get("until") else None,
+        )
 
     def is_filtered(self) -> bool:
         data = getattr(self, "cleaned_data", {})

@@ -45,6 +45,7 @@ from kfadmin.wechat import (
     explain,
 )
 from messaging.models import MessageRecord, OutboundMessage, record_digest
+from messaging.selectors import RecordFilter
 from sessions_app.models import Customer
 from sessions_app.selectors import customer_window_state
 from sessions_app.services import (
@@ -553,11 +554,12 @@ def typing_send(*, account: OfficialAccount, customer: Customer, command: str, a
     audit_event_record(actor=actor, action="typing_send", official_account=account, target=customer.openid, params=params)
 
 
-def history_export_record(*, account: OfficialAccount, actor, export_format: str, filters: dict[str, Any]) -> None:
-    """Audit an export of the archive (who took which records out, and how)."""
+def history_export_record(*, account: OfficialAccount, actor, export_format: str, filters: RecordFilter) -> None:
+    """Audit an export of the archive (who took which records out, and how): the
+    filters that were set."""
     audit_event_record(
         actor=actor, action="history_export", official_account=account, target=export_format,
-        params={key: _jsonable(value) for key, value in filters.items()},
+        params={key: _jsonable(value) for key, value in filters.given().items()},
     )
 
 

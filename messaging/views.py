@@ -35,6 +35,7 @@ from messaging.forms import (
 from messaging.models import MessageRecord, OutboundMessage
 from messaging.selectors import (
     KINDS,
+    RecordFilter,
     records_count,
     records_iter_export,
     records_search,
@@ -312,7 +313,8 @@ def resend(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpR
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
     customer = _conversation_customer(ctx, openid)
-    records = records_iter_export(account=ctx.account, openid=openid)
+    asked = RecordFilter(openid=openid)
+    records = records_iter_export(account=ctx.account, filters=asked)
     rows = []
     truncated = False
     for index, record in enumerate(records):
@@ -320,7 +322,7 @@ def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRe
             truncated = True
             break
         rows.append(session_selectors.TimelineItem(time=record.time, record=record))
-    history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters={"openid": openid})
+    history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters=asked)
     return account_render(
         request, ctx, "messaging/transcript.html",
         {"openid": openid, "customer": customer, "records": rows, "truncated": truncated,
@@ -334,6 +336,14 @@ def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRe
 def _history_form(request: HttpRequest, ctx: AccountContext) -> HistoryFilterForm:
     lock = ctx.agent if ctx.is_agent else None
     return HistoryFilterForm(request.GET or None, account=ctx.account, lock_agent=lock)
+
+
+def _record_filter(ctx: AccountContext, form: HistoryFilterForm) -> RecordFilter:
+    """What a valid filter form asks for; before any search, everything the person
+    may see (an agent: their own conversations)."""
+    if form.is_bound:
+        return form.record_filter()
+    return RecordFilter(agent=ctx.agent if ctx.is_agent else None)
 
 
 def _agent_without_kf(ctx: AccountContext) -> bool:
@@ -357,9 +367,10 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     total = None
     if form.is_bound and form.is_valid() and not _agent_without_kf(ctx):
         searched = True
+        asked = _record_filter(ctx, form)
         try:
             page = records_search(
-                account=ctx.account, **form.search_kwargs(),
+                account=ctx.account, filters=asked,
                 after_cursor=form.cleaned_data.get("cursor") or None, limit=HISTORY_PAGE_SIZE,
             )
         except ValueError:
@@ -367,15 +378,14 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         else:
             rows = _result_rows(ctx, page.records)
             next_cursor = page.next_cursor
-            total = records_count(account=ctx.account, **form.search_kwargs())
+            total = records_count(account=ctx.account, filters=asked)
     elif not form.is_bound and not _agent_without_kf(ctx):
         # Before any search: the newest records, so the page is never blank.
-        page = records_search(
-            account=ctx.account, agent=ctx.agent if ctx.is_agent else None, limit=HISTORY_PAGE_SIZE
-        )
+        asked = _record_filter(ctx, form)
+        page = records_search(account=ctx.account, filters=asked, limit=HISTORY_PAGE_SIZE)
         rows = _result_rows(ctx, page.records)
         next_cursor = page.next_cursor
-        total = records_count(account=ctx.account, agent=ctx.agent if ctx.is_agent else None)
+        total = records_count(account=ctx.account, filters=asked)
     params = request.GET.copy()
     params.pop("cursor", None)
     query_string = params.urlencode()
@@ -383,7 +393,7 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         "form": form,
         "rows": rows,
         # What the results highlight: the words searched for, once the search ran.
-        "query": form.cleaned_data.get("q") if searched else None,
+        "query": asked.q if searched else None,
         "next_cursor": next_cursor,
         "searched": searched,
         "query_string": query_string,
@@ -454,11 +464,11 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
     if request.GET and not form.is_valid():
         messages.error(request, _("Fix the search filters before exporting."))
         return redirect(f"{reverse('messaging:history')}?{request.GET.urlencode()}")
-    filters = form.search_kwargs() if form.is_bound else {"agent": ctx.agent if ctx.is_agent else None}
+    asked = _record_filter(ctx, form)
     if _agent_without_kf(ctx):
         raise PermissionDenied("Your account is not linked to a kf account.")
-    history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=filters)
-    rows = _export_rows(records_iter_export(account=ctx.account, **filters), ctx.account.zone)
+    history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=asked)
+    rows = _export_rows(records_iter_export(account=ctx.account, filters=asked), ctx.account.zone)
     stamp = timezone.now().astimezone(ctx.account.zone).strftime("%Y%m%d-%H%M")
     if fmt == "csv":
         response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
