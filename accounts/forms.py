@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import UsernameField
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
@@ -36,6 +37,31 @@ AVATAR_MAX_PIXELS = 4096 * 4096
 # this count and refuses above twice it.
 Image.MAX_IMAGE_PIXELS = AVATAR_MAX_PIXELS
 JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+class AgentChoiceField(forms.ModelChoiceField):
+    """A choice among the account's kf accounts, each shown by name and kf account;
+    with `presence`, also whether the agent is online (who can take a customer now)."""
+
+    def __init__(self, *args, presence: bool = False, **kwargs):
+        kwargs.setdefault("queryset", Agent.objects.none())
+        super().__init__(*args, **kwargs)
+        self.presence = presence
+
+    def label_from_instance(self, obj: Agent) -> str:
+        label = f"{obj.display_name} ({obj.kf_account})"
+        if self.presence:
+            label += f" · {_('online') if obj.is_online else _('offline')}"
+        return label
+
+
+def bound_agents(account: OfficialAccount, *, only: Agent | None = None) -> QuerySet[Agent]:
+    """The listed agents bound to a WeChat user, online first: WeChat hands customers
+    to and sends as no other. `only`: that one agent (the agent role's own)."""
+    agents = Agent.objects.listed().filter(official_account=account).exclude(kf_wx="")
+    if only is not None:
+        agents = agents.filter(pk=only.pk)
+    return agents.order_by("-online_status", "kf_account")
 
 
 class UncutInputsMixin:
@@ -99,8 +125,8 @@ class AgentAddForm(UncutInputsMixin, WeChatErrorsMixin, forms.Form):
                 _("Use only letters, digits and underscores, at most 10 of them.")
             )
         kf_account = self.account.full_kf_account(prefix)
-        if Agent.objects.filter(
-            official_account=self.account, kf_account=kf_account, deleted_at__isnull=True
+        if Agent.objects.listed().filter(
+            official_account=self.account, kf_account=kf_account
         ).exists():
             raise forms.ValidationError(
                 _("%(account)s already exists. Choose another name."), params={"account": kf_account}
@@ -236,9 +262,9 @@ class RolesFieldsMixin:
                 required=False,
                 initial=membership.role if membership else "",
             )
-            self.fields[f"agent_{account.pk}"] = forms.ModelChoiceField(  # type: ignore[attr-defined]
+            self.fields[f"agent_{account.pk}"] = AgentChoiceField(  # type: ignore[attr-defined]
                 label=_("Works as (agents only)"),
-                queryset=Agent.objects.filter(official_account=account, deleted_at__isnull=True),
+                queryset=Agent.objects.listed().filter(official_account=account),
                 required=False,
                 initial=membership.agent_id if membership else None,
                 empty_label=_("— choose a kf account —"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.db import models
@@ -64,6 +65,23 @@ class OfficialAccount(models.Model):
     def full_kf_account(self, prefix: str) -> str:
         return f"{prefix}@{self.wechat_id}"
 
+    @property
+    def zone(self) -> ZoneInfo:
+        """The account's time zone: its days, and the times its pages show. A name
+        this machine does not know falls back to settings.TIME_ZONE rather than
+        failing every page of the account."""
+        try:
+            return ZoneInfo(self.time_zone or settings.TIME_ZONE)
+        except (ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(settings.TIME_ZONE)
+
+
+class AgentQuerySet(models.QuerySet["Agent"]):
+    def listed(self) -> AgentQuerySet:
+        """The kf accounts WeChat still lists: a deleted one keeps its row (and its
+        history) with `deleted_at` set."""
+        return self.filter(deleted_at__isnull=True)
+
 
 class Agent(models.Model):
     """A kf account ("客服帐号") as WeChat lists it, plus what kfadmin learned about it."""
@@ -91,6 +109,8 @@ class Agent(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = AgentQuerySet.as_manager()
+
     class Meta:
         ordering = ["kf_account"]
         constraints = [
@@ -100,7 +120,12 @@ class Agent(models.Model):
         verbose_name_plural = _("agents")
 
     def __str__(self) -> str:
-        return f"{self.kf_nick or self.kf_account} ({self.kf_account})"
+        return f"{self.display_name} ({self.kf_account})"
+
+    @property
+    def display_name(self) -> str:
+        """What people call the agent: the nickname, or the kf account while it has none."""
+        return self.kf_nick or self.kf_account
 
     @property
     def prefix(self) -> str:

@@ -33,7 +33,6 @@ from django.utils.cache import patch_vary_headers
 from django_htmx.http import trigger_client_event
 
 from accounts.access import AccountContext
-from accounts.selectors import account_zone
 
 VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request")
 
@@ -76,7 +75,7 @@ def respond(
     template = _template_for(request, page=page, fragment=fragment, targets=targets or {})
     full = template == page
     data = {"ctx": ctx, **(context or {})}
-    with timezone.override(account_zone(ctx.account)):
+    with timezone.override(ctx.account.zone):
         if full:
             response = render(request, template, data, status=status)
         else:

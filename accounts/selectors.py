@@ -6,7 +6,6 @@ Everything here reads kfadmin's own copy in the database; nothing calls WeChat.
 from __future__ import annotations
 
 import math
-import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -73,19 +72,12 @@ def audit_action_label(action: str) -> str:
     return str(AUDIT_ACTION_LABELS.get(action, action))
 
 
-def account_zone(account: OfficialAccount) -> zoneinfo.ZoneInfo:
-    try:
-        return zoneinfo.ZoneInfo(account.time_zone or settings.TIME_ZONE)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo(settings.TIME_ZONE)
-
-
 # --------------------------------------------------------------------------- agents
 
 
 def agent_list(*, account: OfficialAccount) -> QuerySet[Agent]:
     """The account's kf accounts WeChat still lists."""
-    return Agent.objects.filter(official_account=account, deleted_at__isnull=True).order_by("kf_account")
+    return Agent.objects.listed().filter(official_account=account).order_by("kf_account")
 
 
 def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:
@@ -112,9 +104,8 @@ def accounts_with_pending_invitations(*, now: datetime | None = None) -> list[in
     answer (the agent is unbound, and the invitation has not expired)."""
     now = now or timezone.now()
     return list(
-        Agent.objects.filter(
+        Agent.objects.listed().filter(
             official_account__is_active=True,
-            deleted_at__isnull=True,
             kf_wx="",
             invite_status=Agent.InviteStatus.WAITING,
         )
@@ -227,6 +218,12 @@ class SyncRow:
             return None
         return max(1, math.ceil(seconds / 60))
 
+    @property
+    def eta(self) -> timedelta | None:
+        """The running job's estimate, in whole minutes (an estimate, not a countdown)."""
+        minutes = self.eta_minutes
+        return None if minutes is None else timedelta(minutes=minutes)
+
 
 def _number(value) -> float | None:
     return value if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -311,7 +308,7 @@ def audit_events(
         events = events.filter(actor_id=actor_id)
     if action:
         events = events.filter(action=action)
-    zone = account_zone(account)
+    zone = account.zone
     if day_from:
         events = events.filter(at__gte=datetime.combine(day_from, datetime.min.time(), tzinfo=zone))
     if day_to:

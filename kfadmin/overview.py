@@ -15,13 +15,10 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from accounts.models import Agent, OfficialAccount, SyncState
-from accounts.selectors import SyncRow, account_zone, sync_rows
+from accounts.selectors import SyncRow, sync_rows
 from messaging.models import MessageRecord
 from sessions_app.models import KfSession
 
-# Archive opercodes: a message the customer wrote (2001, 2003) and one an agent sent (2002).
-INBOUND_OPERCODES = (2001, 2003)
-OUTBOUND_OPERCODES = (2002,)
 # Sessions the overview counts (never the closed history).
 LIVE_STATES = (KfSession.State.WAITING, KfSession.State.OPEN)
 # The live numbers on the overview depend on these jobs.
@@ -29,7 +26,11 @@ OVERVIEW_JOBS = (SyncState.Job.ONLINE, SyncState.Job.QUEUE, SyncState.Job.SESSIO
 
 
 @dataclass(frozen=True)
-class AgentLoad:
+class OverviewLoad:
+    """An online agent's bar on the overview: the sessions WeChat says they accepted
+    (`accepted_case`) against the capacity. Not the sessions board's `AgentLoad`,
+    which counts the open sessions kfadmin knows."""
+
     agent: Agent
     capacity: int
 
@@ -58,7 +59,7 @@ class Overview:
     open_sessions: int
     messages_in_today: int
     messages_out_today: int
-    loads: list[AgentLoad] = field(default_factory=list)
+    loads: list[OverviewLoad] = field(default_factory=list)
     last_sync_at: datetime | None = None
     lagging: list[SyncRow] = field(default_factory=list)
     failing: list[SyncRow] = field(default_factory=list)
@@ -82,7 +83,7 @@ class Overview:
 
 def day_bounds(*, account: OfficialAccount, now: datetime) -> tuple[datetime, datetime]:
     """Start and end of `now`'s calendar day in the account's time zone."""
-    zone = account_zone(account)
+    zone = account.zone
     local = now.astimezone(zone)
     start = datetime.combine(local.date(), datetime.min.time(), tzinfo=zone)
     end = datetime.combine(local.date() + timedelta(days=1), datetime.min.time(), tzinfo=zone)
@@ -91,7 +92,7 @@ def day_bounds(*, account: OfficialAccount, now: datetime) -> tuple[datetime, da
 
 def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Overview:
     now = now or timezone.now()
-    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+    agents = Agent.objects.listed().filter(official_account=account)
     counts = agents.aggregate(total=Count("id"), online=Count("id", filter=Q(online_status__gt=0)))
     # The load bars show name and load only: the timestamp columns (parsed in Python by
     # Django's psycopg 3 loader, a few microseconds each) are not fetched for every
@@ -112,8 +113,8 @@ def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Ov
     )
     start, end = day_bounds(account=account, now=now)
     messages = MessageRecord.objects.filter(official_account=account, time__gte=start, time__lt=end).aggregate(
-        inbound=Count("id", filter=Q(opercode__in=INBOUND_OPERCODES)),
-        outbound=Count("id", filter=Q(opercode__in=OUTBOUND_OPERCODES)),
+        inbound=Count("id", filter=Q(opercode__in=MessageRecord.OperCode.CUSTOMER)),
+        outbound=Count("id", filter=Q(opercode__in=MessageRecord.OperCode.AGENT)),
     )
     rows = sync_rows(account=account, now=now)
     successes = [row.last_success_at for row in rows if row.last_success_at]
@@ -128,7 +129,7 @@ def overview_get(*, account: OfficialAccount, now: datetime | None = None) -> Ov
         open_sessions=sessions["open"],
         messages_in_today=messages["inbound"],
         messages_out_today=messages["outbound"],
-        loads=[AgentLoad(agent=agent, capacity=account.agent_capacity) for agent in online],
+        loads=[OverviewLoad(agent=agent, capacity=account.agent_capacity) for agent in online],
         last_sync_at=max(successes) if successes else None,
         lagging=[row for row in rows if row.job in OVERVIEW_JOBS and row.is_lagging],
         failing=[row for row in rows if row.has_error],

@@ -10,17 +10,17 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.utils.translation import gettext_lazy as _
 
-from accounts.forms import UncutInputsMixin
+from accounts.forms import AgentChoiceField, UncutInputsMixin, bound_agents
 from accounts.models import Agent, OfficialAccount
 from kfadmin.forms import DayField
 from messaging.models import OutboundMessage
+from messaging.selectors import RecordFilter
 
 MsgType = OutboundMessage.MsgType
 
@@ -67,18 +67,13 @@ def _description():
     )
 
 
-class AgentChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: Agent) -> str:
-        return f"{obj.kf_nick or obj.kf_account} ({obj.kf_account})"
-
-
 class PayloadForm(UncutInputsMixin, forms.Form):
     """Base of the composer forms: who sends, and the payload of one message type."""
 
     msgtype: str = ""
     label = ""
     as_agent = AgentChoiceField(
-        queryset=Agent.objects.none(), label=_("Send as"), empty_label=None,
+        label=_("Send as"), empty_label=None,
         help_text=_("The customer sees this agent's name and avatar."),
     )
 
@@ -96,11 +91,8 @@ class PayloadForm(UncutInputsMixin, forms.Form):
         agent to choose from, nobody is proposed and the person has to pick."""
         super().__init__(*args, **kwargs)
         # WeChat sends only as an agent bound to a WeChat user.
-        agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True).exclude(kf_wx="")
-        if only is not None:
-            agents = agents.filter(pk=only.pk)
         field = self.fields["as_agent"]
-        field.queryset = agents.order_by("-online_status", "kf_account")
+        field.queryset = bound_agents(account, only=only)
         field.error_messages["invalid_choice"] = _(
             "Choose one of the listed agents; only agents bound to a WeChat user can send."
         )
@@ -356,7 +348,7 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
 
     q = forms.CharField(label=_("Text"), required=False, max_length=200, strip=True,
                         widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Words in the message, e.g. 退款")}))
-    agent = forms.ModelChoiceField(queryset=Agent.objects.none(), required=False, label=_("Agent"), empty_label=_("Any agent"))
+    agent = AgentChoiceField(required=False, label=_("Agent"), empty_label=_("Any agent"))
     openid = forms.CharField(label=_("Customer (openid)"), required=False, max_length=64)
     kinds = forms.MultipleChoiceField(choices=KIND_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("Kind"))
     since = DayField(label=_("From"), required=False)
@@ -381,27 +373,21 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
             self.add_error("until", _("The end date is before the start date."))
         return data
 
-    def _zone(self) -> ZoneInfo:
-        try:
-            return ZoneInfo(self.account.time_zone)
-        except (ValueError, KeyError):
-            return ZoneInfo("Asia/Shanghai")
-
     def _start_of(self, day: date) -> datetime:
-        return datetime.combine(day, time.min, tzinfo=self._zone())
+        return datetime.combine(day, time.min, tzinfo=self.account.zone)
 
-    def search_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for records_search / records_iter_export."""
+    def record_filter(self) -> RecordFilter:
+        """What to search, count and export (call after is_valid())."""
         data = self.cleaned_data
         agent = self.lock_agent if self.lock_agent is not None else data.get("agent")
-        return {
-            "q": data.get("q") or None,
-            "agent": agent,
-            "openid": (data.get("openid") or "").strip() or None,
-            "kinds": data.get("kinds") or None,
-            "since": self._start_of(data["since"]) if data.get("since") else None,
-            "until": self._start_of(data["until"] + timedelta(days=1)) if data.get("until") else None,
-        }
+        return RecordFilter(
+            q=data.get("q") or None,
+            agent=agent,
+            openid=(data.get("openid") or "").strip() or None,
+            kinds=tuple(data["kinds"]) if data.get("kinds") else None,
+            since=self._start_of(data["since"]) if data.get("since") else None,
+            until=self._start_of(data["until"] + timedelta(days=1)) if data.get("until") else None,
+        )
 
     def is_filtered(self) -> bool:
         data = getattr(self, "cleaned_data", {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import hashlib
 from datetime import timedelta
 from typing import Any
@@ -45,6 +46,23 @@ class MessageRecord(models.Model):
         AGENT_SENT = 2002, _("agent message")
         AGENT_RECEIVED = 2003, _("customer message")
 
+        # The groups the code asks about (not choices: `enum.nonmember`).
+        # A message the customer wrote: to the official account, or to a kf account.
+        CUSTOMER = enum.nonmember(frozenset({2001, 2003}))
+        # A message an agent sent.
+        AGENT = enum.nonmember(frozenset({2002}))
+        # The session events the history filter offers.
+        SESSION_EVENTS = enum.nonmember(frozenset({1000, 1001, 1002, 1003, 1004, 1005}))
+        # A session starting: accepted from the queue (1001), created by an agent or
+        # the API (1002), grabbed (1005). WeChat pushes `kf_create_session` for each,
+        # so a callback cannot tell which one its record will be.
+        SESSION_STARTS = enum.nonmember(frozenset({1001, 1002, 1005}))
+
+        @staticmethod
+        def is_session_event(code: int) -> bool:
+            """Every 1xxx code is a session event, also one WeChat adds later."""
+            return 1000 <= code < 2000
+
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="records")
     time = models.DateTimeField()
     worker = models.CharField(max_length=64, blank=True)
@@ -73,15 +91,15 @@ class MessageRecord(models.Model):
 
     @property
     def is_customer_message(self) -> bool:
-        return self.opercode in (2001, 2003)
+        return self.opercode in self.OperCode.CUSTOMER
 
     @property
     def is_agent_message(self) -> bool:
-        return self.opercode == 2002
+        return self.opercode in self.OperCode.AGENT
 
     @property
     def is_session_event(self) -> bool:
-        return 1000 <= self.opercode < 2000
+        return self.OperCode.is_session_event(self.opercode)
 
     @property
     def opercode_label(self) -> str:

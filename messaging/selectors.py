@@ -40,7 +40,7 @@ import base64
 import binascii
 import time as _time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from django.db import OperationalError, connection, transaction
@@ -55,10 +55,10 @@ from sessions_app.models import Customer, KfSession
 from sessions_app.selectors import WindowState, customer_window_state
 
 # Record kinds a reviewer filters by.
-KINDS: dict[str, tuple[int, ...]] = {
-    "customer": (2001, 2003),
-    "agent": (2002,),
-    "session": (1000, 1001, 1002, 1003, 1004, 1005),
+KINDS: dict[str, frozenset[int]] = {
+    "customer": MessageRecord.OperCode.CUSTOMER,
+    "agent": MessageRecord.OperCode.AGENT,
+    "session": MessageRecord.OperCode.SESSION_EVENTS,
 }
 
 PLANS = ("auto", "index", "scan", "portable")
@@ -162,6 +162,38 @@ class AsciiLower(Func):
 
 
 @dataclass(frozen=True)
+class RecordFilter:
+    """What a person asks the archive for, as the history page's filters say it: the
+    search, its count, the export and the export's audit entry take this one object.
+
+    `q` is a substring (see the module docstring); `agent` an Agent or a full kf
+    account; `since` inclusive, `until` exclusive; `kinds` any of "customer",
+    "agent", "session".
+    """
+
+    q: str | None = None
+    agent: Agent | str | None = None
+    openid: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    kinds: Iterable[str] | None = None
+
+    def given(self) -> dict[str, object]:
+        """The filters that are set, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+def _record_filter(filters: RecordFilter | None, criteria: dict[str, object]) -> RecordFilter:
+    """`filters`, or the same object built from keyword criteria (`q=`, `agent=`, …),
+    the shorter spelling for scripts and tests."""
+    if filters is None:
+        return RecordFilter(**criteria)  # type: ignore[arg-type]
+    if criteria:
+        raise TypeError("Give either filters or keyword criteria, not both.")
+    return filters
+
+
+@dataclass(frozen=True)
 class _Filters:
     account_id: int
     query: str  # folded; "" for no text filter
@@ -215,29 +247,21 @@ class _Filters:
         return qs
 
 
-def _filters(
-    *,
-    account: OfficialAccount | int,
-    q: str | None,
-    agent: Agent | str | None,
-    openid: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    kinds: Iterable[str] | None,
-) -> _Filters | None:
+def _filters(account: OfficialAccount | int, asked: RecordFilter) -> _Filters | None:
     """Normalised filters, or None when nothing can match."""
-    query = ascii_fold((q or "").strip())
+    query = ascii_fold((asked.q or "").strip())
     if "\x00" in query:
         return None  # PostgreSQL text cannot hold NUL, so no record contains it
+    agent = asked.agent
     worker = agent.kf_account if isinstance(agent, Agent) else (agent or None)
     return _Filters(
         account_id=account.pk if isinstance(account, OfficialAccount) else int(account),
         query=query,
         worker=worker,
-        openid=openid or None,
-        since=since,
-        until=until,
-        opercodes=kinds_opercodes(kinds),
+        openid=asked.openid or None,
+        since=asked.since,
+        until=asked.until,
+        opercodes=kinds_opercodes(asked.kinds),
     )
 
 
@@ -247,22 +271,16 @@ def _filters(
 def records_search(
     *,
     account: OfficialAccount | int,
-    q: str | None = None,
-    agent: Agent | str | None = None,
-    openid: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    kinds: Iterable[str] | None = None,
+    filters: RecordFilter | None = None,
     after_cursor: str | None = None,
     limit: int = 50,
     plan: str = "auto",
+    **criteria: object,
 ) -> RecordPage:
-    """One page of the account's archived records, newest first.
+    """One page of the account's archived records matching `filters` (or the
+    `RecordFilter` fields given as `criteria`), newest first.
 
-    `q` is a substring (see the module docstring); `agent` an Agent or a full kf
-    account; `since` inclusive, `until` exclusive; `kinds` any of "customer",
-    "agent", "session"; `after_cursor` the previous page's `next_cursor` (ValueError
-    if malformed). `plan` forces a PostgreSQL plan ("index", "scan", or "portable":
+    `after_cursor` is the previous page's `next_cursor` (ValueError if malformed). `plan` forces a PostgreSQL plan ("index", "scan", or "portable":
     the ORM query SQLite runs) for benchmarks and tests; the results are identical
     whatever the plan.
     """
@@ -271,15 +289,13 @@ def records_search(
     if plan not in PLANS:
         raise ValueError(f"plan must be one of {', '.join(PLANS)}.")
     after = cursor_decode(after_cursor) if after_cursor is not None else None
-    filters = _filters(
-        account=account, q=q, agent=agent, openid=openid, since=since, until=until, kinds=kinds
-    )
-    if filters is None:
+    normalised = _filters(account, _record_filter(filters, criteria))
+    if normalised is None:
         return RecordPage([], None)
     if connection.vendor == "postgresql" and plan != "portable":
-        rows, used = _search_postgresql(filters, after, limit, plan)
+        rows, used = _search_postgresql(normalised, after, limit, plan)
     else:
-        rows, used = _search_portable(filters, after, limit), "filter"
+        rows, used = _search_portable(normalised, after, limit), "filter"
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -430,22 +446,16 @@ class RecordCount:
 def records_count(
     *,
     account: OfficialAccount | int,
-    q: str | None = None,
-    agent: Agent | str | None = None,
-    openid: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    kinds: Iterable[str] | None = None,
+    filters: RecordFilter | None = None,
     cap: int = COUNT_CAP,
+    **criteria: object,
 ) -> RecordCount:
     """The number of records `records_search` with the same filters pages through,
     counted up to `cap` (so its cost is bounded by `cap` matches, not the archive)."""
-    filters = _filters(
-        account=account, q=q, agent=agent, openid=openid, since=since, until=until, kinds=kinds
-    )
-    if filters is None:
+    normalised = _filters(account, _record_filter(filters, criteria))
+    if normalised is None:
         return RecordCount(0)
-    capped = filters.queryset().order_by()[: cap + 1]
+    capped = normalised.queryset().order_by()[: cap + 1]
     if connection.vendor != "postgresql":
         found = capped.count()
     else:
@@ -470,14 +480,10 @@ def records_count(
 def records_iter_export(
     *,
     account: OfficialAccount | int,
-    q: str | None = None,
-    agent: Agent | str | None = None,
-    openid: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    kinds: Iterable[str] | None = None,
+    filters: RecordFilter | None = None,
     newest_first: bool = False,
     chunk_size: int = 2000,
+    **criteria: object,
 ) -> Iterator[MessageRecord]:
     """Every matching record, oldest first by default, streamed in chunks.
 
@@ -485,19 +491,15 @@ def records_iter_export(
     through a server-side cursor, so an export of millions of rows holds one chunk
     in memory.
     """
-    filters = _filters(
-        account=account, q=q, agent=agent, openid=openid, since=since, until=until, kinds=kinds
-    )
-    if filters is None:
+    normalised = _filters(account, _record_filter(filters, criteria))
+    if normalised is None:
         return iter(())
     order = ("-time", "-id") if newest_first else ("time", "id")
-    return filters.queryset().order_by(*order).iterator(chunk_size=chunk_size)
+    return normalised.queryset().order_by(*order).iterator(chunk_size=chunk_size)
 
 
 # --------------------------------------------------------------- customers
 
-# Archive opercodes of a message the customer wrote (2001 OA received, 2003 kf received).
-CUSTOMER_MESSAGE_CODES = (2001, 2003)
 
 
 def session_last_customer_text() -> Subquery:
@@ -507,7 +509,7 @@ def session_last_customer_text() -> Subquery:
         MessageRecord.objects.filter(
             official_account=OuterRef("official_account"),
             openid=OuterRef("customer__openid"),
-            opercode__in=CUSTOMER_MESSAGE_CODES,
+            opercode__in=MessageRecord.OperCode.CUSTOMER,
         )
         .order_by("-time", "-id")
         .values("text")[:1]
@@ -590,7 +592,7 @@ def customer_last_archived_message_at(*, account: OfficialAccount, openid: str):
     or None: the page's notes about the customer say what the timeline shows."""
     return (
         _window_records(account, openid)
-        .filter(opercode__in=CUSTOMER_MESSAGE_CODES)
+        .filter(opercode__in=MessageRecord.OperCode.CUSTOMER)
         .order_by("-time")
         .values_list("time", flat=True)
         .first()
@@ -699,7 +701,7 @@ def _archived_copies(records: list[MessageRecord], outbound: list[OutboundMessag
     as the send with its status). Each send hides at most one record: same agent,
     the text WeChat's history shows for it, sent within ARCHIVE_COPY_WINDOW."""
     hidden: set[int] = set()
-    candidates = [r for r in records if r.opercode == MessageRecord.OperCode.AGENT_SENT and r.pk != keep]
+    candidates = [r for r in records if r.opercode in MessageRecord.OperCode.AGENT and r.pk != keep]
     for o in outbound:
         if o.status != OutboundMessage.Status.SENT or o.sent_at is None:
             continue

@@ -51,7 +51,7 @@ from messaging.models import (
     archive_text,
     record_digest,
 )
-from messaging.selectors import customer_window
+from messaging.selectors import RecordFilter, customer_window
 from sessions_app.models import Customer
 from sessions_app.services import (
     customer_budget_used_up,
@@ -554,11 +554,12 @@ def typing_send(*, account: OfficialAccount, customer: Customer, command: str, a
     audit_event_record(actor=actor, action="typing_send", official_account=account, target=customer.openid, params=params)
 
 
-def history_export_record(*, account: OfficialAccount, actor, export_format: str, filters: dict[str, Any]) -> None:
-    """Audit an export of the archive (who took which records out, and how)."""
+def history_export_record(*, account: OfficialAccount, actor, export_format: str, filters: RecordFilter) -> None:
+    """Audit an export of the archive (who took which records out, and how): the
+    filters that were set."""
     audit_event_record(
         actor=actor, action="history_export", official_account=account, target=export_format,
-        params={key: _jsonable(value) for key, value in filters.items()},
+        params={key: _jsonable(value) for key, value in filters.given().items()},
     )
 
 

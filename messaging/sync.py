@@ -69,7 +69,6 @@ OVERLAP = timedelta(minutes=10)
 # time, with the same content, are the same message (see `_reconcile`).
 RECONCILE_WINDOW = timedelta(seconds=120)
 
-CUSTOMER_OPERCODES = frozenset({2001, 2003})
 _FIELD_MAX = 64  # worker and openid columns
 
 
@@ -474,26 +473,22 @@ def _same_message(provisional: tuple, synced: Row) -> bool:
     _, s_worker, s_openid, s_opercode, s_text, _, _ = synced
     if p_openid != s_openid or (p_worker and p_worker != s_worker):
         return False
-    if p_opercode in CUSTOMER_OPERCODES and s_opercode in CUSTOMER_OPERCODES:
+    if p_opercode in MessageRecord.OperCode.CUSTOMER and s_opercode in MessageRecord.OperCode.CUSTOMER:
         return p_text == s_text
-    if 1000 <= p_opercode < 2000:
+    if MessageRecord.OperCode.is_session_event(p_opercode):
         return _same_session_event(p_opercode, s_opercode)
     return p_opercode == s_opercode and p_text == s_text
 
 
-# A session starting: accepted from the queue (1001), created by an agent or the API
-# (1002), grabbed (1005). WeChat pushes `kf_create_session` for each of them, so a
-# callback cannot tell which one its record will be (it is archived as 1001), and
-# kfadmin's own assign and transfer (create_session) are 1002 in WeChat's history.
-SESSION_START_OPERCODES = frozenset({1001, 1002, 1005})
-
-
 def _same_session_event(provisional: int, synced: int) -> bool:
     """Whether a session event learned from a callback can be WeChat's record `synced`:
-    the same opercode, or both a session start."""
+    the same opercode, or both a session start (a callback archives every start as
+    1001; kfadmin's own assign and transfer, create_session, are 1002 in WeChat's
+    history)."""
     if provisional == synced:
         return True
-    return provisional in SESSION_START_OPERCODES and synced in SESSION_START_OPERCODES
+    starts = MessageRecord.OperCode.SESSION_STARTS
+    return provisional in starts and synced in starts
 
 
 def _reconcile(
@@ -605,7 +600,7 @@ def _touch_customers(account: OfficialAccount, new_rows: Sequence[Row], skip: se
     touches = [
         (row[2], datetime.fromtimestamp(row[0], tz=UTC))
         for index, row in enumerate(new_rows)
-        if row[0] > horizon and row[3] in CUSTOMER_OPERCODES and index not in skip
+        if row[0] > horizon and row[3] in MessageRecord.OperCode.CUSTOMER and index not in skip
     ]
     if touches:
         customers_touch_bulk(account, touches)
@@ -627,7 +622,7 @@ def _count_replies(account: OfficialAccount, new_rows: Sequence[Row]) -> None:
     openids = {
         row[2]
         for row in new_rows
-        if row[0] > horizon and (row[3] in CUSTOMER_OPERCODES or row[3] == MessageRecord.OperCode.AGENT_SENT)
+        if row[0] > horizon and (row[3] in MessageRecord.OperCode.CUSTOMER or row[3] in MessageRecord.OperCode.AGENT)
     }
     if not openids:
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable, Iterator
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -18,8 +18,6 @@ from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpRespons
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape
-from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -39,7 +37,7 @@ from messaging.forms import (
 from messaging.models import MessageRecord, OutboundMessage
 from messaging.selectors import (
     KINDS,
-    ascii_fold,
+    RecordFilter,
     records_count,
     records_iter_export,
     records_search,
@@ -67,34 +65,6 @@ TRANSCRIPT_LIMIT = 5000
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _zone(ctx: AccountContext) -> ZoneInfo:
-    try:
-        return ZoneInfo(ctx.account.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return ZoneInfo(timezone.get_default_timezone_name())
-
-
-def highlight(text: str, query: str | None) -> SafeString:
-    """`text` escaped, with every match of `query` wrapped in <mark>.
-
-    Matches follow the search's rule (substring, ASCII letters case-insensitive).
-    Each piece is escaped on its own, so only our <mark> tags are markup.
-    """
-    query = (query or "").strip()
-    if not query:
-        return escape(text)
-    folded_text, folded_query = ascii_fold(text), ascii_fold(query)
-    pieces: list[str] = []
-    start = 0
-    while (found := folded_text.find(folded_query, start)) != -1:
-        end = found + len(folded_query)
-        pieces.append(escape(text[start:found]))
-        pieces.append(f"<mark>{escape(text[found:end])}</mark>")
-        start = end
-    pieces.append(escape(text[start:]))
-    return mark_safe("".join(pieces))  # every piece is escaped above
 
 
 def _conversation_customer(ctx: AccountContext, openid: str) -> Customer | None:
@@ -345,7 +315,8 @@ def resend(request: HttpRequest, ctx: AccountContext, outbound_id: int) -> HttpR
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
     customer = _conversation_customer(ctx, openid)
-    records = records_iter_export(account=ctx.account, openid=openid)
+    asked = RecordFilter(openid=openid)
+    records = records_iter_export(account=ctx.account, filters=asked)
     rows = []
     truncated = False
     for index, record in enumerate(records):
@@ -353,7 +324,7 @@ def transcript(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRe
             truncated = True
             break
         rows.append(selectors.TimelineItem(time=record.time, record=record))
-    history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters={"openid": openid})
+    history_export_record(account=ctx.account, actor=request.user, export_format="transcript", filters=asked)
     return respond(
         request, ctx,
         {"openid": openid, "customer": customer, "records": rows, "truncated": truncated,
@@ -370,54 +341,62 @@ def _history_form(request: HttpRequest, ctx: AccountContext) -> HistoryFilterFor
     return HistoryFilterForm(request.GET or None, account=ctx.account, lock_agent=lock)
 
 
+def _record_filter(ctx: AccountContext, form: HistoryFilterForm) -> RecordFilter:
+    """What a valid filter form asks for; before any search, everything the person
+    may see (an agent: their own conversations)."""
+    if form.is_bound:
+        return form.record_filter()
+    return RecordFilter(agent=ctx.agent if ctx.is_agent else None)
+
+
 def _agent_without_kf(ctx: AccountContext) -> bool:
     # An agent-role user not linked to a kf account has no customers: show nothing.
     return ctx.is_agent and ctx.agent is None
 
 
-def _result_rows(
-    ctx: AccountContext, records: list[MessageRecord], query: str | None
-) -> list[tuple[MessageRecord, SafeString, str]]:
-    """(record, its text escaped and highlighted, the agent's name) per result."""
+def _result_rows(ctx: AccountContext, records: list[MessageRecord]) -> list[tuple[MessageRecord, str]]:
+    """(record, the agent's name) per result."""
     names = account_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
-    return [(r, highlight(r.text, query), names.get(r.worker, r.worker)) for r in records]
+    return [(r, names.get(r.worker, r.worker)) for r in records]
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     form = _history_form(request, ctx)
-    rows: list[tuple[MessageRecord, SafeString, str]] = []
+    rows: list[tuple[MessageRecord, str]] = []
     next_cursor = None
     searched = False
     total = None
     if form.is_bound and form.is_valid() and not _agent_without_kf(ctx):
         searched = True
+        asked = _record_filter(ctx, form)
         try:
             page = records_search(
-                account=ctx.account, **form.search_kwargs(),
+                account=ctx.account, filters=asked,
                 after_cursor=form.cleaned_data.get("cursor") or None, limit=HISTORY_PAGE_SIZE,
             )
         except ValueError:
             form.add_error(None, _("The “older” link is no longer valid. Run the search again."))
         else:
-            rows = _result_rows(ctx, page.records, form.cleaned_data.get("q"))
+            rows = _result_rows(ctx, page.records)
             next_cursor = page.next_cursor
-            total = records_count(account=ctx.account, **form.search_kwargs())
+            total = records_count(account=ctx.account, filters=asked)
     elif not form.is_bound and not _agent_without_kf(ctx):
         # Before any search: the newest records, so the page is never blank.
-        page = records_search(
-            account=ctx.account, agent=ctx.agent if ctx.is_agent else None, limit=HISTORY_PAGE_SIZE
-        )
-        rows = _result_rows(ctx, page.records, None)
+        asked = _record_filter(ctx, form)
+        page = records_search(account=ctx.account, filters=asked, limit=HISTORY_PAGE_SIZE)
+        rows = _result_rows(ctx, page.records)
         next_cursor = page.next_cursor
-        total = records_count(account=ctx.account, agent=ctx.agent if ctx.is_agent else None)
+        total = records_count(account=ctx.account, filters=asked)
     params = request.GET.copy()
     params.pop("cursor", None)
     query_string = params.urlencode()
     context = {
         "form": form,
         "rows": rows,
+        # What the results highlight: the words searched for, once the search ran.
+        "query": asked.q if searched else None,
         "next_cursor": next_cursor,
         "searched": searched,
         "query_string": query_string,
@@ -490,12 +469,12 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
     if request.GET and not form.is_valid():
         messages.error(request, _("Fix the search filters before exporting."))
         return redirect(f"{reverse('messaging:history')}?{request.GET.urlencode()}")
-    filters = form.search_kwargs() if form.is_bound else {"agent": ctx.agent if ctx.is_agent else None}
+    asked = _record_filter(ctx, form)
     if _agent_without_kf(ctx):
         raise PermissionDenied("Your account is not linked to a kf account.")
-    history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=filters)
-    rows = _export_rows(records_iter_export(account=ctx.account, **filters), _zone(ctx))
-    stamp = timezone.now().astimezone(_zone(ctx)).strftime("%Y%m%d-%H%M")
+    history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=asked)
+    rows = _export_rows(records_iter_export(account=ctx.account, filters=asked), ctx.account.zone)
+    stamp = timezone.now().astimezone(ctx.account.zone).strftime("%Y%m%d-%H%M")
     if fmt == "csv":
         response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
     else:

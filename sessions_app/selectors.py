@@ -68,12 +68,11 @@ _BOARD_CUSTOMER_DEFERRED = (
 
 
 def _with_durations(sessions: list[KfSession], since_field: str, now: datetime) -> list[KfSession]:
-    """Attach `duration` (e.g. "12 min") and `waited_long` for display."""
+    """Attach `elapsed` (a timedelta since `since_field`) and `waited_long`."""
     for session in sessions:
         since = getattr(session, since_field) or now
-        seconds = max(0, int((now - since).total_seconds()))
-        session.duration = duration_words(seconds)
-        session.waited_long = seconds >= LONG_WAIT.total_seconds()
+        session.elapsed = max(now - since, timedelta(0))
+        session.waited_long = session.elapsed >= LONG_WAIT
     return sessions
 
 
@@ -92,7 +91,8 @@ def queue_waiting(*, account: OfficialAccount, now: datetime | None = None) -> l
 
 @dataclass
 class AgentLoad:
-    """One agent on the sessions board: their open sessions against the capacity."""
+    """One agent on the sessions board: the open sessions kfadmin knows they hold,
+    against the capacity (the overview's `OverviewLoad` shows WeChat's count)."""
 
     agent: Agent
     capacity: int = 0
@@ -117,12 +117,12 @@ class AgentLoad:
 
 def _by_availability(loads: list[AgentLoad]) -> list[AgentLoad]:
     """Online agents first, then the busiest, so the supervisor sees who can take more."""
-    return sorted(loads, key=lambda g: (not g.agent.is_online, -g.load, g.agent.kf_nick or g.agent.kf_account))
+    return sorted(loads, key=lambda g: (not g.agent.is_online, -g.load, g.agent.display_name))
 
 
 def agent_loads(*, account: OfficialAccount) -> list[AgentLoad]:
     """Every listed agent with the number of open sessions they hold."""
-    agents = Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+    agents = Agent.objects.listed().filter(official_account=account)
     sessions = KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN)
     counts = dict(sessions.values("agent_id").annotate(n=Count("id")).order_by().values_list("agent_id", "n"))
     return _by_availability(
@@ -175,7 +175,7 @@ def sessions_board(
         # One agent's own board: their sessions, all of them, counted as listed.
         loads = [
             AgentLoad(agent=a, capacity=account.agent_capacity)
-            for a in Agent.objects.filter(official_account=account, deleted_at__isnull=True, pk=agent.pk)
+            for a in Agent.objects.listed().filter(official_account=account, pk=agent.pk)
         ]
     else:
         loads = agent_loads(account=account)
@@ -215,7 +215,7 @@ def agent_assign_warnings(*, account: OfficialAccount, agent: Agent) -> list[str
     limit, so a full agent simply gets one more customer to neglect.
     """
     warnings: list[str] = []
-    name = agent.kf_nick or agent.kf_account
+    name = agent.display_name
     if not agent.is_online:
         warnings.append(
             _(
@@ -273,10 +273,6 @@ class GrantState:
     def is_event(self) -> bool:
         return self.kind == Grant.Kind.EVENT
 
-    @property
-    def closes_in(self) -> str:
-        return duration_words(self.seconds_left)
-
 
 @dataclass(frozen=True)
 class WindowState:
@@ -296,10 +292,7 @@ class WindowState:
     # The running grants, the one a send spends first first.
     grants: tuple[GrantState, ...] = ()
 
-    @property
-    def closes_in(self) -> str:
-        """How long until the window closes, in the largest sensible unit."""
-        return duration_words(self.seconds_left)
+
 
     @property
     def budget_used_up(self) -> bool:
@@ -324,15 +317,6 @@ class WindowState:
         """Which grant the next send uses ("message" or "event"), if any."""
         usable = self.usable_grants
         return usable[0].kind if usable else None
-
-
-def duration_words(seconds: int) -> str:
-    """A short duration for people: "3 h", "12 min", "45 s"."""
-    if seconds >= 3600:
-        return _("%(hours)s h") % {"hours": seconds // 3600}
-    if seconds >= 60:
-        return _("%(minutes)s min") % {"minutes": seconds // 60}
-    return _("%(seconds)s s") % {"seconds": max(seconds, 0)}
 
 
 _GRANT_BUDGET = {Grant.Kind.MESSAGE: MESSAGE_BUDGET, Grant.Kind.EVENT: EVENT_BUDGET}

@@ -365,8 +365,8 @@ class SessionTransferIncomplete(Exception):
             "%(new)s: %(reason)s The customer is now in no session. Assign them again "
             "from their conversation page; if they write first, they join the queue."
         ) % {
-            "old": from_agent.kf_nick or from_agent.kf_account,
-            "new": to_agent.kf_nick or to_agent.kf_account,
+            "old": from_agent.display_name,
+            "new": to_agent.display_name,
             "reason": wechat_error_message(error),
         }
         super().__init__(self.explanation)

@@ -239,7 +239,7 @@ def sessions_sync(*, account_id: int, heartbeat: Callable[[], None] | None = Non
         # Bound agents, plus any agent a callback saw take a session before the agents
         # sync listed its binding: its sessions are only closed if WeChat says so.
         agents = list(
-            Agent.objects.filter(official_account=account, deleted_at__isnull=True)
+            Agent.objects.listed().filter(official_account=account)
             .filter(Q(kf_wx__gt="") | Q(sessions__state=KfSession.State.OPEN))
             .distinct()
             .order_by("kf_account")

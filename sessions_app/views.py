@@ -10,6 +10,7 @@ list on the page refreshes at once.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,6 +23,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
 from accounts.live import fragment_cached
+from accounts.models import Agent
 from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError
@@ -129,6 +131,29 @@ def _action_done(request: HttpRequest, ctx: AccountContext, next_url: str) -> Ht
     return respond(request, ctx, fragment="sessions_app/_action_panel.html", trigger=SESSIONS_CHANGED)
 
 
+def _hand_over(
+    request: HttpRequest, ctx: AccountContext, call: Callable[[], object], *, openid: str, agent: Agent, next_url: str
+) -> tuple[HttpResponse | None, list[str], str]:
+    """Run an assign or a transfer (`call`) and say how it went: the response once it
+    is done, else the warnings to confirm or the error to show beside the form."""
+    try:
+        call()
+    except SessionNeedsConfirmation as needs:
+        return None, needs.warnings, ""
+    except SessionTransferIncomplete as incomplete:
+        # Half done: the old session is gone; say so where everybody sees it.
+        messages.error(request, incomplete.explanation)
+        return _action_done(request, ctx, next_url), [], ""
+    except WeChatError as failure:
+        return None, [], wechat_error_message(failure)
+    except SessionStateError as failure:
+        return None, [], str(failure)
+    messages.success(
+        request, _("%(customer)s is now with %(agent)s.") % {"customer": openid, "agent": agent.display_name}
+    )
+    return _action_done(request, ctx, next_url), [], ""
+
+
 @require_GET
 @account_view(SUPERVISOR, AGENT)
 def panel_empty(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
@@ -156,21 +181,16 @@ def assign(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
     error = ""
     if request.method == "POST" and form.is_valid():
         agent = form.cleaned_data["agent"]
-        try:
-            session_assign(
+        done, warnings, error = _hand_over(
+            request, ctx,
+            lambda: session_assign(
                 account=ctx.account, customer=customer, agent=agent, actor=request.user,
                 confirmed=form.cleaned_data["confirm"],
-            )
-        except SessionNeedsConfirmation as needs:
-            warnings = needs.warnings
-        except WeChatError as failure:
-            error = wechat_error_message(failure)
-        else:
-            messages.success(
-                request,
-                _("%(customer)s is now with %(agent)s.") % {"customer": openid, "agent": agent.kf_nick or agent.kf_account},
-            )
-            return _action_done(request, ctx, next_url)
+            ),
+            openid=openid, agent=agent, next_url=next_url,
+        )
+        if done is not None:
+            return done
     return _action_response(
         request, ctx, "sessions_app/_assign_form.html",
         {"form": form, "customer": customer, "live": live, "warnings": warnings, "error": error, "next": next_url},
@@ -223,28 +243,16 @@ def transfer(request: HttpRequest, ctx: AccountContext, session_id: int) -> Http
     error = ""
     if request.method == "POST" and form.is_valid():
         to_agent = form.cleaned_data["to_agent"]
-        try:
-            session_transfer(
+        done, warnings, error = _hand_over(
+            request, ctx,
+            lambda: session_transfer(
                 account=ctx.account, session=session, to_agent=to_agent, actor=request.user,
                 confirmed=form.cleaned_data["confirm"],
-            )
-        except SessionNeedsConfirmation as needs:
-            warnings = needs.warnings
-        except SessionTransferIncomplete as incomplete:
-            # Half done: the old session is gone; say so where everybody sees it.
-            messages.error(request, incomplete.explanation)
-            return _action_done(request, ctx, next_url)
-        except WeChatError as failure:
-            error = wechat_error_message(failure)
-        except SessionStateError as failure:
-            error = str(failure)
-        else:
-            messages.success(
-                request,
-                _("%(customer)s is now with %(agent)s.")
-                % {"customer": session.customer.openid, "agent": to_agent.kf_nick or to_agent.kf_account},
-            )
-            return _action_done(request, ctx, next_url)
+            ),
+            openid=session.customer.openid, agent=to_agent, next_url=next_url,
+        )
+        if done is not None:
+            return done
     return _action_response(
         request, ctx, "sessions_app/_transfer_form.html",
         {"form": form, "session": session, "warnings": warnings, "error": error, "next": next_url},

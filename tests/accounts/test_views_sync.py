@@ -76,7 +76,7 @@ def test_a_running_job_makes_the_table_poll_and_shows_backfill_progress(boss_cli
     assert html.lstrip().startswith('<section id="sync-table"')
     assert 'hx-trigger="every 3s"' in html
     assert "running" in html and "40%" in html and "day 12 of 30" in html
-    assert "123,456 records stored" in html and "about 5 min left" in html
+    assert "123,456 records stored" in html and "about 5\xa0minutes left" in html
 
 
 def test_a_run_whose_heartbeat_stopped_is_shown_as_stopped_without_an_estimate(boss_client, account):
@@ -111,7 +111,7 @@ def test_a_run_renewing_its_lease_is_running_however_long_ago_it_started(boss_cl
     html = boss_client.get(reverse("accounts:sync"), headers=HTMX).content.decode()
 
     row = html.split('id="sync-history"')[1].split("</tr>")[0]
-    assert "running" in row and "about 10 min left" in row and "stopped" not in row
+    assert "running" in row and "about 10\xa0minutes left" in row and "stopped" not in row
     assert 'hx-trigger="every 3s"' in html
 
 

@@ -154,3 +154,10 @@ def test_a_large_export_streams_every_row_after_the_header(boss_client, account)
     assert first.startswith("\ufefftime".encode())
     rest = b"".join(chunks)
     assert rest.count(b"\n") == 5000
+
+
+def test_an_export_audit_names_the_filters_that_applied(client, account):
+    alice = AgentFactory(official_account=account, kf_account="alice@test_oa")
+    client.force_login(agent_user(account, agent=alice))
+    client.get(CSV)
+    assert AuditEvent.objects.get(action="history_export").params == {"agent": "alice@test_oa"}

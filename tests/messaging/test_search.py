@@ -351,3 +351,27 @@ def test_the_count_agrees_with_a_brute_force_filter_and_stops_at_the_cap(archive
     by_customer = len(_expected(records, openid=openids[0], kinds=["customer"]))
     assert records_count(account=account, openid=openids[0], kinds=["customer"]) == RecordCount(by_customer)
     assert records_count(account=account, q="\x00") == RecordCount(0)
+
+
+def test_the_search_its_count_and_the_export_take_one_filter_object():
+    account = OfficialAccountFactory()
+    _make_records(account, n=300, seed=9, agents=["a@oa", "b@oa"], openids=["o_1", "o_2", "o_3"])
+    asked = selectors.RecordFilter(q="退款", agent="a@oa", kinds=("customer", "agent"), since=T0)
+    spelled = {"q": "退款", "agent": "a@oa", "kinds": ("customer", "agent"), "since": T0}
+
+    page = records_search(account=account, filters=asked, limit=1000)
+    assert page.records
+    assert page.records == records_search(account=account, limit=1000, **spelled).records
+    assert records_count(account=account, filters=asked) == RecordCount(len(page.records))
+    exported = list(records_iter_export(account=account, filters=asked, newest_first=True))
+    assert [r.pk for r in exported] == [r.pk for r in page.records]
+
+
+def test_a_filter_object_and_keyword_criteria_are_not_mixed():
+    with pytest.raises(TypeError):
+        records_search(account=1, filters=selectors.RecordFilter(q="x"), openid="o_1")
+
+
+def test_a_filter_names_only_what_was_asked():
+    assert selectors.RecordFilter().given() == {}
+    assert selectors.RecordFilter(q="退款", since=T0).given() == {"q": "退款", "since": T0}

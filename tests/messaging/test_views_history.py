@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership
-from messaging.views import highlight
+from messaging.templatetags.highlight import highlight
 from tests.factories import AgentFactory, agent_user, auditor, aware, outsider, sent_to_login
 from tests.sessions_app.test_views_support import archive, htmx, wired_account
 
