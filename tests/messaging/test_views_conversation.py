@@ -68,7 +68,7 @@ def test_the_conversation_shows_the_timeline_the_session_and_the_window(boss_cli
     assert response.status_code == 200
     assert "我的快递到哪了？" in body and "稍等，我帮您查" in body
     assert "with Alice" in body
-    assert "5 of 5 sends left · window closes in 1\xa0day, 23\xa0hours" in body
+    assert "5 of 5 sends left · window closes in 1\sday, 23\shours" in body
     assert 'id="composer"' in body
 
 
@@ -101,8 +101,8 @@ def test_a_click_after_the_budget_is_used_shows_its_three_sends_for_the_minute(b
     Customer.objects.filter(pk=session.customer_id).update(window_remaining=0)
     customer_touch(session.official_account, session.customer.openid, timezone.now(), Touch.EVENT)
     body = " ".join(boss_client.get(conversation_url(session)).content.decode().split())
-    assert re.search(r"3 of 3 sends left for \d+ s \(menu click, follow or scan\)", body)
-    assert "then none until the customer writes again (window closes in 47 h)" in body
+    assert re.search(r"3 of 3 sends left for \d+\sseconds \(menu click, follow or scan\)", body)
+    assert re.search(r"then none until the customer writes again \(window closes in 1\sday, 23\shours\)", body)
     assert "3 sends left in this window." in body
 
 
@@ -110,8 +110,8 @@ def test_a_click_beside_an_unused_message_grant_shows_both_in_the_order_they_are
     customer_touch(session.official_account, session.customer.openid, timezone.now(), Touch.EVENT)
     body = " ".join(boss_client.get(conversation_url(session)).content.decode().split())
     assert re.search(
-        r'3 of 3 sends left for \d+ s \(menu click, follow or scan\)</span> · then '
-        r'<span class="grant" data-grant="message">5 of 5 sends left · window closes in 47 h',
+        r'3 of 3 sends left for \d+\sseconds \(menu click, follow or scan\)</span> · then '
+        r'<span class="grant" data-grant="message">5 of 5 sends left · window closes in 1\sday, 23\shours',
         body,
     )
     assert "8 sends left in this window." in body
