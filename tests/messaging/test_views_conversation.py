@@ -68,7 +68,7 @@ def test_the_conversation_shows_the_timeline_the_session_and_the_window(boss_cli
     assert response.status_code == 200
     assert "我的快递到哪了？" in body and "稍等，我帮您查" in body
     assert "with Alice" in body
-    assert "5 of 5 sends left · window closes in 1\sday, 23\shours" in body
+    assert "5 of 5 sends left · window closes in 1\xa0day, 23\xa0hours" in body
     assert 'id="composer"' in body
 
 
