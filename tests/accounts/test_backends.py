@@ -18,14 +18,16 @@ def person():
     return User.objects.create_user("mei", password="a-long-pass-phrase-42", email="mei@example.com", is_staff=True)
 
 
-def test_it_reads_the_user_as_the_orm_does(person):
-    got = KfAdminBackend().get_user(person.pk)
+def test_it_reads_the_user_in_one_query_and_the_timestamps_when_asked_for(person, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        got = KfAdminBackend().get_user(person.pk)
     expected = User.objects.get(pk=person.pk)
     for field in ("pk", "username", "email", "password", "first_name", "is_staff", "is_superuser", "is_active"):
         assert getattr(got, field) == getattr(expected, field), field
     assert got.is_active is True and got.is_superuser is False
-    # Timestamps are read when asked for.
-    assert got.date_joined == expected.date_joined
+    assert got.get_deferred_fields() == {"last_login", "date_joined"}
+    with django_assert_num_queries(1):
+        assert got.date_joined == expected.date_joined
 
 
 def test_an_inactive_unknown_or_malformed_id_is_nobody(person):
