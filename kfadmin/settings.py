@@ -113,7 +113,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Axes first: it refuses a locked-out login before the password is hashed. Then
-# ModelBackend with a cheaper per-request user read (accounts/backends.py).
+# ModelBackend, the per-request user read without the timestamps (accounts/backends.py).
 AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "accounts.backends.KfAdminBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
