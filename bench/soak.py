@@ -28,6 +28,7 @@ import argparse
 import collections
 import html.parser
 import json
+import os
 import random
 import re
 import sqlite3
@@ -285,12 +286,19 @@ class Soak:
     # --- measuring --------------------------------------------------------------------
     def processes(self) -> dict[str, tuple[int, int]]:
         """Role -> (process count, RSS in kB summed over its processes)."""
-        out = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True, check=False).stdout
+        out = subprocess.run(["ps", "-eo", "pid=,rss=,args="], capture_output=True, text=True, check=False).stdout
         found: dict[str, tuple[int, int]] = {}
         for line in out.splitlines():
-            rss, _, cmd = line.strip().partition(" ")
+            pid, rss, cmd = line.split(None, 2)
+            # Only this checkout's processes: tests elsewhere on the machine start Celery
+            # workers too, and counting them would hide a dead worker and inflate its RSS.
+            try:
+                if Path(os.readlink(f"/proc/{pid}/cwd")) != self.dir:
+                    continue
+            except OSError:
+                continue
             for role, needle in ROLES.items():
-                if needle in cmd and "soak.py" not in cmd:
+                if needle in cmd:
                     n, total = found.get(role, (0, 0))
                     found[role] = (n + 1, total + int(rss))
         return found
