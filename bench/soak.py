@@ -244,10 +244,18 @@ class Soak:
         if not form:
             tally["no form"] += 1
             return
+        agents = re.findall(r'<option value="(\d+)"', panel.text)
+        if "agent" in form["fields"] and agents:
+            # A supervisor spreads customers over the agents (the first is soon at capacity).
+            form["fields"]["agent"] = self.rng.choice(agents)
         r = self.request("POST", form["action"], hx_target="action-panel", data=form["fields"])
+        if r is not None and 'name="confirm"' in r.text:
+            tally["confirmed a warning"] += 1  # e.g. the agent is at capacity: "Assign anyway"
+            form = form_for(r.text, action_part)
+            r = form and self.request("POST", form["action"], hx_target="action-panel", data=form["fields"])
         if r is None:
             tally["no answer"] += 1
-        elif 'role="alert"' in r.text and 'name="confirm"' not in r.text:
+        elif 'role="alert"' in r.text:
             tally["refused"] += 1
         else:
             tally["done"] += 1
