@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "accounts",
     "sessions_app",
     "messaging",
+    "reports",
 ]
 
 MIDDLEWARE = [

@@ -49,6 +49,7 @@ from kfadmin.wechat import (
     parse_message,
     parse_xml,
 )
+from messaging.archive import archive_changed
 from messaging.models import CallbackNonce, MessageRecord, record_digest
 from sessions_app.models import Customer
 from sessions_app.services import Touch, customer_touch, customer_window_close
@@ -252,6 +253,7 @@ def _archive(
                 seq=0,
                 source=MessageRecord.Source.CALLBACK,
             )
+            archive_changed(account_id=account.pk, changes=[(openid, at)])
     except IntegrityError:
         existing = MessageRecord.objects.filter(
             official_account=account, time=at, digest=digest, seq=0
