@@ -348,6 +348,7 @@ class Presence:
     online_seconds: int
     sessions: list[SessionFact]
     sessions_total: int
+    until: datetime  # the period's end, or now while it runs
 
 
 PRESENCE_SESSIONS_SHOWN = 200
@@ -381,6 +382,7 @@ def presence_get(*, agent: Agent, period: Period, now: datetime | None = None) -
         online_seconds=sum(s.seconds for s in merged if s.online),
         sessions=list(held.order_by("started_at", "id")[:PRESENCE_SESSIONS_SHOWN]),
         sessions_total=held.count(),
+        until=end,
     )
 
 

@@ -211,6 +211,7 @@ def presence_chart(presence: Presence) -> SafeString:
     left, top, band = 10, 30, 34
     plot_w = WIDTH - 2 * left
     start, end = presence.period.start, presence.period.end
+    until = min(end, presence.until)
     span = (end - start).total_seconds() or 1
 
     def x(at: datetime) -> float:
@@ -234,7 +235,7 @@ def presence_chart(presence: Presence) -> SafeString:
     lane_end: list[datetime] = []
     rows_top = top + band + 10
     for fact in presence.sessions:
-        finish = fact.ended_at or end
+        finish = fact.ended_at or until
         lane = next((n for n, e in enumerate(lane_end) if e <= fact.started_at), None)
         if lane is None:
             lane_end.append(finish)
