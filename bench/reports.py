@@ -85,7 +85,6 @@ def load(args: argparse.Namespace) -> None:
     copy_into_archive(raw, rows, args.rows)
     with raw.cursor() as cursor:
         cursor.execute(f"VACUUM (ANALYZE) {TABLE}")
-    raw.autocommit = False
 
 
 def rebuild(account_id: int) -> None:
@@ -273,6 +272,7 @@ def main() -> None:
     parser.add_argument("--database", default="kfadmin_bench_reports")
     parser.add_argument("--reuse", action="store_true", help="reuse the database of an earlier run")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    parser.add_argument("--rebuild", action="store_true", help="with --reuse: derive the rollups again")
     parser.add_argument("--skip-sync", action="store_true", help="skip the storing path's on/off ratio")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
@@ -300,6 +300,7 @@ def main() -> None:
         began = time.perf_counter()
         load(args)
         print(f"loaded in {time.perf_counter() - began:.0f} s", flush=True)
+    if not args.reuse or args.rebuild:
         rebuild(OfficialAccount.objects.get(appid=APPIDS[0]).pk)
     account = OfficialAccount.objects.get(appid=APPIDS[0])
     try:

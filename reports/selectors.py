@@ -214,8 +214,9 @@ class Report:
     threshold: int
 
 
-def report_get(*, account: OfficialAccount, period: Period) -> Report:
-    """Every figure of the reports page for one period."""
+def report_get(*, account: OfficialAccount, period: Period, detail: bool = True) -> Report:
+    """Every figure of the reports page for one period; without `detail`, only what
+    the comparison with it shows (no series, heat map or wait distribution)."""
     start, end = period.start, period.end
     agents: dict[str, AgentFigures] = {}
 
@@ -259,8 +260,12 @@ def report_get(*, account: OfficialAccount, period: Period) -> Report:
     team.first_response = _stats_by(responses, None, "seconds", Q(first=True)).get("", Stat())
     team.reply = _stats_by(responses, None, "seconds", Q(first=False)).get("", Stat())
     team.duration = _stats_by(held, None, "held").get("", Stat())
-    _volume(team, hours, period)
-    _queue(team, account, period)
+    if detail:
+        _volume(team, hours, period)
+    else:
+        totals = hours.aggregate(i=Sum("messages_in"), o=Sum("messages_out"))
+        team.messages_in, team.messages_out = totals["i"] or 0, totals["o"] or 0
+    _queue(team, account, period, detail=detail)
 
     listed = {a.kf_account: a for a in Agent.objects.filter(official_account=account)}
     for kf_account, agent in listed.items():
@@ -296,7 +301,7 @@ def _volume(team: TeamFigures, hours: QuerySet[MessageHour], period: Period) -> 
     team.hourly = series
 
 
-def _queue(team: TeamFigures, account: OfficialAccount, period: Period) -> None:
+def _queue(team: TeamFigures, account: OfficialAccount, period: Period, *, detail: bool) -> None:
     stays = QueueFact.objects.filter(
         official_account=account, queued_at__gte=period.start, queued_at__lt=period.end
     )
@@ -309,7 +314,7 @@ def _queue(team: TeamFigures, account: OfficialAccount, period: Period) -> None:
     threshold = timedelta(seconds=account.queue_wait_alert_seconds)
     buckets = {"over": Count("id", filter=Q(wait__gt=threshold))}
     lower = timedelta(0)
-    for n, upper in enumerate(WAIT_BUCKETS):
+    for n, upper in enumerate(WAIT_BUCKETS if detail else ()):
         condition = Q(wait__gte=lower) if n else Q()
         if upper is not None:
             condition &= Q(wait__lt=timedelta(seconds=upper))
@@ -317,7 +322,7 @@ def _queue(team: TeamFigures, account: OfficialAccount, period: Period) -> None:
         buckets[f"b{n}"] = Count("id", filter=condition)
     counts = served.aggregate(**buckets)
     team.queue_over = counts["over"]
-    team.wait_buckets = [(upper, counts[f"b{n}"]) for n, upper in enumerate(WAIT_BUCKETS)]
+    team.wait_buckets = [(upper, counts[f"b{n}"]) for n, upper in enumerate(WAIT_BUCKETS) if detail]
     rest = stays.aggregate(
         left=Count("id", filter=Q(outcome=QueueFact.Outcome.LEFT)),
         waiting=Count("id", filter=Q(outcome=QueueFact.Outcome.WAITING)),

@@ -31,7 +31,7 @@ def reports(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     form = _period_form(request, ctx)
     period = form.period
     report = report_get(account=ctx.account, period=period)
-    previous = report_get(account=ctx.account, period=period.previous())
+    previous = report_get(account=ctx.account, period=period.previous(), detail=False)
     context = {
         "form": form,
         "report": report,
