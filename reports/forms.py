@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from django import forms
 from django.utils.translation import gettext_lazy as _
@@ -25,16 +25,18 @@ class PeriodForm(forms.Form):
         self.fields["last"].widget.attrs["placeholder"] = default.last.isoformat()
 
     def clean(self) -> dict:
-        data = super().clean()
-        first, last = data.get("first"), data.get("last")
+        data = super().clean() or {}
         if self.errors:
             return data
+        first: date | None = data.get("first")
+        last: date | None = data.get("last")
         if first is None and last is None:
             first, last = self.default.first, self.default.last
-        elif first is None:
+        elif first is None and last is not None:
             first = last - timedelta(days=self.default.days - 1)
-        elif last is None:
+        elif last is None and first is not None:
             last = first + timedelta(days=self.default.days - 1)
+        assert first is not None and last is not None
         if first > last:
             raise forms.ValidationError(_("The period ends before it starts: pick a “to” day on or after the “from” day."))
         if (last - first).days + 1 > MAX_DAYS:

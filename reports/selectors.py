@@ -228,30 +228,30 @@ def report_get(*, account: OfficialAccount, period: Period, detail: bool = True)
     sessions = SessionFact.objects.filter(official_account=account, started_at__gte=start, started_at__lt=end)
     answered_customers = Count("openid", distinct=True, filter=Q(messages_out__gt=0))
     unanswered = Count("id", filter=Q(ended_at__isnull=False, asked_at__isnull=False, first_reply_at__isnull=True))
-    for r in sessions.values("worker").annotate(n=Count("id"), c=answered_customers, u=unanswered).order_by():
-        figures = row(r["worker"])
-        figures.accepted, figures.customers, figures.unanswered = r["n"], r["c"], r["u"]
+    for started in sessions.values("worker").annotate(n=Count("id"), c=answered_customers, u=unanswered).order_by():
+        figures = row(started["worker"])
+        figures.accepted, figures.customers, figures.unanswered = started["n"], started["c"], started["u"]
     held = sessions.filter(end_code__in=[SessionFact.End.CLOSED, SessionFact.End.TRANSFERRED]).annotate(
         held=_elapsed("started_at", "ended_at")
     )
     for worker, stat in _stats_by(held, "worker", "held").items():
         row(worker).duration = stat
     ended = SessionFact.objects.filter(official_account=account, ended_at__gte=start, ended_at__lt=end)
-    for r in ended.values("worker").annotate(
+    for done in ended.values("worker").annotate(
         closed=Count("id", filter=Q(end_code=SessionFact.End.CLOSED)),
         transferred=Count("id", filter=Q(end_code=SessionFact.End.TRANSFERRED)),
     ).order_by():
-        figures = row(r["worker"])
-        figures.closed, figures.transferred = r["closed"], r["transferred"]
+        figures = row(done["worker"])
+        figures.closed, figures.transferred = done["closed"], done["transferred"]
     responses = ResponseFact.objects.filter(official_account=account, asked_at__gte=start, asked_at__lt=end)
     for worker, stat in _stats_by(responses, "worker", "seconds", Q(first=True)).items():
         row(worker).first_response = stat
     for worker, stat in _stats_by(responses, "worker", "seconds", Q(first=False)).items():
         row(worker).reply = stat
     hours = MessageHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
-    for r in hours.exclude(worker="").values("worker").annotate(out=Sum("messages_out")).order_by():
-        if r["out"]:
-            row(r["worker"]).sent = r["out"]
+    for sent in hours.exclude(worker="").values("worker").annotate(out=Sum("messages_out")).order_by():
+        if sent["out"]:
+            row(sent["worker"]).sent = sent["out"]
 
     team = TeamFigures()
     team.accepted = sum(a.accepted for a in agents.values())

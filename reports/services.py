@@ -81,7 +81,7 @@ def _anchors(account_id: int, earliest: dict[str, datetime]) -> dict[str, Anchor
                     ORDER BY r.time DESC, r.id DESC LIMIT 1
                 ) c ON true
                 """,
-                [openids, [earliest[o] for o in openids], account_id, F.CLOSED],
+                (openids, [earliest[o] for o in openids], account_id, F.CLOSED),
             )
             found = {openid: (at, rid) for openid, at, rid in cursor.fetchall()}
     else:
@@ -110,7 +110,7 @@ def _facts_delete(account_id: int, anchors: dict[str, Anchor]) -> None:
         return
     if connection.vendor == "postgresql":
         openids = list(anchors)
-        params = [openids, [anchors[o][0] for o in openids], [anchors[o][1] for o in openids], account_id]
+        params = (openids, [anchors[o][0] for o in openids], [anchors[o][1] for o in openids], account_id)
         with connection.cursor() as cursor:
             for model in _FACT_MODELS:
                 cursor.execute(
@@ -195,8 +195,9 @@ def _facts_write(account_id: int, derived: Iterable[tuple[str, F.Facts]]) -> int
             )
             for q in found.queue
         ]
-    for model, rows in ((SessionFact, sessions), (ResponseFact, responses), (QueueFact, queue)):
-        model.objects.bulk_create(rows, batch_size=1000)
+    SessionFact.objects.bulk_create(sessions, batch_size=1000)
+    ResponseFact.objects.bulk_create(responses, batch_size=1000)
+    QueueFact.objects.bulk_create(queue, batch_size=1000)
     return len(sessions) + len(responses) + len(queue)
 
 

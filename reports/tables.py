@@ -48,7 +48,7 @@ def report_table(report: Report, name: str) -> tuple[list[str], Iterator[list]]:
             [weekdays[d], *team.heat[d]] for d in range(7)
         )
     if name == "queue":
-        rows = [
+        figures: list[list] = [
             ["served", team.queue.count], ["wait_median_s", _blank(team.queue.median)],
             ["wait_p90_s", _blank(team.queue.p90)], ["wait_longest_s", _blank(team.queue.longest)],
             ["threshold_s", report.threshold], ["over_threshold", team.queue_over],
@@ -56,9 +56,9 @@ def report_table(report: Report, name: str) -> tuple[list[str], Iterator[list]]:
         ]
         lower = 0
         for upper, value in team.wait_buckets:
-            rows.append([f"wait_{lower}s_to_{upper}s" if upper else f"wait_{lower}s_or_more", value])
+            figures.append([f"wait_{lower}s_to_{upper}s" if upper else f"wait_{lower}s_or_more", value])
             lower = upper or lower
-        return ["figure", "value"], iter(rows)
+        return ["figure", "value"], iter(figures)
     raise KeyError(name)
 
 

@@ -65,7 +65,7 @@ def _csv(columns: list[str], rows: Iterable[list], filename: str) -> StreamingHt
 
 @require_GET
 @account_view(SUPERVISOR, AUDITOR)
-def reports_csv(request: HttpRequest, ctx: AccountContext, table: str) -> HttpResponse:
+def reports_csv(request: HttpRequest, ctx: AccountContext, table: str) -> StreamingHttpResponse:
     if table not in TABLES:
         raise Http404("No such table")
     period = _period_form(request, ctx).period
@@ -75,7 +75,7 @@ def reports_csv(request: HttpRequest, ctx: AccountContext, table: str) -> HttpRe
 
 @require_GET
 @account_view(SUPERVISOR, AUDITOR)
-def presence(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+def presence(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse | StreamingHttpResponse:
     agent = get_object_or_404(Agent, pk=pk, official_account=ctx.account)
     form = _period_form(request, ctx)
     timeline = presence_get(agent=agent, period=form.period)

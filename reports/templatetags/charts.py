@@ -78,6 +78,7 @@ def _nice_max(value: int) -> int:
 @register.simple_tag
 def volume_chart(team: TeamFigures, by: str = "day") -> SafeString:
     """Customer messages (solid) and agent messages (hatched) per day or per local hour."""
+    rows: list[tuple[date | datetime, int, int]]
     if by == "hour":
         rows = [(at, i, o) for at, i, o in team.hourly]
         name = _("Messages per hour")
