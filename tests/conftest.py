@@ -64,6 +64,12 @@ class EmulatorHandle:
         """A customer who just wrote (window open, waiting in the queue); returns the openid."""
         return self.state.customer_writes(appid=self.appid, openid=openid, text=text)["openid"]
 
+    def media(self, kind: str, media_id: str | None = None, **fields: Any) -> str:
+        """Give the account a media to send (image, voice, video, thumb; news for
+        mpnews; article for mpnewsarticle), permanent unless `permanent=False`;
+        returns its id. WeChat refuses a send naming an id it does not hold (40007)."""
+        return self.state.add_material(appid=self.appid, kind=kind, media_id=media_id, **fields)["id"]
+
     def access_token(self) -> str:
         """A valid access token for this OA (the stable token, no HTTP round trip)."""
         return self.state.issue_token(appid=self.appid)["access_token"]
