@@ -375,6 +375,7 @@ SYNC_TASKS: dict[str, str] = {
     SyncState.Job.QUEUE: "sessions_app.tasks.sync_queue_task",
     SyncState.Job.SESSIONS: "sessions_app.tasks.sync_sessions_task",
     SyncState.Job.HISTORY: "messaging.tasks.sync_history_task",
+    SyncState.Job.LIBRARY: "messaging.tasks.sync_library_task",
 }
 
 

@@ -44,8 +44,15 @@ from kfadmin.wechat import (
     WeChatSendBudgetExhausted,
     explain,
 )
+from messaging.media import (
+    MediaUpload,
+    media_file_store,
+    outbound_payload_ready,
+    outbound_uploads_stale,
+)
 from messaging.models import (
     SEND_STALE_AFTER,
+    MediaFile,
     MessageRecord,
     OutboundMessage,
     archive_text,
@@ -148,8 +155,14 @@ def outbound_queue(
     payload: dict[str, Any],
     actor,
     resend_of: OutboundMessage | None = None,
+    media: MediaUpload | MediaFile | None = None,
+    thumb: MediaUpload | MediaFile | None = None,
 ) -> OutboundMessage:
     """Queue one message for sending; raises SendRefused when WeChat would refuse it.
+
+    `media` and `thumb` are files to send as the payload's `media_id` and
+    `thumb_media_id`: a new file (kept here, checked against WeChat's limits, raises
+    MediaRefused) or one kept before. They are uploaded to WeChat by the worker.
 
     The task is enqueued once the transaction commits. If the broker cannot be reached
     then, the message stays queued with ENQUEUE_FAILED as its note (`awaits_worker`)
@@ -165,6 +178,12 @@ def outbound_queue(
         )
         raise refusal
     with transaction.atomic():
+        files = {
+            key: media_file_store(
+                account=account, kind=given.kind, content=given.content, name=given.name, actor=actor, customer=customer
+            ) if isinstance(given, MediaUpload) else given
+            for key, given in (("media", media), ("thumb", thumb))
+        }
         outbound = OutboundMessage.objects.create(
             official_account=account,
             customer=customer,
@@ -173,10 +192,13 @@ def outbound_queue(
             payload=payload,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
             resend_of=resend_of,
+            media=files["media"],
+            thumb=files["thumb"],
         )
         audit_event_record(
             actor=actor, action="message_queue", official_account=account, target=customer.openid,
-            params={**params, "outbound_id": outbound.pk},
+            params={**params, "outbound_id": outbound.pk,
+                    **{f"{key}_file": f.pk for key, f in files.items() if f is not None}},
         )
         transaction.on_commit(partial(outbound_enqueue, outbound_id=outbound.pk))
     return outbound
@@ -235,9 +257,9 @@ def _audit_delivery(outbound: OutboundMessage, *, ok: bool, errcode: int | None 
 
 
 def _outbound_get(outbound_id: int) -> OutboundMessage:
-    return OutboundMessage.objects.select_related("official_account", "customer", "agent", "created_by").get(
-        pk=outbound_id
-    )
+    return OutboundMessage.objects.select_related(
+        "official_account", "customer", "agent", "created_by", "media", "thumb"
+    ).get(pk=outbound_id)
 
 
 # What the task stores (OutboundMessage.error, audit messages) is kept in English, the
@@ -268,9 +290,28 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
 
     kf_account = outbound.agent.kf_account if outbound.agent else None
     try:
-        wechat_client_for(outbound.official_account).send_message(
-            customer.openid, outbound.msgtype, outbound.payload, kf_account=kf_account
-        )
+        # Files go up first (idempotent: a retry only makes another media_id), so a
+        # failure here proves the message itself was not sent.
+        payload = outbound_payload_ready(outbound)
+    except WeChatError as error:
+        return _media_not_ready(outbound, error)
+    try:
+        try:
+            wechat_client_for(outbound.official_account).send_message(
+                customer.openid, outbound.msgtype, payload, kf_account=kf_account
+            )
+        except WeChatError as refused:
+            if not outbound_uploads_stale(refused, outbound):
+                raise
+            # 40007 although the upload should still live: WeChat's answer proves the
+            # message was not sent, so upload again and send once more, once.
+            try:
+                payload = outbound_payload_ready(outbound, force=True)
+            except WeChatError as error:
+                return _media_not_ready(outbound, error)
+            wechat_client_for(outbound.official_account).send_message(
+                customer.openid, outbound.msgtype, payload, kf_account=kf_account
+            )
     except WeChatError as error:
         if error.outcome_unknown:
             _mark_unknown(outbound, reason=OUTCOME_UNKNOWN, detail=str(error))
@@ -298,6 +339,21 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
         outbound.record = _archive_sent(outbound, kf_account or "")
         outbound.save(update_fields=["record"])
         _audit_delivery(outbound, ok=True)
+    return outbound
+
+
+def _media_not_ready(outbound: OutboundMessage, error: WeChatError) -> OutboundMessage:
+    """The file could not be uploaded, so nothing was sent. Transient failures put the
+    message back in the queue for the task's retry (raised again); others fail it."""
+    if error.retryable:
+        OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.SENDING).update(
+            status=OutboundMessage.Status.QUEUED, errcode=error.errcode, error=error.explanation,
+            due_at=timezone.now() + SEND_RETRY_DUE_AFTER,
+        )
+        raise error
+    explanation = _("The file could not be uploaded to WeChat: %(reason)s") % {"reason": error.explanation}
+    _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=explanation)
+    _audit_delivery(outbound, ok=False, errcode=error.errcode, message=explanation)
     return outbound
 
 
@@ -446,6 +502,7 @@ def outbound_resend(*, outbound: OutboundMessage, actor) -> OutboundMessage:
             again = outbound_queue(
                 account=original.official_account, customer=original.customer, agent=original.agent,
                 msgtype=original.msgtype, payload=original.payload, actor=actor, resend_of=original,
+                media=original.media, thumb=original.thumb,
             )
         except SendRefused as refused:
             refusal = refused  # raised once the block commits, so its audit row stays

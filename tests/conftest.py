@@ -208,3 +208,11 @@ def boss(account):
 def boss_client(client, boss):
     client.force_login(boss)
     return client
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path_factory):
+    """Files kfadmin keeps (media sent and received) go to a folder of the test run,
+    never to the checkout's var/."""
+    settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
+    return settings.MEDIA_ROOT
