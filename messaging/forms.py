@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -194,12 +194,12 @@ class MediaForm(PayloadForm):
         super().__init__(*args, account=account, **kwargs)
         choices = library_choices(account=account, kinds=self.library_kinds) if self.library_kinds else []
         if choices:
-            self.fields["library"].choices = [("", _("— none: send the file above —")), *choices]
+            cast(forms.ChoiceField, self.fields["library"]).choices = [("", _("— none: send the file above —")), *choices]
         else:
             del self.fields["library"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         picked = data.get("library")
         if "file" in self.errors:
             return data
@@ -286,7 +286,7 @@ class LibraryPickForm(PayloadForm):
 
     def __init__(self, *args: Any, account: OfficialAccount, **kwargs: Any):
         super().__init__(*args, account=account, **kwargs)
-        field = self.fields[self.id_field]
+        field = cast(forms.ChoiceField, self.fields[self.id_field])
         field.choices = [("", _("Choose one")), *library_choices(account=account, kinds=self.library_kinds)]
         if len(field.choices) == 1:
             field.help_text = _("The library is empty. It is copied from WeChat every few minutes; a supervisor can sync it now on the Sync page.")

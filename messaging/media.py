@@ -151,7 +151,7 @@ def media_send_ready(*, media: MediaFile, now: datetime | None = None, force: bo
         row.save(update_fields=["media_id", "expires_at", "uploads"])
         audit_event_record(
             actor=None, action="media_upload", official_account=row.official_account,
-            target=row.customer.openid if row.customer_id else "",
+            target=row.customer.openid if row.customer is not None else "",
             params={"media_file": row.pk, "kind": row.kind, "upload": row.uploads},
         )
     media.media_id, media.expires_at, media.uploads = row.media_id, row.expires_at, row.uploads
@@ -238,7 +238,7 @@ def media_inbound_fetch(*, media_file_id: int, now: datetime | None = None) -> M
         media.save()
         audit_event_record(
             actor=None, action="media_fetch", official_account=media.official_account,
-            target=media.customer.openid if media.customer_id else "",
+            target=media.customer.openid if media.customer is not None else "",
             params={"media_file": media.pk, "kind": media.kind, "size": media.size},
         )
     return media
@@ -249,7 +249,7 @@ def _fetch_failed(media: MediaFile, reason: str) -> MediaFile:
     media.state, media.error = MediaFile.State.FAILED, reason
     audit_event_record(
         actor=None, action="media_fetch", official_account=media.official_account,
-        target=media.customer.openid if media.customer_id else "",
+        target=media.customer.openid if media.customer is not None else "",
         params={"media_file": media.pk, "kind": media.kind}, ok=False, message=reason,
     )
     return media

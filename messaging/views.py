@@ -208,10 +208,12 @@ def send(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse
         # Adding or removing an option row: show the form again, send nothing.
         form = MenuForm(initial=form.edited_initial(menu_action), account=ctx.account, only=only)
     elif form.is_valid():
+        files = form.attachments()
         try:
             outbound = outbound_queue(
                 account=ctx.account, customer=customer, agent=form.cleaned_data["as_agent"],
-                msgtype=form.msgtype, payload=form.payload(), actor=request.user, **form.attachments(),
+                msgtype=form.msgtype, payload=form.payload(), actor=request.user,
+                media=files["media"], thumb=files["thumb"],
             )
         except (SendRefused, MediaRefused) as refusal:
             form.add_error(None, refusal.explanation)
@@ -498,7 +500,7 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponseB
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
-def media_file(request: HttpRequest, ctx: AccountContext, media_file_id: int) -> HttpResponse:
+def media_file(request: HttpRequest, ctx: AccountContext, media_file_id: int) -> HttpResponseBase:
     """A kept file (sent by an agent or by a customer), for the timeline's pictures and
     players. A file, not a page, so it does not go through respond(): the type is the
     one sniffed from its bytes, browsers must not guess another (nosniff), and
@@ -506,7 +508,8 @@ def media_file(request: HttpRequest, ctx: AccountContext, media_file_id: int) ->
     media = media_file_for_viewer(ctx=ctx, user=request.user, media_file_id=media_file_id)
     if media is None:
         raise Http404("No such file")
-    extension = media.file.name.rsplit(".", 1)[-1] if "." in media.file.name else "bin"
+    stored = media.file.name or ""
+    extension = stored.rsplit(".", 1)[-1] if "." in stored else "bin"
     response = FileResponse(
         media.file.open("rb"), content_type=media.content_type,
         as_attachment=not media.is_image, filename=f"{media.kind}-{media.pk}.{extension}",

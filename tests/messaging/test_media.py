@@ -28,7 +28,8 @@ from messaging.media import (
     media_inbound_fetch,
 )
 from messaging.models import LibraryItem, MediaFile, OutboundMessage
-from messaging.services import outbound_deliver, outbound_queue, outbound_resend
+from messaging.delivery import outbound_deliver
+from messaging.services import outbound_queue, outbound_resend
 from tests.factories import agent_user, auditor, outsider, sent_to_login
 from tests.sessions_app.test_views_support import (
     emulated_agent,
