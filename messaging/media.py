@@ -41,7 +41,6 @@ from accounts.sync import sync_state_recording
 from kfadmin.wechat import (
     CONTENT_TYPES,
     MEDIA_LIFETIME_SECONDS,
-    MEDIA_RULES,
     WeChatError,
     WeChatInvalidArgument,
     media_problem,
@@ -407,15 +406,3 @@ def _library_sync(account_id: int) -> LibrarySyncResult:
         removed, _ = LibraryItem.objects.filter(official_account=account, synced_at__lt=now).delete()
     return LibrarySyncResult(counts=counts, removed=removed)
 
-
-__all__ = [
-    "MEDIA_RULES",
-    "MediaRefused",
-    "MediaUpload",
-    "library_search",
-    "library_sync",
-    "media_file_store",
-    "media_inbound_fetch",
-    "media_inbound_register",
-    "media_send_ready",
-]
