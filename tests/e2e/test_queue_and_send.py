@@ -21,13 +21,13 @@ from messaging.models import MediaFile, OutboundMessage
 from sessions_app.models import KfSession
 from sessions_app.sync import queue_sync
 from tests.factories import PASSWORD, auditor, supervisor
-from tests.wechat import media_samples as samples
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
     served_customer,
     wired_account,
 )
+from tests.wechat import media_samples as samples
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

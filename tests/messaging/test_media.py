@@ -19,6 +19,7 @@ from accounts.models import AuditEvent, SyncState
 from kfadmin.emulator.media import Media
 from kfadmin.wechat import WeChatSystemBusy, parse_message
 from messaging.callback import callback_message_record
+from messaging.delivery import outbound_deliver
 from messaging.media import (
     MediaRefused,
     MediaUpload,
@@ -28,7 +29,6 @@ from messaging.media import (
     media_inbound_fetch,
 )
 from messaging.models import LibraryItem, MediaFile, OutboundMessage
-from messaging.delivery import outbound_deliver
 from messaging.services import outbound_queue, outbound_resend
 from tests.factories import agent_user, auditor, outsider, sent_to_login
 from tests.sessions_app.test_views_support import (
