@@ -129,7 +129,7 @@ class MessageHour(models.Model):
         # The report's sums read only this index (an index-only scan once vacuumed).
         indexes = [
             models.Index(
-                fields=["official_account", "hour"], include=["worker", "messages_in", "messages_out"],
+                fields=["official_account", "hour", "worker", "messages_in", "messages_out"],
                 name="messagehour_sums",
             ),
         ]

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0003_sync_lease'),
+        ('accounts', '0004_sync_job_library'),
     ]
 
     operations = [
