@@ -16,9 +16,10 @@ The hand-over is the supervisor's own path, `sessions_app.services.session_assig
 WeChat's kfsession/create, the session open in kfadmin's copy, an audit row, here by
 "auto-assignment" with no user. When WeChat refuses (the agent went offline meanwhile:
 65415; another agent took the customer: 65414, ...) the customer stays waiting, the
-refusal is in the audit log and the log, that agent gets nobody else in this run, and
-the customer is tried again after RETRY_AFTER. When WeChat's answer is lost (the
-request may have been carried out) the customer is not tried again before
+refusal is in the audit log and the log, and the customer is tried again after
+RETRY_AFTER; an agent refused for their own sake (offline, unbound) gets nobody else in
+this run, and when WeChat cannot be reached at all the run stops. When WeChat's answer
+is lost (the request may have been carried out) the customer is not tried again before
 UNKNOWN_RETRY_AFTER: by then the queue sync has seen them leave the queue if WeChat
 did assign them.
 
@@ -59,6 +60,10 @@ CLAIM_FOR = timedelta(seconds=60)
 RETRY_AFTER = timedelta(seconds=30)
 # A customer whose hand-over may or may not have happened: not before this.
 UNKNOWN_RETRY_AFTER = timedelta(minutes=2)
+# Refusals that concern the agent, who then gets nobody else in the run: no such kf
+# account, not bound to a WeChat user, not online (wechat-kf-api.md, kfsession/create).
+# Others concern the customer (65414 served by another agent, 40003 unknown openid).
+AGENT_REFUSALS = frozenset({65401, 65402, 65415})
 
 
 @dataclass(frozen=True)
@@ -109,10 +114,14 @@ def auto_assign_run(*, account: OfficialAccount) -> AutoAssignResult | None:
         pick = _claim_next(account, skip_agents=refused_by)
         if pick is None:
             break
-        if _hand_over(account, pick):
+        error = _hand_over(account, pick)
+        if error is None:
             assigned += 1
-        else:
-            failed += 1
+            continue
+        failed += 1
+        if error.errcode is None:
+            break  # WeChat could not be reached: the next sync tries again
+        if error.errcode in AGENT_REFUSALS or error.outcome_unknown:
             refused_by.add(pick.agent.pk)
     AutoAssign.objects.filter(official_account=account).update(
         last_run_at=timezone.now(), last_assigned=assigned, last_failed=failed
@@ -192,7 +201,8 @@ def _choose(strategy: str, session: KfSession, loads: dict[Agent, int]) -> tuple
     return least, AutoAssign.Strategy.LEAST_LOADED
 
 
-def _hand_over(account: OfficialAccount, pick: _Pick) -> bool:
+def _hand_over(account: OfficialAccount, pick: _Pick) -> WeChatError | None:
+    """The hand-over, or WeChat's refusal (audited by session_assign)."""
     customer = pick.session.customer
     try:
         session_assign(
@@ -201,7 +211,6 @@ def _hand_over(account: OfficialAccount, pick: _Pick) -> bool:
             params={"auto": True, "reason": pick.reason, "load": pick.load, "capacity": account.agent_capacity},
         )
     except WeChatError as error:
-        # session_assign has audited the refusal.
         unknown = error.outcome_unknown
         AutoAssignClaim.objects.filter(session=pick.session).update(
             # An assignment that may have happened still counts against the agent.
@@ -212,6 +221,6 @@ def _hand_over(account: OfficialAccount, pick: _Pick) -> bool:
             "Auto-assignment of %s to %s on account %s failed (errcode %s): %s",
             customer.openid, pick.agent.kf_account, account.pk, error.errcode, error.errmsg,
         )
-        return False
+        return error
     AutoAssignClaim.objects.filter(session=pick.session).delete()
-    return True
+    return None

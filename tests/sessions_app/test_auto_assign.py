@@ -221,6 +221,30 @@ class TestWhenWeChatRefuses:
         assert queue_sync(account_id=kf_account_row.pk).auto_assigned == 1
         assert agent_of("o_c1") == bob.kf_account
 
+    @pytest.mark.parametrize(
+        ("fault", "outcome"),
+        [
+            # The customer's own trouble: the agent takes the next customer in the same run.
+            ({"kind": "errcode", "errcode": 65414}, (1, 1)),
+            # The agent's: nobody else goes to them in this run.
+            ({"kind": "errcode", "errcode": 65402}, (0, 1)),
+            # WeChat cannot be reached: the run stops.
+            ({"kind": "http", "status": 503}, (0, 1)),
+        ],
+    )
+    def test_what_a_refusal_concerns_decides_who_is_tried_next(self, emulator, kf_account_row, fault, outcome):
+        emulated_agent(kf_account_row, emulator, "alice")
+        waiting(emulator, "o_c1", "o_c2")
+        emulator.state.add_fault(next=1, path_prefix=CREATE, **fault)
+        turn_on(kf_account_row)
+
+        result = queue_sync(account_id=kf_account_row.pk)
+
+        assert (result.auto_assigned, result.auto_failed) == outcome
+        assert agent_of("o_c1") is None
+        assert create_calls(emulator)["o_c1"] == 1
+        assert SyncState.objects.get(official_account=kf_account_row, job="queue").last_error == ""
+
     def test_a_lost_answer_is_not_retried_and_counts_against_the_agent(self, emulator, kf_account_row):
         kf_account_row.agent_capacity = 1
         kf_account_row.save()
