@@ -20,8 +20,11 @@ def audit_event_record(
     ok: bool = True,
     errcode: int | None = None,
     message: str = "",
+    actor_label: str = "",
 ) -> AuditEvent:
-    """Record who did what. `actor` is a user, or None for the system (sync, tasks)."""
+    """Record who did what. `actor` is a user, or None for the system (sync, tasks);
+    `actor_label` names which part of the system when it is not a user (e.g.
+    "auto-assignment")."""
     clean = {k: ("•••" if k in _SECRET_KEYS else v) for k, v in (params or {}).items()}
     user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     if official_account is not None:
@@ -29,7 +32,7 @@ def audit_event_record(
         live_changed(account_id=official_account.pk)
     return AuditEvent.objects.create(
         actor=user,
-        actor_label=user.get_username() if user is not None else "system",
+        actor_label=user.get_username() if user is not None else (actor_label or "system"),
         official_account=official_account,
         action=action,
         target=target[:200],

@@ -56,6 +56,7 @@ AUDIT_ACTION_LABELS: dict[str, str | Promise] = {
     "user_password": _("Change password"),
     "sync_run": _("Start sync"),
     "session_assign": _("Assign session"),
+    "auto_assign_update": _("Change auto-assignment"),
     "session_close": _("Close session"),
     "session_transfer": _("Transfer session"),
     "message_send": _("Send message"),

@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from sessions_app.models import Customer, KfSession
+from sessions_app.models import AutoAssign, AutoAssignClaim, Customer, KfSession
 
 
 @admin.register(Customer)
@@ -35,3 +35,18 @@ class KfSessionAdmin(ReadOnlyAdmin):
     search_fields = ["customer__openid", "agent__kf_account", "agent__kf_nick"]
     date_hierarchy = "created_at"
     list_select_related = ["customer", "agent", "official_account"]
+
+
+# Changed from the queue page (audited there), so read-only here like the rest.
+@admin.register(AutoAssign)
+class AutoAssignAdmin(ReadOnlyAdmin):
+    list_display = ["official_account", "state", "strategy", "changed_by", "changed_at", "last_run_at", "last_assigned", "last_failed"]
+    list_filter = ["state", "strategy"]
+    list_select_related = ["official_account"]
+
+
+@admin.register(AutoAssignClaim)
+class AutoAssignClaimAdmin(ReadOnlyAdmin):
+    list_display = ["session", "agent", "until"]
+    list_select_related = ["session__customer", "agent"]
+

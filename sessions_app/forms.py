@@ -7,6 +7,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import AgentChoiceField, bound_agents
 from accounts.models import Agent, OfficialAccount
+from sessions_app.models import AutoAssign
 
 
 class AssignForm(forms.Form):
@@ -43,3 +44,14 @@ class TransferForm(forms.Form):
         self.fields["to_agent"].error_messages["invalid_choice"] = _(
             "Choose another listed agent; only agents bound to a WeChat user can take customers."
         )
+
+
+class AutoAssignForm(forms.Form):
+    """The queue page's auto-assignment switch: the state a button asks for (on, which
+    also resumes; paused; off) and the strategy."""
+
+    state = forms.ChoiceField(choices=AutoAssign.State.choices)
+    strategy = forms.ChoiceField(
+        label=_("Strategy"), choices=AutoAssign.Strategy.choices, initial=AutoAssign.Strategy.LEAST_LOADED
+    )
+

@@ -133,3 +133,49 @@ class KfSession(models.Model):
 
     def __str__(self) -> str:
         return f"{self.customer} · {self.state}"
+
+
+class AutoAssign(models.Model):
+    """An official account's auto-assignment: off (the default), on, or paused.
+
+    When on, each queue sync hands waiting customers to online, bound agents below the
+    account's capacity (`OfficialAccount.agent_capacity`), as `sessions_app.auto_assign`
+    describes. Paused keeps the strategy and stops assigning until resumed."""
+
+    class State(models.TextChoices):
+        OFF = "off", _("off")
+        ON = "on", _("assigning")
+        PAUSED = "paused", _("paused")
+
+    class Strategy(models.TextChoices):
+        LEAST_LOADED = "least_loaded", _("Least loaded agent")
+        LAST_AGENT = "last_agent", _("Their last agent, else the least loaded")
+
+    official_account = models.OneToOneField(OfficialAccount, on_delete=models.CASCADE, related_name="auto_assign")
+    state = models.CharField(max_length=8, choices=State.choices, default=State.OFF)
+    strategy = models.CharField(max_length=16, choices=Strategy.choices, default=Strategy.LEAST_LOADED)
+    changed_at = models.DateTimeField(null=True, blank=True)
+    changed_by = models.CharField(max_length=150, blank=True, help_text="Username of who last changed it.")
+    # The last run that found it on: when, and what it did (for the queue page).
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_assigned = models.PositiveIntegerField(default=0)
+    last_failed = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.official_account} · auto-assignment {self.state}"
+
+
+class AutoAssignClaim(models.Model):
+    """A waiting session auto-assignment is handing to an agent, or will not try again
+    before `until` (WeChat refused, or the outcome is unknown).
+
+    Claimed under the account's AutoAssign row lock, so two queue syncs running at
+    once never hand the same customer over twice, and an agent's claimed customers
+    count against their capacity while WeChat is being asked."""
+
+    session = models.OneToOneField(KfSession, on_delete=models.CASCADE, primary_key=True, related_name="auto_claim")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.session_id} → {self.agent_id} until {self.until:%H:%M:%S}"

@@ -20,6 +20,7 @@ from sessions_app.models import (
     EVENT_WINDOW,
     MESSAGE_BUDGET,
     MESSAGE_WINDOW,
+    AutoAssign,
     Customer,
     Grant,
     KfSession,
@@ -396,3 +397,9 @@ def queue_counts(*, account: OfficialAccount) -> dict[str, int]:
     cut_short = counts["waiting"] >= WAITCASE_LIMIT
     counts["waiting_total"] = max(account.waiting_count, counts["waiting"]) if cut_short else counts["waiting"]
     return counts
+
+
+def auto_assign_get(*, account: OfficialAccount) -> AutoAssign:
+    """The account's auto-assignment (off when never set; then unsaved)."""
+    found = AutoAssign.objects.filter(official_account=account).first()
+    return found if found is not None else AutoAssign(official_account=account)

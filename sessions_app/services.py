@@ -388,28 +388,39 @@ def _confirm_or_raise(*, account: OfficialAccount, agent: Agent, confirmed: bool
 
 
 def session_assign(
-    *, account: OfficialAccount, customer: Customer, agent: Agent, actor, confirmed: bool = False
+    *,
+    account: OfficialAccount,
+    customer: Customer,
+    agent: Agent,
+    actor,
+    confirmed: bool = False,
+    actor_label: str = "",
+    params: dict[str, Any] | None = None,
 ) -> KfSession:
     """Hand `customer` to `agent` (WeChat create_session).
 
     Raises SessionNeedsConfirmation when the agent is offline or at capacity and the
     supervisor has not confirmed; WeChatError when WeChat refuses (65415 offline,
     65414 served by another agent, ...). On success the customer's live session is
-    open with `agent` in kfadmin's copy right away.
+    open with `agent` in kfadmin's copy right away. Auto-assignment calls it with no
+    actor, its `actor_label` and its own `params` for the audit row.
     """
     warnings = _confirm_or_raise(account=account, agent=agent, confirmed=confirmed)
-    params = {"openid": customer.openid, "kf_account": agent.kf_account, "confirmed_warnings": warnings}
+    params = {
+        "openid": customer.openid, "kf_account": agent.kf_account, "confirmed_warnings": warnings, **(params or {})
+    }
     try:
         wechat_client_for(account).create_session(agent.kf_account, customer.openid)
     except WeChatError as error:
         audit_event_record(
             actor=actor, action="session_assign", official_account=account, target=customer.openid,
-            params=params, ok=False, errcode=error.errcode, message=error.explanation,
+            params=params, ok=False, errcode=error.errcode, message=error.explanation, actor_label=actor_label,
         )
         raise
     session = session_open_now(account=account, customer=customer, agent=agent)
     audit_event_record(
-        actor=actor, action="session_assign", official_account=account, target=customer.openid, params=params
+        actor=actor, action="session_assign", official_account=account, target=customer.openid, params=params,
+        actor_label=actor_label,
     )
     return session
 

@@ -11,7 +11,7 @@ WeChat is newer than what that sync saw, so the sync leaves it alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from django.db import transaction
@@ -23,6 +23,7 @@ from accounts.models import Agent, OfficialAccount, SyncState
 from accounts.sync import agent_get_or_stub, agents_bootstrap, from_unix, sync_state_recording
 from kfadmin.wechat import WeChatConflict, WeChatError, WeChatNotFound, WeChatRetryableError
 from kfadmin.wechat.types import Session
+from sessions_app.auto_assign import auto_assign_run
 from sessions_app.models import Customer, KfSession
 from sessions_app.services import customers_touch_bulk
 from sessions_app.transitions import (
@@ -72,12 +73,16 @@ class QueueSyncResult:
     queued: int
     accepted: int
     closed: int
+    # Handed to agents by auto-assignment after the queue was stored (when it is on).
+    auto_assigned: int = 0
+    auto_failed: int = 0
 
 
 def queue_sync(*, account_id: int) -> QueueSyncResult:
     """getwaitcase → the account's true waiting count, a waiting session for every
     listed customer, and an outcome for customers who left the queue: open with the
-    agent who took them, or closed.
+    agent who took them, or closed. Then, when the account's auto-assignment is on,
+    waiting customers are handed to agents (`sessions_app.auto_assign`).
 
     WeChat lists at most 100 waiting customers; when the list is cut short, waiting
     sessions beyond it are left as they are.
@@ -108,9 +113,13 @@ def queue_sync(*, account_id: int) -> QueueSyncResult:
                     raise
                 except WeChatError:
                     outcomes[openid] = None  # e.g. 40003: nothing to wait for any more
-        return _queue_store(
+        result = _queue_store(
             account, count=wait.count, listed=listed, complete=complete, outcomes=outcomes, started=started
         )
+        auto = auto_assign_run(account=account)
+        if auto is not None:
+            result = replace(result, auto_assigned=auto.assigned, auto_failed=auto.failed)
+        return result
 
 
 @transaction.atomic

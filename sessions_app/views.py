@@ -19,7 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods
+from django.utils.translation import gettext_noop as _noop
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
 from accounts.live import fragment_cached
@@ -28,8 +29,9 @@ from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError
 from sessions_app import selectors
-from sessions_app.forms import AssignForm, TransferForm
-from sessions_app.models import KfSession
+from sessions_app.auto_assign import auto_assign_set
+from sessions_app.forms import AssignForm, AutoAssignForm, TransferForm
+from sessions_app.models import AutoAssign, KfSession
 from sessions_app.services import (
     SessionNeedsConfirmation,
     SessionStateError,
@@ -81,6 +83,17 @@ def _board_context(ctx: AccountContext, *, waiting: bool = True, board: bool = T
     return context
 
 
+def _auto_context(ctx: AccountContext, form: AutoAssignForm | None = None) -> dict:
+    """The auto-assignment panel: its state, and the supervisor's switch."""
+    setting = selectors.auto_assign_get(account=ctx.account)
+    return {
+        "auto": setting,
+        "auto_form": form or AutoAssignForm(initial={"strategy": setting.strategy}),
+        "capacity": ctx.account.agent_capacity,
+        "now": timezone.now(),
+    }
+
+
 @require_GET
 @account_view(SUPERVISOR, AGENT)
 def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
@@ -90,11 +103,17 @@ def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         # The page, or the polled region HX-Target names.
         return respond(
             request, ctx, context, page="sessions_app/queue.html",
-            targets={"open-sessions": "sessions_app/_sessions.html"}, fragment="sessions_app/_waiting.html",
+            targets={
+                "open-sessions": "sessions_app/_sessions.html",
+                "auto-assign-status": "sessions_app/_auto_assign_status.html",
+            },
+            fragment="sessions_app/_waiting.html",
         )
 
     # Each region reads only its own part: the board is by far the costlier one.
     target = region(request)
+    if target == "auto-assign-status":
+        return answer(_auto_context(ctx))
     if target == "open-sessions":
 
         def build() -> HttpResponse:
@@ -107,7 +126,35 @@ def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
             return answer(_board_context(ctx, board=False))
 
         return fragment_cached(request, ctx, "queue-waiting", build)
-    return answer(_board_context(ctx, selected_id=selected_id))
+    return answer({**_board_context(ctx, selected_id=selected_id), **_auto_context(ctx)})
+
+
+_AUTO_ASSIGN_DONE = {
+    AutoAssign.State.ON: _noop("Auto-assignment is on: each queue refresh hands waiting customers to agents."),
+    AutoAssign.State.PAUSED: _noop("Auto-assignment is paused: nobody is assigned until you resume it."),
+    AutoAssign.State.OFF: _noop("Auto-assignment is off."),
+}
+
+
+@require_POST
+@account_view(SUPERVISOR)
+def auto_assign(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """Turn auto-assignment on or off, pause or resume it (the queue page's switch)."""
+    form = AutoAssignForm(request.POST)
+    if not form.is_valid():
+        context = {**_auto_context(ctx, form), **(_board_context(ctx) if not wants_fragment(request) else {})}
+        return respond(
+            request, ctx, context, page="sessions_app/queue.html", fragment="sessions_app/_auto_assign.html",
+            status=400,
+        )
+    setting = auto_assign_set(
+        account=ctx.account, state=form.cleaned_data["state"], strategy=form.cleaned_data["strategy"],
+        actor=request.user,
+    )
+    messages.success(request, _(_AUTO_ASSIGN_DONE[AutoAssign.State(setting.state)]))
+    if not wants_fragment(request):
+        return redirect("sessions_app:queue")
+    return respond(request, ctx, _auto_context(ctx), fragment="sessions_app/_auto_assign.html")
 
 
 # ------------------------------------------------------------------ actions

@@ -6,8 +6,10 @@ import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
+from django.utils import timezone
 
 from accounts.models import OfficialAccount
+from sessions_app.models import AutoAssign, AutoAssignClaim
 from tests.factories import (
     AgentFactory,
     AgentPresenceFactory,
@@ -57,6 +59,8 @@ def test_every_changelist_and_detail_page_renders(staff, account):
         MessageRecordFactory(official_account=account), OutboundMessageFactory(official_account=account),
     ]
     objects.append(objects[6].customer)
+    objects.append(AutoAssign.objects.create(official_account=account, state="on", changed_by="boss"))
+    objects.append(AutoAssignClaim.objects.create(session=objects[6], agent=agent, until=timezone.now()))
     for obj in objects:
         opts = obj._meta
         changelist = staff.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
