@@ -61,6 +61,7 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "message_resend": _("Send message again"),
     "typing_send": _("Show typing"),
     "history_export": _("Export history"),
+    "history_export_download": _("Download export"),
     "login": _("Log in"),
     "logout": _("Log out"),
     "login_failed": _("Failed login"),

@@ -50,7 +50,13 @@ from django.utils import timezone
 
 from accounts.models import Agent, OfficialAccount
 from accounts.selectors import agent_names
-from messaging.models import SEND_STALE_AFTER, MessageRecord, OutboundMessage, archive_text
+from messaging.models import (
+    SEND_STALE_AFTER,
+    ExportJob,
+    MessageRecord,
+    OutboundMessage,
+    archive_text,
+)
 from sessions_app.models import Customer, KfSession
 from sessions_app.selectors import WindowState, customer_window_state
 
@@ -181,6 +187,33 @@ class RecordFilter:
     def given(self) -> dict[str, object]:
         """The filters that are set, by name."""
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def as_json(self) -> dict[str, object]:
+        """The filters that are set, as JSON values (the agent by its kf account, times
+        in ISO 8601): what the audit log and an export job keep."""
+        return {name: _jsonable(value) for name, value in self.given().items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> RecordFilter:
+        """The filter `as_json` describes."""
+        values = dict(data)
+        for name in ("since", "until"):
+            if isinstance(values.get(name), str):
+                values[name] = datetime.fromisoformat(str(values[name]))
+        if values.get("kinds") is not None:
+            values["kinds"] = tuple(values["kinds"])  # type: ignore[arg-type]
+        known = {f.name for f in fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in known})  # type: ignore[arg-type]
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Agent):
+        return value.kf_account
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def _record_filter(filters: RecordFilter | None, criteria: dict[str, object]) -> RecordFilter:
@@ -496,6 +529,55 @@ def records_iter_export(
         return iter(())
     order = ("-time", "-id") if newest_first else ("time", "id")
     return normalised.queryset().order_by(*order).iterator(chunk_size=chunk_size)
+
+
+EXPORT_COLUMNS_READ = ("time", "opercode", "worker", "openid", "text")
+
+
+def records_iter_export_rows(
+    *, account: OfficialAccount | int, filters: RecordFilter, chunk_size: int = 5000
+) -> Iterator[tuple]:
+    """What an export writes, oldest first: (time, opercode, worker, openid, text)
+    tuples through a server-side cursor on PostgreSQL (no model instances, one chunk
+    in memory)."""
+    normalised = _filters(account, filters)
+    if normalised is None:
+        return iter(())
+    return normalised.queryset().order_by("time", "id").values_list(*EXPORT_COLUMNS_READ).iterator(
+        chunk_size=chunk_size
+    )
+
+
+def records_export_total(*, account: OfficialAccount | int, filters: RecordFilter) -> int:
+    """How many records an export of `filters` holds: an exact count, for its
+    progress (a background job's, so no cap and no timeout)."""
+    normalised = _filters(account, filters)
+    if normalised is None:
+        return 0
+    return normalised.queryset().order_by().count()
+
+
+# --------------------------------------------------------------- export jobs
+
+
+def export_jobs_visible(
+    *, account: OfficialAccount, user: object, everyone: bool, limit: int = 50
+) -> list[ExportJob]:
+    """The account's export jobs a person may see, newest first: their own, or
+    (`everyone`: supervisors and auditors, who may read the whole archive anyway)
+    every job of the account."""
+    jobs = ExportJob.objects.filter(official_account=account).select_related("requested_by")
+    if not everyone:
+        jobs = jobs.filter(requested_by=user)
+    return list(jobs.order_by("-created_at", "-id")[:limit])
+
+
+def export_job_visible(*, account: OfficialAccount, user: object, everyone: bool, job_id: int) -> ExportJob | None:
+    """One job, if the person may see (and download) it; see `export_jobs_visible`."""
+    jobs = ExportJob.objects.filter(official_account=account, pk=job_id)
+    if not everyone:
+        jobs = jobs.filter(requested_by=user)
+    return jobs.first()
 
 
 # --------------------------------------------------------------- customers
