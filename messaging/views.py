@@ -11,6 +11,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -436,9 +437,11 @@ def _export_filter(request: HttpRequest, ctx: AccountContext) -> RecordFilter | 
     return _record_filter(ctx, form)
 
 
-def _export_job(ctx: AccountContext, user, job_id: int) -> ExportJob:
+def _export_job(request: HttpRequest, ctx: AccountContext, job_id: int) -> ExportJob:
+    """The job, if this person may see it: its requester, or a supervisor or auditor of
+    the account (who may export the same records themselves); else 404."""
     job = selectors.export_job_visible(
-        account=ctx.account, user=user, everyone=not ctx.is_agent, job_id=job_id
+        account=ctx.account, user_id=request.user.pk, everyone=not ctx.is_agent, job_id=job_id
     )
     if job is None:
         raise Http404("No such export")
@@ -447,7 +450,7 @@ def _export_job(ctx: AccountContext, user, job_id: int) -> ExportJob:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 @account_view(SUPERVISOR, AGENT, AUDITOR)
-def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
+def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponseBase:
     if fmt not in EXPORT_FORMATS:
         raise Http404("Unknown export format")
     asked = _export_filter(request, ctx)
@@ -479,7 +482,7 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def exports(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    jobs = selectors.export_jobs_visible(account=ctx.account, user=request.user, everyone=not ctx.is_agent)
+    jobs = selectors.export_jobs_visible(account=ctx.account, user_id=request.user.pk, everyone=not ctx.is_agent)
     context = {
         "jobs": jobs,
         "polling": any(job.is_active for job in jobs),
@@ -492,8 +495,8 @@ def exports(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
-def export_download(request: HttpRequest, ctx: AccountContext, job_id: int) -> HttpResponse:
-    job = _export_job(ctx, request.user, job_id)
+def export_download(request: HttpRequest, ctx: AccountContext, job_id: int) -> HttpResponseBase:
+    job = _export_job(request, ctx, job_id)
     if job.status != ExportJob.Status.DONE or (job.expires_at is not None and job.expires_at <= timezone.now()):
         messages.error(request, _("This export cannot be downloaded (it is not ready, failed or was removed)."))
         return redirect("messaging:exports")
