@@ -88,7 +88,7 @@ def build(args: argparse.Namespace) -> None:
     copy_into_archive(raw, rows, args.rows)
     with raw.cursor() as cursor:
         cursor.execute("VACUUM (ANALYZE) messaging_messagerecord")
-    raw.autocommit = False
+    connection.close()  # Django's own idea of the connection's autocommit was bypassed above
 
 
 def gunicorn_env(args: argparse.Namespace, **extra: str) -> dict[str, str]:
