@@ -387,7 +387,8 @@ def shape_words(account_id: int, words: list[str]) -> dict[str, list[str]]:
         if len(present) == 8:
             break
     rare = []
-    for word in cjk[30000:]:
+    cjk_set = set(cjk)
+    for word in [w for w in words[30000:] if w in cjk_set]:
         if 20 <= count_matches(account_id, word, {}) <= 2000:
             rare.append(word)
         if len(rare) == 4:

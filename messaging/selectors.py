@@ -476,7 +476,12 @@ def _rarest_bigrams(bigrams: list[str], count: int) -> list[str]:
 
 
 def _session_events_have_text(account_id: int) -> bool:
-    with connection.cursor() as cursor:
+    # The planner, expecting the clause to match one row in ten (it cannot know that
+    # events and texts exclude each other), would rather read the table until it
+    # finds one: 4 s at 10 M rows. Without sequential scans it reads the partial
+    # index, which is empty: 0.1 ms.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
             "SELECT EXISTS (SELECT 1 FROM messaging_messagerecord WHERE official_account_id = %s "
             "AND opercode < 2000 AND \"text\" <> '')",
