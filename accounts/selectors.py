@@ -64,6 +64,7 @@ AUDIT_ACTION_LABELS: dict[str, str | Promise] = {
     "message_resend": _("Send message again"),
     "typing_send": _("Show typing"),
     "history_export": _("Export history"),
+    "history_export_download": _("Download export"),
     "media_store": _("Keep a file to send"),
     "media_upload": _("Upload media to WeChat"),
     "media_fetch": _("Fetch a customer's media"),

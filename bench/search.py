@@ -316,55 +316,16 @@ def explain(sql: str, params) -> str:
         return "\n".join("      " + row[0] for row in cursor.fetchall())
 
 
-def run_cases(args: argparse.Namespace) -> None:
+def run_fixed_cases(args: argparse.Namespace, account, cases, results: list) -> None:
+    """The cases measured since the first version: one query repeated after warm-ups."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from accounts.models import OfficialAccount
-    from messaging.selectors import cursor_decode, records_search, search_stats_forget
+    from messaging.selectors import cursor_decode, records_search
 
-    account = OfficialAccount.objects.get(appid="wxbenchsearch00001")
-    search_stats_forget()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT openid, count(*) FROM {TABLE} WHERE official_account_id = %s GROUP BY openid "
-            "HAVING count(*) >= %s ORDER BY count(*) LIMIT 1",
-            [account.pk, min(10_050, args.rows // 200)],
-        )
-        openid = cursor.fetchone()[0]
-        cursor.execute(
-            f"SELECT worker, max(time) FROM {TABLE} WHERE official_account_id = %s AND worker <> '' "
-            "GROUP BY worker ORDER BY count(*) DESC LIMIT 1",
-            [account.pk],
-        )
-        agent, latest = cursor.fetchone()
-        # The rare word: a 2-character tail word found in a few hundred records at most.
-        rare = None
-        rng = random.Random(args.seed)
-        words, _ = build_vocabulary(rng, 60000)
-        for word in words[40000:]:
-            if len(word) == 2 and "\u4e00" <= word[0] <= "\u9fff":
-                n = count_matches(account.pk, word, {})
-                if 20 <= n <= 2000:
-                    rare = word
-                    break
-    day = {"agent": agent, "since": latest - timedelta(hours=24), "until": latest + timedelta(seconds=1)}
-    cases = [
-        ("rare 2-char word", {"q": rare}, 50),
-        ("common 2-char word", {"q": "你好"}, 50),
-        ("common 2-char word 2", {"q": "退款"}, 50),
-        ("4-char phrase", {"q": "退款成功"}, 50),
-        ("openid", {"openid": openid}, 10),
-        ("agent + 24 h", day, 10),
-        ("agent", {"agent": agent}, 10),
-        ("common 1-char", {"q": "好"}, 50),
-        # No target: a single character that no record contains reads the account.
-        ("absent 1-char", {"q": "龘"}, None),
-    ]
     print()
     print(f"{'case':<22} {'page':>5} {'matches':>10} {'plan':>6} {'p50 ms':>8} {'p95 ms':>8} {'target':>7} "
           f"{'LIKE p50':>9} {'ratio':>7}")
-    results = []
     for label, filters, target in cases:
         matches = count_matches(account.pk, filters.get("q"), filters)
         for depth in (1, 200):
@@ -404,6 +365,151 @@ def run_cases(args: argparse.Namespace) -> None:
                         account=account, after_cursor=cursor, plan=plan, **filters), args.baseline_runs)
                     print(f"{'':<22} {'':>5} {'':>10} {plan:>6} {pct(forced, 0.5):>8.1f} {pct(forced, 0.95):>8.1f}"
                           "   (forced plan)", flush=True)
+
+
+def shape_words(account_id: int, words: list[str]) -> dict[str, list[str]]:
+    """Varied words per shape, chosen from the vocabulary and the planner's bigram
+    statistics (the selector decides from the same numbers)."""
+    from messaging.selectors import PROBE_ROWS, _bigram_frequencies, search_stats_forget
+
+    search_stats_forget()
+    freqs, _floor = _bigram_frequencies()
+    needed = 51 / PROBE_ROWS
+    cjk = [w for w in words if len(w) == 2 and all("\u4e00" <= c <= "\u9fff" for c in w)]
+    above = [w for w in cjk if needed <= freqs.get(w, 0) <= 1.6 * needed][:8]
+    below = [w for w in cjk if 0.5 * needed <= freqs.get(w, 0) < needed][:4]
+    common = [w for w in cjk if freqs.get(w, 0) >= 20 * needed][:6]
+    numbers = [w.strip() for w in words if w.strip().isdigit() and len(w.strip()) == 12]
+    present = []
+    for number in numbers[:40]:
+        if count_matches(account_id, number, {}) > 0:
+            present.append(number)
+        if len(present) == 8:
+            break
+    rare = []
+    cjk_set = set(cjk)
+    for word in [w for w in words[30000:] if w in cjk_set]:
+        if 20 <= count_matches(account_id, word, {}) <= 2000:
+            rare.append(word)
+        if len(rare) == 4:
+            break
+    return {"above": above, "below": below, "common": common, "numbers": present, "rare": rare}
+
+
+def run_shapes(args: argparse.Namespace, account, agent: str, words: list[str], results: list) -> None:
+    """The shapes people use, with varied words and no warm-up: each query of a case
+    uses the next word of its list, and the first is timed cold."""
+    from collections import Counter
+
+    from django.db import connection
+
+    from messaging.selectors import records_search
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT worker, count(*) FROM {TABLE} WHERE official_account_id = %s AND worker <> '' "
+            "GROUP BY worker ORDER BY count(*) DESC", [account.pk])
+        by_size = [row[0] for row in cursor.fetchall()]
+    agents = [by_size[0], by_size[len(by_size) // 2], by_size[-1]]
+    chosen = shape_words(account.pk, words)
+    print()
+    print("words: " + "; ".join(f"{k} {' '.join(v)}" for k, v in chosen.items()))
+    mixed = chosen["common"][:2] + chosen["above"][:3] + chosen["below"][:2] + chosen["rare"][:2] + ["退款成功"]
+    shapes = [
+        ("2-char just above probe", [{"q": w} for w in chosen["above"]], 50),
+        ("2-char just below probe", [{"q": w} for w in chosen["below"]], 50),
+        ("12-digit order number", [{"q": w} for w in chosen["numbers"]], 50),
+        ("text + agent", [{"q": w, "agent": agents[i % 3]} for i, w in enumerate(mixed * 3)], 50),
+        ("common + kind none", [{"q": w, "kinds": ["session"]} for w in chosen["common"]], 50),
+        ("common + kind agent", [{"q": w, "kinds": ["agent"]} for w in chosen["common"]], 50),
+    ]
+    print(f"{'shape':<26} {'words':>5} {'plans':<22} {'first ms':>9} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} "
+          f"{'target':>7} {'LIKE ms':>8} {'ratio':>6}")
+    for label, variants, target in shapes:
+        if not variants:
+            print(f"{label:<26} no words of this shape in the archive")
+            continue
+        samples, plans = [], Counter()
+        for i in range(args.runs):
+            filters = variants[i % len(variants)]
+            began = time.perf_counter()
+            page = records_search(account=account, **filters)
+            samples.append((time.perf_counter() - began) * 1000)
+            plans[page.plan] += 1
+        sql, params = baseline_sql(account.pk, variants[0]["q"], None, variants[0])
+        if variants[0].get("kinds"):
+            sql = sql.replace(" ORDER BY", " AND opercode = ANY(%s) ORDER BY")
+            params.append(sorted(kinds_codes(variants[0]["kinds"])))
+
+        def plain(sql=sql, params=params):
+            with connection.cursor() as c:
+                c.execute(sql, params)
+                c.fetchall()
+
+        base = pct(timed(plain, 1), 0.5)
+        p50, p95 = pct(samples, 0.5), pct(samples, 0.95)
+        met = p95 <= target
+        shown = " ".join(f"{k}x{v}" for k, v in plans.most_common())
+        print(f"{label:<26} {len(variants):>5} {shown:<22} {samples[0]:>9.1f} {p50:>8.1f} {p95:>8.1f} "
+              f"{max(samples):>8.1f} {'<=' + str(target):>7} {base:>8.1f} {base / p50:>5.1f}x  "
+              f"{'met' if met else 'MISSED'}", flush=True)
+        results.append((label, 1, met))
+
+
+def kinds_codes(kinds: list[str]) -> set[int]:
+    from messaging.selectors import KINDS
+
+    return {code for kind in kinds for code in KINDS[kind]}
+
+
+def run_cases(args: argparse.Namespace) -> None:
+    from django.db import connection
+
+    from accounts.models import OfficialAccount
+    from messaging.selectors import search_stats_forget
+
+    account = OfficialAccount.objects.get(appid="wxbenchsearch00001")
+    search_stats_forget()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT openid, count(*) FROM {TABLE} WHERE official_account_id = %s GROUP BY openid "
+            "HAVING count(*) >= %s ORDER BY count(*) LIMIT 1",
+            [account.pk, min(10_050, args.rows // 200)],
+        )
+        openid = cursor.fetchone()[0]
+        cursor.execute(
+            f"SELECT worker, max(time) FROM {TABLE} WHERE official_account_id = %s AND worker <> '' "
+            "GROUP BY worker ORDER BY count(*) DESC LIMIT 1",
+            [account.pk],
+        )
+        agent, latest = cursor.fetchone()
+        # The rare word: a 2-character tail word found in a few hundred records at most.
+        rare = None
+        rng = random.Random(args.seed)
+        words, _ = build_vocabulary(rng, 60000)
+        for word in words[40000:]:
+            if len(word) == 2 and "\u4e00" <= word[0] <= "\u9fff":
+                n = count_matches(account.pk, word, {})
+                if 20 <= n <= 2000:
+                    rare = word
+                    break
+    day = {"agent": agent, "since": latest - timedelta(hours=24), "until": latest + timedelta(seconds=1)}
+    cases = [
+        ("rare 2-char word", {"q": rare}, 50),
+        ("common 2-char word", {"q": "你好"}, 50),
+        ("common 2-char word 2", {"q": "退款"}, 50),
+        ("4-char phrase", {"q": "退款成功"}, 50),
+        ("openid", {"openid": openid}, 10),
+        ("agent + 24 h", day, 10),
+        ("agent", {"agent": agent}, 10),
+        ("common 1-char", {"q": "好"}, 50),
+        # No target: a single character that no record contains reads the account.
+        ("absent 1-char", {"q": "龘"}, None),
+    ]
+    results: list[tuple[str, int, bool]] = []
+    if not args.only_shapes:
+        run_fixed_cases(args, account, cases, results)
+    run_shapes(args, account, agent, words, results)
     missed = [f"{label} page {page}" for label, page, ok in results if not ok]
     print()
     print("all targets met" if not missed else "targets missed: " + ", ".join(missed))
@@ -421,6 +527,7 @@ def main() -> None:
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     parser.add_argument("--explain", action="store_true", help="print EXPLAIN (ANALYZE, BUFFERS) of each case")
     parser.add_argument("--no-plans", dest="plans", action="store_false", help="skip the forced-plan timings")
+    parser.add_argument("--only-shapes", action="store_true", help="only the varied-word shapes (not the fixed cases)")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
         parser.error("the database name must start with kfadmin_bench (it is dropped)")

@@ -70,15 +70,32 @@ def child(args: argparse.Namespace) -> None:
     from messaging import sync
     from messaging.sync import history_backfill
 
+    if args.no_split:
+        # Diagnostic only: every page that touches archived time goes through staging.
+        sync.SPLIT_PAGES = False
     if args.without_reply_windows:
         # Diagnostic only: shows what the customers' reply-window update costs.
         sync._touch_customers = lambda *args, **kwargs: None
 
     until = datetime.fromtimestamp(args.until, tz=UTC)
     days = (args.until - args.start) / 86400
+    profiler = None
+    if args.profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     began = time.perf_counter()
     progress = history_backfill(account_id=args.account_id, days=days, until=until)
     seconds = time.perf_counter() - began
+    if profiler is not None:
+        import io
+        import pstats
+
+        profiler.disable()
+        out = io.StringIO()
+        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(35)
+        sys.stderr.write(out.getvalue())
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(
         json.dumps(
@@ -151,6 +168,10 @@ def main() -> None:
         action="store_true",
         help="diagnostic: skip the customers' reply-window update the sync normally does",
     )
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the sync child (cProfile, main thread; slows it, so its ratio is not a figure)")
+    parser.add_argument("--no-split", action="store_true",
+                        help="diagnostic: stage a whole page whenever it touches archived time (the code before)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--account-id", type=int, help=argparse.SUPPRESS)
@@ -205,6 +226,8 @@ def main() -> None:
                 "--start", str(generated["start"]),
                 "--until", str(generated["end"] + 1),
                 *(["--without-reply-windows"] if args.without_reply_windows else []),
+                *(["--profile"] if args.profile else []),
+                *(["--no-split"] if args.no_split else []),
             ],
             capture_output=True,
             text=True,
@@ -214,6 +237,8 @@ def main() -> None:
         if completed.returncode != 0:
             sys.stderr.write(completed.stderr)
             raise SystemExit("the sync child failed")
+        if args.profile:
+            sys.stdout.write(completed.stderr)
         result = json.loads(completed.stdout.strip().splitlines()[-1])
         stored = account.records.count()
         assert stored == args.records, f"archive holds {stored}, emulator {args.records}"

@@ -156,6 +156,16 @@ STATIC_ROOT = BASE_DIR / "staticfiles"  # filled by `collectstatic` for producti
 WHITENOISE_USE_FINDERS = True  # serve from the app folders too, so development needs no collectstatic
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
+# History exports prepared in the background (messaging.services.export_job_run): the
+# worker writes the file here and the web process serves it, so with workers on other
+# machines this must be shared storage. Not under MEDIA_ROOT: every download is
+# checked and audited by kfadmin, never served as a static file.
+EXPORT_ROOT = Path(env_str("EXPORT_ROOT", str(VAR_DIR / "exports")))
+# Hours a finished export can be downloaded; then the cleanup task deletes its file.
+EXPORT_KEEP_HOURS = env_int("EXPORT_KEEP_HOURS", 24, minimum=1)
+# An export of at most this many records streams straight from the request; a larger
+# one (decided from the history page's capped count) becomes a background job.
+EXPORT_STREAM_MAX_ROWS = env_int("EXPORT_STREAM_MAX_ROWS", 10_000, minimum=0)
 
 # A shared cache (Redis) in production: sessions are read from it instead of the
 # database on every request, and every process serves the same cached fragments.
@@ -306,6 +316,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.sync_all_history_task",
         "schedule": SYNC_HISTORY_SECONDS,
         "options": {"expires": SYNC_HISTORY_SECONDS},
+    },
+    # Exports past their keeping time lose their file; jobs whose worker died are failed.
+    "export-cleanup": {
+        "task": "messaging.tasks.export_cleanup_task",
+        "schedule": 900,
+        "options": {"expires": 900},
     },
     "sync-library": {
         "task": "messaging.tasks.sync_all_library_task",

@@ -232,6 +232,86 @@ class CallbackNonce(models.Model):
         return f"{self.timestamp} {self.nonce}"
 
 
+class ExportJob(models.Model):
+    """An export of the archive prepared in the background: too many records to
+    stream from one request (a slow client would hold a web worker past its timeout).
+
+    The worker writes the file under EXPORT_ROOT, counting rows as it goes (the page
+    polls the progress); the file can be downloaded until `expires_at`, then the
+    cleanup task deletes it and the row stays as the record of what was taken out."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", _("waiting for a worker")
+        RUNNING = "running", _("being prepared")
+        DONE = "done", _("ready")
+        FAILED = "failed", _("failed")
+        EXPIRED = "expired", _("removed")
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSONL = "jsonl", "JSON Lines"
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="export_jobs")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    export_format = models.CharField(max_length=8, choices=Format.choices)
+    # The RecordFilter, as the audit entry has it (agent as its kf account, times ISO).
+    filters = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.QUEUED)
+    rows_total = models.BigIntegerField(null=True, blank=True, help_text="Matching records when the job started.")
+    rows_written = models.BigIntegerField(default=0)
+    size_bytes = models.BigIntegerField(default=0)
+    # Relative to EXPORT_ROOT; random, so a name cannot be guessed.
+    file_name = models.CharField(max_length=200, blank=True)
+    error = models.TextField(blank=True, help_text="Why it failed, as an English sentence (translated when shown).")
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    # Written with each progress update: a running job whose heartbeat stopped lost its worker.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["official_account", "created_at"], name="export_account_created"),
+            models.Index(fields=["status", "expires_at"], name="export_status_expires"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.export_format} export {self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (self.Status.QUEUED, self.Status.RUNNING)
+
+    @property
+    def percent(self) -> int | None:
+        """How far the file is written, 0-100; None before the total is known."""
+        if self.status == self.Status.DONE:
+            return 100
+        if not self.rows_total:
+            return None
+        return min(99, int(self.rows_written * 100 / self.rows_total))
+
+    FILTER_LABELS = {
+        "q": _("Text"), "agent": _("Agent"), "openid": _("Customer (openid)"), "kinds": _("Kind"),
+        "since": _("From"), "until": _("To"),
+    }
+
+    @property
+    def filter_items(self) -> list[tuple[str, str]]:
+        """(label, value) of each filter the export was asked with, for its list."""
+        items = []
+        for name, value in self.filters.items():
+            shown = ", ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            items.append((str(self.FILTER_LABELS.get(name, name)), shown))
+        return items
+
+    def download_name(self, zone: Any) -> str:
+        stamp = self.created_at.astimezone(zone).strftime("%Y%m%d-%H%M")
+        return f"kfadmin-history-{stamp}.{self.export_format}"
 def media_upload_to(instance: MediaFile, filename: str) -> str:
     """Where a kept file goes under MEDIA_ROOT: by account and month, under a name
     kfadmin chose (the extension of the sniffed format, never the browser's name)."""

@@ -23,12 +23,18 @@ If the broker is down when a message is queued, it stays queued and the outbox s
 from __future__ import annotations
 
 import logging
+import os
+import secrets
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -38,6 +44,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
 from accounts.models import Agent, OfficialAccount
+from kfadmin.celery import app as celery_app
 from kfadmin.wechat import WeChatError, explain
 from messaging.delivery import (
     ERRCODE_BUDGET_USED,
@@ -45,9 +52,15 @@ from messaging.delivery import (
     outbound_lost_mark,
     send_message_task,
 )
+from messaging.exports import ExportRow, export_lines
 from messaging.media import MediaUpload, media_file_store
-from messaging.models import SEND_STALE_AFTER, MediaFile, OutboundMessage
-from messaging.selectors import RecordFilter, customer_window
+from messaging.models import SEND_STALE_AFTER, ExportJob, MediaFile, OutboundMessage
+from messaging.selectors import (
+    RecordFilter,
+    customer_window,
+    records_export_total,
+    records_iter_export_rows,
+)
 from sessions_app.models import Customer
 
 logger = logging.getLogger(__name__)
@@ -296,20 +309,220 @@ def typing_send(*, account: OfficialAccount, customer: Customer, command: str, a
     audit_event_record(actor=actor, action="typing_send", official_account=account, target=customer.openid, params=params)
 
 
-def history_export_record(*, account: OfficialAccount, actor, export_format: str, filters: RecordFilter) -> None:
+def history_export_record(
+    *, account: OfficialAccount, actor: Any, export_format: str, filters: RecordFilter, job: ExportJob | None = None
+) -> None:
     """Audit an export of the archive (who took which records out, and how): the
-    filters that were set."""
+    filters that were set, and the background job when there is one."""
+    params = filters.as_json()
+    if job is not None:
+        params["job"] = job.pk
     audit_event_record(
-        actor=actor, action="history_export", official_account=account, target=export_format,
-        params={key: _jsonable(value) for key, value in filters.given().items()},
+        actor=actor, action="history_export", official_account=account, target=export_format, params=params,
     )
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Agent):
-        return value.kf_account
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+# ------------------------------------------------------------------ export jobs
+
+# Sentences an export job fails with (stored in English, translated when shown).
+EXPORT_NOT_QUEUED = _noop(
+    "The task queue could not be reached, so the export was not started. Try again in a minute."
+)
+EXPORT_NO_WORKER = _noop(
+    "No worker took the export within an hour. Check that a Celery worker runs, then export again."
+)
+EXPORT_WORKER_LOST = _noop("The worker preparing the export stopped before it finished. Export again.")
+EXPORT_WRITE_FAILED = _noop(
+    "The export file could not be written (the disk is full or not writable). Tell your operator, then export again."
+)
+EXPORT_READ_FAILED = _noop("The archive could not be read to the end. Export again in a minute.")
+EXPORT_UNEXPECTED = _noop("The export failed unexpectedly; the worker log says why. Export again.")
+EXPORT_FILE_MISSING = _noop(
+    "The export file is not on this server: the web servers and the workers must share EXPORT_ROOT."
+)
+# A running job writes its progress this often; one silent for EXPORT_STALE_AFTER lost its worker.
+EXPORT_PROGRESS_ROWS = 20_000
+EXPORT_PROGRESS_SECONDS = 2.0
+EXPORT_STALE_AFTER = timedelta(minutes=10)
+EXPORT_QUEUED_FOR_AT_MOST = timedelta(hours=1)
+
+
+class ExportJobStopped(Exception):
+    """The job's row is no longer running (the cleanup failed it): stop writing."""
+
+
+def export_job_path(job: ExportJob) -> Path:
+    return Path(settings.EXPORT_ROOT) / job.file_name
+
+
+def _remove(path: Path) -> None:
+    """Delete a file if it is there; a folder that cannot be read has nothing to delete."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        logger.warning("Could not remove %s: %s", path, exc)
+
+
+def export_job_create(
+    *, account: OfficialAccount, actor: Any, export_format: str, filters: RecordFilter
+) -> ExportJob:
+    """Queue a background export of `filters` (audited as the export request); the
+    worker starts once this transaction commits."""
+    with transaction.atomic():
+        job = ExportJob.objects.create(
+            official_account=account, requested_by=actor, export_format=export_format, filters=filters.as_json(),
+        )
+        history_export_record(account=account, actor=actor, export_format=export_format, filters=filters, job=job)
+        transaction.on_commit(partial(export_job_enqueue, job_id=job.pk))
+    return job
+
+
+def export_job_enqueue(*, job_id: int) -> bool:
+    """Hand the job to the workers; when the broker cannot be reached the job fails at
+    once with a sentence saying so, rather than waiting for nobody."""
+    try:
+        celery_app.send_task("messaging.tasks.export_history_task", args=(job_id,))
+    except BROKER_ERRORS as exc:
+        logger.warning("Could not enqueue export job %s (%s: %s).", job_id, type(exc).__name__, exc)
+        ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
+            status=ExportJob.Status.FAILED, error=EXPORT_NOT_QUEUED, finished_at=timezone.now()
+        )
+        return False
+    return True
+
+
+def export_job_run(*, job_id: int) -> ExportJob | None:
+    """Write the job's file: claim it (queued → running, so a second delivery does
+    nothing), count the matches for the progress, write every row to a temporary
+    name with progress every few seconds, then rename it into place and mark the job
+    done until EXPORT_KEEP_HOURS from now. Any failure marks it failed with a
+    sentence and removes the partial file: a cut file is never offered."""
+    now = timezone.now()
+    file_name = ""
+    job = ExportJob.objects.filter(pk=job_id).select_related("official_account").first()
+    if job is None:
+        return None
+    file_name = f"{job.official_account_id}/{secrets.token_urlsafe(18)}.{job.export_format}"
+    claimed = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.QUEUED).update(
+        status=ExportJob.Status.RUNNING, started_at=now, heartbeat_at=now, file_name=file_name
+    )
+    if not claimed:
+        return None
+    job.refresh_from_db()
+    final = export_job_path(job)
+    partial_path = final.with_name(final.name + ".part")
+    try:
+        written, size = _export_job_write(job, partial_path)
+        os.replace(partial_path, final)
+    except ExportJobStopped:
+        _remove(partial_path)
+        logger.warning("Export job %s stopped: it was no longer running.", job_id)
+        return None
+    except BaseException as exc:
+        _remove(partial_path)
+        if isinstance(exc, OSError):
+            error = EXPORT_WRITE_FAILED
+        elif isinstance(exc, DatabaseError):
+            error = EXPORT_READ_FAILED
+        else:
+            error = EXPORT_UNEXPECTED
+        logger.exception("Export job %s failed.", job_id)
+        ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.RUNNING).update(
+            status=ExportJob.Status.FAILED, error=error, finished_at=timezone.now()
+        )
+        if not isinstance(exc, Exception):
+            raise  # a worker shutting down (SystemExit, KeyboardInterrupt)
+        return ExportJob.objects.get(pk=job_id)
+    finished = timezone.now()
+    done = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.RUNNING).update(
+        status=ExportJob.Status.DONE, rows_written=written, size_bytes=size, finished_at=finished,
+        heartbeat_at=finished, expires_at=finished + timedelta(hours=settings.EXPORT_KEEP_HOURS),
+    )
+    if not done:  # failed as stale at the last moment: its file is not offered
+        _remove(final)
+        return None
+    return ExportJob.objects.get(pk=job_id)
+
+
+def _export_job_write(job: ExportJob, path: Path) -> tuple[int, int]:
+    """Rows written and bytes, into `path`."""
+    account = job.official_account
+    asked = RecordFilter.from_json(job.filters)
+    total = records_export_total(account=account, filters=asked)
+    ExportJob.objects.filter(pk=job.pk).update(rows_total=total)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    reported = time.monotonic()
+    rows = records_iter_export_rows(account=account, filters=asked)
+
+    def counted() -> Iterator[ExportRow]:
+        nonlocal written, reported
+        for row in rows:
+            yield row
+            written += 1
+            # The clock is read every 1,000 rows only: it costs more than a row.
+            if written % 1000 == 0 and (
+                written % EXPORT_PROGRESS_ROWS == 0 or time.monotonic() - reported >= EXPORT_PROGRESS_SECONDS
+            ):
+                _export_job_progress(job.pk, written)
+                reported = time.monotonic()
+
+    with open(path, "w", encoding="utf-8", newline="") as out:
+        for line in export_lines(job.export_format, counted(), account.zone):
+            out.write(line)
+        out.flush()
+        os.fsync(out.fileno())
+        size = out.tell()
+    return written, size
+
+
+def _export_job_progress(job_id: int, written: int) -> None:
+    updated = ExportJob.objects.filter(pk=job_id, status=ExportJob.Status.RUNNING).update(
+        rows_written=written, heartbeat_at=timezone.now()
+    )
+    if not updated:
+        raise ExportJobStopped
+
+
+def export_job_download_record(*, job: ExportJob, actor: Any) -> None:
+    """Audit a download of a prepared export (who, which job, how many records)."""
+    audit_event_record(
+        actor=actor, action="history_export_download", official_account=job.official_account,
+        target=job.export_format, params={"job": job.pk, "rows": job.rows_written, "requested_by": (
+            job.requested_by.get_username() if job.requested_by else None)},
+    )
+
+
+@dataclass(frozen=True)
+class ExportCleanup:
+    expired: int
+    stale: int
+    unclaimed: int
+
+    def as_json(self) -> dict[str, int]:
+        return {"expired": self.expired, "stale": self.stale, "unclaimed": self.unclaimed}
+
+
+def export_jobs_clean(*, now: datetime | None = None) -> ExportCleanup:
+    """The periodic cleanup: delete the files of exports past their keeping time
+    (the row stays, as "removed"), fail running jobs whose worker went silent and
+    queued jobs no worker took, removing what they left behind."""
+    now = now or timezone.now()
+    expired = 0
+    for job in ExportJob.objects.filter(status=ExportJob.Status.DONE, expires_at__lte=now):
+        _remove(export_job_path(job))
+        expired += ExportJob.objects.filter(pk=job.pk, status=ExportJob.Status.DONE).update(
+            status=ExportJob.Status.EXPIRED
+        )
+    stale = 0
+    for job in ExportJob.objects.filter(status=ExportJob.Status.RUNNING, heartbeat_at__lt=now - EXPORT_STALE_AFTER):
+        if ExportJob.objects.filter(pk=job.pk, status=ExportJob.Status.RUNNING, heartbeat_at=job.heartbeat_at).update(
+            status=ExportJob.Status.FAILED, error=EXPORT_WORKER_LOST, finished_at=now
+        ):
+            stale += 1
+            path = export_job_path(job)
+            _remove(path.with_name(path.name + ".part"))
+    unclaimed = ExportJob.objects.filter(
+        status=ExportJob.Status.QUEUED, created_at__lt=now - EXPORT_QUEUED_FOR_AT_MOST
+    ).update(status=ExportJob.Status.FAILED, error=EXPORT_NO_WORKER, finished_at=now)
+    return ExportCleanup(expired=expired, stale=stale, unclaimed=unclaimed)

@@ -393,41 +393,61 @@ def _insert_postgresql(account_id: int, rows: Sequence[Row]) -> set[tuple[int, b
     """Insert what is new; returns the keys (unix time, digest, seq) of the rows
     inserted. Runs inside the caller's transaction.
 
-    When the archive holds nothing of this account within the page's time span (a
-    first import, apart from the overlap at each window's start), nothing can
-    conflict and the page is COPYed straight into the archive. Otherwise — or if a
-    concurrent sync inserts the same records meanwhile — it goes through the staging
-    table and INSERT … ON CONFLICT DO NOTHING.
+    Rows later than the newest record the archive holds within the page's time span
+    cannot conflict (the natural key includes the time), so they are COPYed straight
+    into the archive; only the rows up to it — the overlap with the previous window at
+    each window's start, or a page synced again — go through the staging table and
+    INSERT … ON CONFLICT DO NOTHING. If a concurrent sync inserts the same records
+    meanwhile, the whole page takes the staging path.
     """
     connection.ensure_connection()
     raw = connection.connection  # the psycopg 3 connection under Django's wrapper
     lo, hi = min(r[0] for r in rows), max(r[0] for r in rows)
     with raw.cursor() as cursor:
         cursor.execute(
-            "SELECT EXISTS (SELECT 1 FROM messaging_messagerecord WHERE official_account_id = %s "
-            'AND "time" BETWEEN to_timestamp(%s) AND to_timestamp(%s))',
+            'SELECT max("time") FROM messaging_messagerecord WHERE official_account_id = %s '
+            'AND "time" BETWEEN to_timestamp(%s) AND to_timestamp(%s)',
             (account_id, lo, hi),
         )
-        if not cursor.fetchone()[0]:
+        latest = cursor.fetchone()[0]
+        if latest is None:
+            fresh, staged = list(rows), []
+        elif SPLIT_PAGES:
+            cut = int(latest.timestamp())
+            fresh, staged = [r for r in rows if r[0] > cut], [r for r in rows if r[0] <= cut]
+        else:
+            fresh, staged = [], list(rows)
+        inserted: set[tuple[int, bytes, int]] = set()
+        if fresh:
             try:
                 with transaction.atomic():  # a savepoint to fall back from
-                    _copy_into_archive(cursor, account_id, rows)
-                return {(r[0], r[5], r[6]) for r in rows}
+                    _copy_into_archive(cursor, account_id, fresh)
+                inserted = {(r[0], r[5], r[6]) for r in fresh}
             except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
-                pass  # another sync stored some of these records meanwhile
-        cursor.execute(_STAGE_DDL)
-        # Emptied explicitly, not ON COMMIT: inside a savepoint (a caller's atomic
-        # block, a test) no commit happens between two pages.
-        cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
-        with cursor.copy(
-            f"COPY {_STAGE_TABLE} (t, worker, openid, opercode, body, digest, seq) "
-            "FROM STDIN (FORMAT BINARY)"
-        ) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for row in rows:
-                copy.write_row(row)
-        cursor.execute(_INSERT_FROM_STAGE, (account_id,))
-        return {(t, bytes(digest), seq) for t, digest, seq in cursor.fetchall()}
+                staged = list(rows)  # another sync stored some of these records meanwhile
+        if staged:
+            inserted |= _insert_staged(cursor, account_id, staged)
+        return inserted
+
+
+# Off only to measure what splitting a page saves (bench/sync_history.py --no-split).
+SPLIT_PAGES = True
+
+
+def _insert_staged(cursor, account_id: int, rows: Sequence[Row]) -> set[tuple[int, bytes, int]]:
+    cursor.execute(_STAGE_DDL)
+    # Emptied explicitly, not ON COMMIT: inside a savepoint (a caller's atomic
+    # block, a test) no commit happens between two pages.
+    cursor.execute(f"TRUNCATE {_STAGE_TABLE}")
+    with cursor.copy(
+        f"COPY {_STAGE_TABLE} (t, worker, openid, opercode, body, digest, seq) "
+        "FROM STDIN (FORMAT BINARY)"
+    ) as copy:
+        copy.set_types(_STAGE_TYPES)
+        for row in rows:
+            copy.write_row(row)
+    cursor.execute(_INSERT_FROM_STAGE, (account_id,))
+    return {(t, bytes(digest), seq) for t, digest, seq in cursor.fetchall()}
 
 
 def _copy_into_archive(cursor, account_id: int, rows: Sequence[Row]) -> None:

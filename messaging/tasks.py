@@ -29,7 +29,7 @@ from kfadmin.wechat import WeChatRetryableError
 # with the app's other tasks.
 from messaging.delivery import send_message_task as send_message_task
 from messaging.media import library_sync, media_fetch_overdue, media_inbound_fetch
-from messaging.services import outbound_sweep
+from messaging.services import export_job_run, export_jobs_clean, outbound_sweep
 from messaging.sync import history_sync
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,31 @@ def send_outbox_sweep_task(self) -> dict:
     return result.as_json()
 
 
+# ------------------------------------------------------------------ history exports
+# On the default "celery" queue: an export of millions of rows takes minutes and must
+# delay neither a sync nor a send. Not acks_late: a redelivered job finds its row
+# claimed and does nothing; a job whose worker died is failed by the cleanup, and the
+# person exports again (the page says so).
+
+
+@shared_task(ignore_result=True)
+def export_history_task(job_id: int) -> dict | None:
+    """Write one export job's file (see export_job_run)."""
+    job = export_job_run(job_id=job_id)
+    if job is None:
+        return None
+    return {"status": job.status, "rows": job.rows_written}
+
+
+@shared_task(ignore_result=True)
+def export_cleanup_task() -> dict:
+    """Beat entry: remove the files of exports past EXPORT_KEEP_HOURS, fail jobs whose
+    worker died or that no worker took."""
+    result = export_jobs_clean()
+    if result.expired or result.stale or result.unclaimed:
+        logger.info("Export cleanup: %s removed, %s stopped, %s never taken.",
+                    result.expired, result.stale, result.unclaimed)
+    return result.as_json()
 
 # ------------------------------------------------------------------ media and library
 

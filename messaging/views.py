@@ -7,11 +7,7 @@ only as themselves; auditors read everything of their account and send nothing.
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterable, Iterator
-from zoneinfo import ZoneInfo
-
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
@@ -20,7 +16,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import selectors as account_selectors
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
@@ -28,6 +24,7 @@ from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import sentence_translate, wechat_error_message
 from kfadmin.wechat import WeChatError
 from messaging import selectors
+from messaging.exports import export_content_type, export_lines
 from messaging.forms import (
     HistoryFilterForm,
     MenuForm,
@@ -36,17 +33,22 @@ from messaging.forms import (
     composer_form_class,
 )
 from messaging.media import MediaRefused, library_search, library_synced_at, media_file_for_viewer
-from messaging.models import LibraryItem, MessageRecord, OutboundMessage
+from messaging.models import ExportJob, LibraryItem, MessageRecord, OutboundMessage
 from messaging.selectors import (
     KINDS,
     RecordFilter,
     records_count,
     records_iter_export,
+    records_iter_export_rows,
     records_search,
 )
 from messaging.services import (
+    EXPORT_FILE_MISSING,
     SendAgainRefused,
     SendRefused,
+    export_job_create,
+    export_job_download_record,
+    export_job_path,
     history_export_record,
     outbound_queue,
     outbound_resend,
@@ -425,76 +427,101 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 
 
 # ------------------------------------------------------------------ exports
+# A small export streams from the request; a large one (more than
+# EXPORT_STREAM_MAX_ROWS by the capped count) would hold a web worker for as long
+# as the slowest client reads, so it becomes a background job the exports page
+# follows, downloadable by its requester, or a supervisor or auditor of the account.
 
-CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_COLUMNS = ("time", "kind", "opercode", "agent", "openid", "text")
-
-
-def csv_safe(value: str) -> str:
-    """Neutralise spreadsheet formulas: a cell starting with = + - @ (or a tab or
-    carriage return) is prefixed with an apostrophe so Excel shows it as text."""
-    if value and value.startswith(CSV_FORMULA_STARTS):
-        return "'" + value
-    return value
+EXPORT_FORMATS = ("csv", "jsonl")
+EXPORTS_POLL_SECONDS = 2
 
 
-class _Echo:
-    """A file-like object whose write() returns the line, for csv.writer streaming."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _export_rows(records: Iterable[MessageRecord], zone: ZoneInfo) -> Iterator[dict]:
-    kind_of = {code: kind for kind, codes in KINDS.items() for code in codes}
-    for record in records:
-        yield {
-            "time": record.time.astimezone(zone).isoformat(),
-            "kind": kind_of.get(record.opercode, "other"),
-            "opercode": record.opercode,
-            "agent": record.worker,
-            "openid": record.openid,
-            "text": record.text,
-        }
-
-
-def _csv_stream(rows: Iterator[dict]) -> Iterator[str]:
-    writer = csv.writer(_Echo())
-    # The BOM makes Excel read the file as UTF-8, so Chinese shows correctly.
-    yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        yield writer.writerow([csv_safe(str(row[column])) for column in EXPORT_COLUMNS])
-
-
-def _jsonl_stream(rows: Iterator[dict]) -> Iterator[str]:
-    for row in rows:
-        yield json.dumps(row, ensure_ascii=False) + "\n"
-
-
-@require_GET
-@account_view(SUPERVISOR, AGENT, AUDITOR)
-def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponseBase:
-    if fmt not in ("csv", "jsonl"):
-        raise Http404("Unknown export format")
+def _export_filter(request: HttpRequest, ctx: AccountContext) -> RecordFilter | HttpResponse:
+    """What the export's filters ask for, or the redirect back to fix them."""
     form = _history_form(request, ctx)
     if request.GET and not form.is_valid():
         messages.error(request, _("Fix the search filters before exporting."))
         return redirect(f"{reverse('messaging:history')}?{request.GET.urlencode()}")
-    asked = _record_filter(ctx, form)
     if _agent_without_kf(ctx):
         raise PermissionDenied("Your account is not linked to a kf account.")
+    return _record_filter(ctx, form)
+
+
+def _export_job(request: HttpRequest, ctx: AccountContext, job_id: int) -> ExportJob:
+    """The job, if this person may see it: its requester, or a supervisor or auditor of
+    the account (who may export the same records themselves); else 404."""
+    job = selectors.export_job_visible(
+        account=ctx.account, user_id=request.user.pk, everyone=not ctx.is_agent, job_id=job_id
+    )
+    if job is None:
+        raise Http404("No such export")
+    return job
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponseBase:
+    if fmt not in EXPORT_FORMATS:
+        raise Http404("Unknown export format")
+    asked = _export_filter(request, ctx)
+    if isinstance(asked, HttpResponse):
+        return asked
+    if request.method == "POST":
+        export_job_create(account=ctx.account, actor=request.user, export_format=fmt, filters=asked)
+        messages.success(request, _("The export is being prepared. It stays here to download for %(hours)s hours.")
+                         % {"hours": settings.EXPORT_KEEP_HOURS})
+        return redirect("messaging:exports")
+    limit = settings.EXPORT_STREAM_MAX_ROWS
+    counted = records_count(account=ctx.account, filters=asked, cap=limit)
+    if counted.count is None or counted.more:
+        # Too many to stream (or too slow to count, which says as much): ask to
+        # prepare it in the background.
+        return respond(
+            request, ctx, {"fmt": fmt, "limit": limit, "counted": counted, "query_string": request.GET.urlencode()},
+            page="messaging/export_start.html",
+        )
     history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=asked)
-    rows = _export_rows(records_iter_export(account=ctx.account, filters=asked), ctx.account.zone)
+    rows = records_iter_export_rows(account=ctx.account, filters=asked)
+    response = StreamingHttpResponse(export_lines(fmt, rows, ctx.account.zone), content_type=export_content_type(fmt))
     stamp = timezone.now().astimezone(ctx.account.zone).strftime("%Y%m%d-%H%M")
-    if fmt == "csv":
-        response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
-    else:
-        response = StreamingHttpResponse(_jsonl_stream(rows), content_type="application/x-ndjson; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="kfadmin-history-{stamp}.{fmt}"'
     response["Cache-Control"] = "no-store"
     return response
 
 
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def exports(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    jobs = selectors.export_jobs_visible(account=ctx.account, user_id=request.user.pk, everyone=not ctx.is_agent)
+    context = {
+        "jobs": jobs,
+        "polling": any(job.is_active for job in jobs),
+        "poll_seconds": EXPORTS_POLL_SECONDS,
+        "keep_hours": settings.EXPORT_KEEP_HOURS,
+        "now": timezone.now(),
+    }
+    return respond(request, ctx, context, page="messaging/exports.html", fragment="messaging/_export_jobs.html")
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def export_download(request: HttpRequest, ctx: AccountContext, job_id: int) -> HttpResponseBase:
+    job = _export_job(request, ctx, job_id)
+    if job.status != ExportJob.Status.DONE or (job.expires_at is not None and job.expires_at <= timezone.now()):
+        messages.error(request, _("This export cannot be downloaded (it is not ready, failed or was removed)."))
+        return redirect("messaging:exports")
+    try:
+        handle = open(export_job_path(job), "rb")  # noqa: SIM115  (FileResponse closes it)
+    except FileNotFoundError:
+        messages.error(request, sentence_translate(EXPORT_FILE_MISSING))
+        return redirect("messaging:exports")
+    export_job_download_record(job=job, actor=request.user)
+    response = FileResponse(
+        handle, as_attachment=True, filename=job.download_name(ctx.account.zone),
+        content_type=export_content_type(job.export_format),
+    )
+    response["Cache-Control"] = "no-store"
+    return response
 # ------------------------------------------------------------------ media
 
 

@@ -375,3 +375,37 @@ def test_a_filter_object_and_keyword_criteria_are_not_mixed():
 def test_a_filter_names_only_what_was_asked():
     assert selectors.RecordFilter().given() == {}
     assert selectors.RecordFilter(q="退款", since=T0).given() == {"q": "退款", "since": T0}
+
+
+def _record(account, text: str, *, opercode: int = 2001, at: datetime = T0) -> MessageRecord:
+    return MessageRecord.objects.create(
+        official_account=account, time=at, worker="", openid="o_k", opercode=opercode, text=text,
+        digest=record_digest("", "o_k", opercode, text), seq=0,
+    )
+
+
+def test_a_text_search_over_session_events_alone_answers_at_once_when_they_hold_no_text():
+    account = OfficialAccountFactory()
+    _record(account, "你好")
+    _record(account, "", opercode=1001)
+    page = records_search(account=account, q="你好", kinds=["session"])
+    assert (page.records, page.plan) == ([], "empty")
+    # With any other kind the search runs as usual.
+    assert [r.text for r in records_search(account=account, q="你好", kinds=["session", "customer"]).records] == ["你好"]
+
+
+def test_a_session_event_with_text_is_still_found():
+    account = OfficialAccountFactory()
+    odd = _record(account, "你好 from an event", opercode=1004)
+    page = records_search(account=account, q="你好", kinds=["session"])
+    assert [r.pk for r in page.records] == [odd.pk] and page.plan != "empty"
+
+
+def test_the_index_plan_asks_for_the_rarest_bigrams_and_still_matches_exactly():
+    account = OfficialAccountFactory()
+    wanted = _record(account, "订单 202512070001 已发货")
+    _record(account, "订单 202512070002 已发货", at=T0 + timedelta(seconds=1))
+    _record(account, "2025120 70001", at=T0 + timedelta(seconds=2))  # every bigram but one
+    assert len(text_bigrams("202512070001")) > selectors.INDEX_BIGRAMS
+    page = records_search(account=account, q="202512070001", plan="index")
+    assert [r.pk for r in page.records] == [wanted.pk]

@@ -522,3 +522,27 @@ def test_the_portable_storage_path_gives_the_same_archive(kf_account_row, emulat
     assert archive_records(kf_account_row) == emulator_records(emulator)
     assert not MessageRecord.objects.exclude(source="sync").exists()
 
+
+
+@pytest.mark.parametrize("split", [True, False], ids=["split", "staged"])
+def test_a_page_overlapping_the_archive_stores_only_what_is_new(kf_account_row, monkeypatch, split):
+    """The rows after the newest archived record of the page's span are COPYed
+    straight in, the rest go through staging: either way nothing is stored twice and
+    identical records of one second are all kept."""
+    from django.db import transaction
+
+    monkeypatch.setattr(sync, "SPLIT_PAGES", split)
+    base = 1_700_000_000
+
+    def row(t: int, text: str, seq: int = 0):
+        return (t, "kf1@test_oa", "o_c", 2003, text, record_digest("kf1@test_oa", "o_c", 2003, text), seq)
+
+    first = [row(base, "a"), row(base + 1, "b"), row(base + 2, "c")]
+    with transaction.atomic():
+        assert len(sync._insert_postgresql(kf_account_row.pk, first)) == 3
+    again = [row(base + 1, "b"), row(base + 2, "c"), row(base + 2, "c2"), row(base + 3, "d"), row(base + 3, "d", 1)]
+    with transaction.atomic():
+        inserted = sync._insert_postgresql(kf_account_row.pk, again)
+    assert sorted((t, seq) for t, _d, seq in inserted) == [(base + 2, 0), (base + 3, 0), (base + 3, 1)]
+    texts = sorted(MessageRecord.objects.filter(official_account=kf_account_row).values_list("text", flat=True))
+    assert texts == ["a", "b", "c", "c2", "d", "d"]
