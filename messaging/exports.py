@@ -29,7 +29,7 @@ def csv_safe(value: str) -> str:
     return value
 
 
-class _Echo:
+class EchoWriter:
     """A file-like object whose write() returns the line, for csv.writer streaming."""
 
     def write(self, value: str) -> str:
@@ -51,7 +51,7 @@ def export_dicts(rows: Iterable[ExportRow], zone: ZoneInfo) -> Iterator[dict]:
 
 def csv_lines(rows: Iterable[dict]) -> Iterator[str]:
     """The header (after a BOM, so Excel reads UTF-8 and shows Chinese), then one line per row."""
-    writer = csv.writer(_Echo())
+    writer = csv.writer(EchoWriter())
     yield "\ufeff" + writer.writerow(EXPORT_COLUMNS)
     for row in rows:
         yield writer.writerow([csv_safe(str(row[column])) for column in EXPORT_COLUMNS])

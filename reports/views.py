@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from accounts.access import AUDITOR, SUPERVISOR, AccountContext, account_view
 from accounts.models import Agent
 from accounts.responses import respond
-from messaging.views import csv_safe
+from messaging.exports import EchoWriter, csv_safe
 from reports.forms import PeriodForm
 from reports.selectors import period_default, presence_get, report_get
 from reports.tables import TABLES, presence_table, report_table
@@ -44,14 +44,9 @@ def reports(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     return respond(request, ctx, context, page="reports/reports.html")
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 def _csv(columns: list[str], rows: Iterable[list], filename: str) -> StreamingHttpResponse:
     def lines() -> Iterator[str]:
-        writer = csv.writer(_Echo())
+        writer = csv.writer(EchoWriter())
         # The history export's BOM (Excel reads UTF-8) and formula guard.
         yield "\ufeff" + writer.writerow(columns)
         for row in rows:
