@@ -48,6 +48,8 @@ from messaging.models import (
     SEND_STALE_AFTER,
     MessageRecord,
     OutboundMessage,
+    QuickReply,
+    QuickReplyUse,
     archive_text,
     record_digest,
 )
@@ -571,3 +573,52 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     return value
+
+
+# ------------------------------------------------------------------ quick replies
+# Shared replies (owner None) are managed by the account's supervisors, personal ones
+# by their owner; the views check who may (messaging.views_quick_replies). Every
+# change is audited.
+
+
+def _reply_audit(reply: QuickReply, *, action: str, actor) -> None:
+    audit_event_record(
+        actor=actor, action=action, official_account=reply.official_account, target=reply.title,
+        params={"reply": reply.pk, "shared": reply.is_shared},
+    )
+
+
+@transaction.atomic
+def quick_reply_create(*, account: OfficialAccount, owner, title: str, text: str, actor) -> QuickReply:
+    """A text reply: shared by the account when `owner` is None, else `owner`'s own."""
+    reply = QuickReply.objects.create(
+        official_account=account, owner=owner, title=title, msgtype=OutboundMessage.MsgType.TEXT,
+        payload={"content": text}, created_by=actor,
+    )
+    _reply_audit(reply, action="quick_reply_create", actor=actor)
+    return reply
+
+
+@transaction.atomic
+def quick_reply_update(*, reply: QuickReply, title: str, text: str, actor) -> QuickReply:
+    reply.title, reply.payload, reply.updated_at = title, {"content": text}, timezone.now()
+    reply.save(update_fields=["title", "payload", "updated_at"])
+    _reply_audit(reply, action="quick_reply_update", actor=actor)
+    return reply
+
+
+@transaction.atomic
+def quick_reply_delete(*, reply: QuickReply, actor) -> None:
+    _reply_audit(reply, action="quick_reply_delete", actor=actor)
+    reply.delete()
+
+
+def quick_reply_use(*, reply: QuickReply, user) -> int:
+    """Count one pick of `reply` by `user` (the picker lists their common ones first);
+    returns their count. Not audited: it is bookkeeping, and what the person then
+    sends is audited as the send."""
+    use, created = QuickReplyUse.objects.get_or_create(reply=reply, user=user, defaults={"count": 1})
+    if not created:
+        QuickReplyUse.objects.filter(pk=use.pk).update(count=F("count") + 1, last_used_at=timezone.now())
+        use.refresh_from_db(fields=["count"])
+    return use.count

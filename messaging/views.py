@@ -354,17 +354,18 @@ def _agent_without_kf(ctx: AccountContext) -> bool:
     return ctx.is_agent and ctx.agent is None
 
 
-def _result_rows(ctx: AccountContext, records: list[MessageRecord]) -> list[tuple[MessageRecord, str]]:
-    """(record, the agent's name) per result."""
+def _result_rows(ctx: AccountContext, records: list[MessageRecord]) -> list[tuple[MessageRecord, str, str]]:
+    """(record, the agent's name, the customer's remark name) per result."""
     names = account_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
-    return [(r, names.get(r.worker, r.worker)) for r in records]
+    remarks = session_selectors.customer_remark_names(account=ctx.account, openids={r.openid for r in records})
+    return [(r, names.get(r.worker, r.worker), remarks.get(r.openid, "")) for r in records]
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     form = _history_form(request, ctx)
-    rows: list[tuple[MessageRecord, str]] = []
+    rows: list[tuple[MessageRecord, str, str]] = []
     next_cursor = None
     searched = False
     total = None
@@ -416,7 +417,8 @@ def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 # ------------------------------------------------------------------ exports
 
 CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_COLUMNS = ("time", "kind", "opercode", "agent", "openid", "text")
+# "customer" (the remark name) comes last: files read by column position keep working.
+EXPORT_COLUMNS = ("time", "kind", "opercode", "agent", "openid", "text", "customer")
 
 
 def csv_safe(value: str) -> str:
@@ -434,7 +436,8 @@ class _Echo:
         return value
 
 
-def _export_rows(records: Iterable[MessageRecord], zone: ZoneInfo) -> Iterator[dict]:
+def _export_rows(records: Iterable[MessageRecord], zone: ZoneInfo, remarks: dict[str, str]) -> Iterator[dict]:
+    """`remarks`: {openid: remark name} (the "customer" column; empty without one)."""
     kind_of = {code: kind for kind, codes in KINDS.items() for code in codes}
     for record in records:
         yield {
@@ -444,6 +447,7 @@ def _export_rows(records: Iterable[MessageRecord], zone: ZoneInfo) -> Iterator[d
             "agent": record.worker,
             "openid": record.openid,
             "text": record.text,
+            "customer": remarks.get(record.openid, ""),
         }
 
 
@@ -473,7 +477,9 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
     if _agent_without_kf(ctx):
         raise PermissionDenied("Your account is not linked to a kf account.")
     history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=asked)
-    rows = _export_rows(records_iter_export(account=ctx.account, filters=asked), ctx.account.zone)
+    # Every remark name of the account at once: one read, however long the export.
+    remarks = session_selectors.customer_remark_names(account=ctx.account)
+    rows = _export_rows(records_iter_export(account=ctx.account, filters=asked), ctx.account.zone, remarks)
     stamp = timezone.now().astimezone(ctx.account.zone).strftime("%Y%m%d-%H%M")
     if fmt == "csv":
         response = StreamingHttpResponse(_csv_stream(rows), content_type="text/csv; charset=utf-8")
