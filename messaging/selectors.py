@@ -838,12 +838,12 @@ def quick_replies_pick(
     *, account: OfficialAccount, user, q: str = "", limit: int = QUICK_REPLY_PICK_LIMIT
 ) -> list[QuickReply]:
     """What the composer's picker lists: the replies matching `q`, the ones this
-    person picks most first (each with `uses`), then by title."""
+    person picks most first (each with `use_count`), then by title."""
     uses = QuickReplyUse.objects.filter(reply=OuterRef("pk"), user=user).values("count")[:1]
     replies = _reply_search(quick_replies_visible(account=account, user=user), q).annotate(
-        uses=Coalesce(Subquery(uses, output_field=IntegerField()), Value(0))
+        use_count=Coalesce(Subquery(uses, output_field=IntegerField()), Value(0))
     )
-    return list(replies.order_by("-uses", "title", "id")[:limit])
+    return list(replies.order_by("-use_count", "title", "id")[:limit])
 
 
 QUICK_REPLY_SCOPES = ("all", "shared", "mine")
