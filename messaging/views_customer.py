@@ -101,7 +101,10 @@ def customer_profile(request: HttpRequest, ctx: AccountContext, openid: str) -> 
     messages.success(request, _("The customer's name and tags are saved.") if changed else _("Nothing changed."))
     if not wants_fragment(request):
         return redirect(f"{reverse('messaging:conversation', args=[openid])}#customer-panel")
-    return _answer(request, ctx, customer_panel_context(request, ctx, openid, customer))
+    context = customer_panel_context(request, ctx, openid, customer)
+    # The conversation's heading names the customer too: renamed along, out of band.
+    context["name_oob"] = True
+    return _answer(request, ctx, context)
 
 
 @require_POST
