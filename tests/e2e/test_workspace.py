@@ -19,7 +19,12 @@ from messaging.models import OutboundMessage, QuickReplyUse
 from messaging.services import quick_reply_create
 from sessions_app.models import Customer
 from tests.factories import PASSWORD, agent_user, supervisor
-from tests.sessions_app.test_views_support import archive, emulated_agent, served_customer, wired_account
+from tests.sessions_app.test_views_support import (
+    archive,
+    emulated_agent,
+    served_customer,
+    wired_account,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

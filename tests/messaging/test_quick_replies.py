@@ -293,3 +293,18 @@ def test_a_pick_is_counted_for_the_person(client, agent, shared):
 def test_the_picker_needs_a_login(client, shared):
     assert sent_to_login(client.get(PICK, **htmx()), htmx=True)
     assert sent_to_login(client.post(used_url(shared)))
+
+
+def test_the_add_form_comes_as_a_fragment_for_htmx_and_a_page_otherwise(client, boss):
+    client.force_login(boss)
+    fragment = client.get(ADD, **htmx()).content.decode()
+    page = client.get(ADD).content.decode()
+    assert fragment.lstrip().startswith('<div id="quick-reply-form">') and "<html" not in fragment
+    assert "<html" in page and "Shared with every agent of this official account" in page
+
+
+def test_the_nav_links_the_page_for_those_who_send(client, account, boss):
+    client.force_login(boss)
+    assert LIST in client.get(reverse("home")).content.decode()
+    client.force_login(auditor(account))
+    assert LIST not in client.get(reverse("home")).content.decode()
