@@ -129,7 +129,8 @@ def conversation_jump(request: HttpRequest, ctx: AccountContext, openid: str) ->
     form = ConversationFindForm(request.GET)
     conversation_url = reverse("messaging:conversation", args=[openid])
     if not form.is_valid() or form.cleaned_data["day"] is None:
-        messages.error(request, form.errors.get("day", [_("Choose a date to jump to.")])[0])
+        problems = form.errors.get("day")
+        messages.error(request, str(problems[0]) if problems else _("Choose a date to jump to."))
         context = customer_panel_context(request, ctx, openid, customer)
         return _answer(request, ctx, context, status=422)
     start = datetime.combine(form.cleaned_data["day"], time.min, tzinfo=ctx.account.zone)

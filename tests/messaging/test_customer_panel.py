@@ -281,3 +281,17 @@ def test_the_transcript_names_the_customer(boss_client, customer):
     Customer.objects.filter(pk=customer.pk).update(remark_name="王女士")
     body = boss_client.get(url("transcript")).content.decode()
     assert "王女士" in body and OPENID in body
+
+
+def test_a_remark_name_is_escaped_everywhere_it_shows(boss_client, account, customer):
+    Customer.objects.filter(pk=customer.pk).update(remark_name='<b onclick="x()">王</b>')
+    KfSession.objects.filter(customer=customer).update(state="waiting", closed_at=None)
+    pages = [
+        boss_client.get(reverse("sessions_app:queue")).content.decode(),
+        boss_client.get(url("conversation")).content.decode(),
+        boss_client.get(url("customer_panel"), **htmx()).content.decode(),
+        boss_client.get(reverse("messaging:history")).content.decode(),
+    ]
+    for body in pages:
+        assert '<b onclick' not in body
+        assert "&lt;b onclick=&quot;x()&quot;&gt;王&lt;/b&gt;" in body
