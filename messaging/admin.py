@@ -6,7 +6,13 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from messaging.models import CallbackNonce, MessageRecord, OutboundMessage
+from messaging.models import (
+    CallbackNonce,
+    MessageRecord,
+    OutboundMessage,
+    QuickReply,
+    QuickReplyUse,
+)
 
 
 @admin.register(MessageRecord)
@@ -42,3 +48,19 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
 class CallbackNonceAdmin(ReadOnlyAdmin):
     list_display = ["official_account", "timestamp", "nonce"]
     list_filter = ["official_account"]
+
+
+@admin.register(QuickReply)
+class QuickReplyAdmin(ReadOnlyAdmin):
+    """Managed on the quick replies page, where changes are audited."""
+
+    list_display = ["title", "official_account", "owner", "msgtype", "updated_at"]
+    list_filter = ["official_account", "msgtype"]
+    search_fields = ["title"]
+    list_select_related = ["official_account", "owner"]
+
+
+@admin.register(QuickReplyUse)
+class QuickReplyUseAdmin(ReadOnlyAdmin):
+    list_display = ["reply", "user", "count", "last_used_at"]
+    list_select_related = ["reply", "user"]

@@ -8,6 +8,8 @@ from django.contrib import admin
 from django.urls import reverse
 
 from accounts.models import OfficialAccount
+from messaging.models import QuickReply, QuickReplyUse
+from sessions_app.models import CustomerNote
 from tests.factories import (
     AgentFactory,
     AgentPresenceFactory,
@@ -57,6 +59,9 @@ def test_every_changelist_and_detail_page_renders(staff, account):
         MessageRecordFactory(official_account=account), OutboundMessageFactory(official_account=account),
     ]
     objects.append(objects[6].customer)
+    objects.append(CustomerNote.objects.create(customer=objects[6].customer, author_label="root", text="记一笔"))
+    reply = QuickReply.objects.create(official_account=account, title="问候", payload={"content": "您好"})
+    objects += [reply, QuickReplyUse.objects.create(reply=reply, user=UserFactory())]
     for obj in objects:
         opts = obj._meta
         changelist = staff.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
