@@ -192,6 +192,7 @@ class SyncState(models.Model):
         SESSIONS = "sessions", _("Sessions")
         HISTORY = "history", _("Chat history")
         BACKFILL = "backfill", _("History backfill")
+        LIBRARY = "library", _("Media library")
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="sync_states")
     job = models.CharField(max_length=16, choices=Job.choices)

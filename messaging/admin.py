@@ -8,6 +8,8 @@ from django.utils.translation import gettext_lazy as _
 from accounts.admin import ReadOnlyAdmin
 from messaging.models import (
     CallbackNonce,
+    LibraryItem,
+    MediaFile,
     MessageRecord,
     OutboundMessage,
     QuickReply,
@@ -64,3 +66,17 @@ class QuickReplyAdmin(ReadOnlyAdmin):
 class QuickReplyUseAdmin(ReadOnlyAdmin):
     list_display = ["reply", "user", "count", "last_used_at"]
     list_select_related = ["reply", "user"]
+@admin.register(MediaFile)
+class MediaFileAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "official_account", "customer", "kind", "direction", "state", "content_type", "size", "uploads", "expires_at"]
+    list_filter = ["official_account", "kind", "direction", "state"]
+    search_fields = ["customer__openid", "media_id", "name"]
+    date_hierarchy = "created_at"
+    list_select_related = ["customer", "official_account"]
+
+
+@admin.register(LibraryItem)
+class LibraryItemAdmin(ReadOnlyAdmin):
+    list_display = ["official_account", "kind", "title", "ident", "updated_at", "synced_at"]
+    list_filter = ["official_account", "kind"]
+    search_fields = ["title", "ident"]

@@ -26,4 +26,6 @@ urlpatterns = [
     path("quick-replies/<int:reply_id>/edit/", views_quick_replies.quick_reply_edit, name="quick_reply_edit"),
     path("quick-replies/<int:reply_id>/delete/", views_quick_replies.quick_reply_remove, name="quick_reply_delete"),
     path("quick-replies/<int:reply_id>/used/", views_quick_replies.quick_reply_used, name="quick_reply_used"),
+    path("media/<int:media_file_id>/", views.media_file, name="media"),
+    path("library/", views.library, name="library"),
 ]

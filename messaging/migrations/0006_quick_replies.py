@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0003_sync_lease'),
-        ('messaging', '0004_outbound_outcome'),
+        ('messaging', '0005_media_files_and_library'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
