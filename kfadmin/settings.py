@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "accounts",
     "sessions_app",
     "messaging",
+    "reports",
 ]
 
 MIDDLEWARE = [

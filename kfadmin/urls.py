@@ -21,4 +21,5 @@ urlpatterns = [
     # Queue, sessions, conversations, history (sessions_app and messaging views).
     path("", include("sessions_app.urls")),
     path("", include("messaging.urls")),
+    path("", include("reports.urls")),
 ]

@@ -50,6 +50,7 @@ from kfadmin.wechat import (
     parse_message,
     parse_xml,
 )
+from messaging.archive import archive_changed
 from messaging.media import INBOUND_KINDS, media_inbound_register
 from messaging.models import CallbackNonce, MessageRecord, record_digest
 from messaging.services import BROKER_ERRORS
@@ -281,6 +282,7 @@ def _archive(
                 seq=0,
                 source=MessageRecord.Source.CALLBACK,
             )
+            archive_changed(account_id=account.pk, changes=[(openid, at)])
     except IntegrityError:
         existing = MessageRecord.objects.filter(
             official_account=account, time=at, digest=digest, seq=0

@@ -36,6 +36,7 @@ from kfadmin.wechat import (
     WeChatSendBudgetExhausted,
     explain,
 )
+from messaging.archive import archive_changed
 from messaging.media import outbound_payload_ready, outbound_uploads_stale
 from messaging.models import (
     SEND_STALE_AFTER,
@@ -266,7 +267,7 @@ def _archive_sent(outbound: OutboundMessage, worker: str) -> MessageRecord:
     at = outbound.sent_at or timezone.now()
     digest = record_digest(worker, outbound.customer.openid, MessageRecord.OperCode.AGENT_SENT, text)
     seq = MessageRecord.objects.filter(official_account=outbound.official_account, time=at, digest=digest).count()
-    return MessageRecord.objects.create(
+    archived = MessageRecord.objects.create(
         official_account=outbound.official_account,
         time=at,
         worker=worker,
@@ -277,6 +278,8 @@ def _archive_sent(outbound: OutboundMessage, worker: str) -> MessageRecord:
         seq=seq,
         source=MessageRecord.Source.KFADMIN,
     )
+    archive_changed(account_id=outbound.official_account_id, changes=[(archived.openid, at)])
+    return archived
 
 
 @translation.override("en")

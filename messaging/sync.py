@@ -47,6 +47,7 @@ from accounts.clients import wechat_client_for
 from accounts.models import OfficialAccount, SyncState
 from accounts.sync import SyncLeaseLost, sync_state_renew
 from kfadmin.wechat import WeChatClient
+from messaging.archive import archive_changed
 from messaging.delivery import outbound_unknown_settle
 from messaging.models import MessageRecord, OutboundMessage, record_digest
 from sessions_app.models import Customer
@@ -346,7 +347,16 @@ def _store_page(account: OfficialAccount, rows: list[Row]) -> tuple[int, int]:
         )
         _touch_customers(account, new_rows, already_counted)
         _count_replies(account, new_rows)
+        _archive_changed(account, new_rows, provisional if merged else ())
     return len(new_rows), merged
+
+
+def _archive_changed(account: OfficialAccount, new_rows: Sequence[Row], provisional: Sequence[tuple]) -> None:
+    """Tell the archive's listeners (the reports' rollups) what this page stored, and
+    where provisional records it merged were."""
+    changes = [(row[2], datetime.fromtimestamp(row[0], tz=UTC)) for row in new_rows]
+    changes += [(p[3], p[1]) for p in provisional]
+    archive_changed(account_id=account.pk, changes=changes)
 
 
 _STAGE_TABLE = "messaging_record_stage"

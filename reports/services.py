@@ -1,0 +1,311 @@
+"""Keeping the rollups in step with the archive, and rebuilding them.
+
+`rollups_follow_archive` is the archive listener (messaging.archive): for every
+customer a change touched, it finds the customer's last close (1004) before the
+change, deletes the facts that came from records after it and derives them again
+from the archive (reports.facts), and it recounts the messages of every UTC hour the
+change touched. Both are recomputations from the archive, not increments, so telling
+it twice about the same records (a resynced window, a redelivered push) changes
+nothing, and a provisional record replaced by WeChat's copy leaves no trace.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import Count, Q
+from django.db.models.functions import TruncHour
+
+from messaging.models import MessageRecord
+from reports import facts as F
+from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
+
+# A customer's place in the archive: records after (time, id) are re-derived.
+Anchor = tuple[datetime, int]
+_BEGINNING: Anchor = (datetime(1970, 1, 1, tzinfo=UTC), 0)
+_FACT_MODELS = (SessionFact, ResponseFact, QueueFact)
+_BATCH = 2000
+_CUSTOMER = sorted(F.CUSTOMER)
+
+
+def rollups_follow_archive(account_id: int, changes: list[tuple[str, datetime]]) -> None:
+    """The archive listener: refresh the facts of the customers and the message counts
+    of the hours that `changes` (records stored or deleted) touched."""
+    earliest: dict[str, datetime] = {}
+    hours: set[datetime] = set()
+    for openid, at in changes:
+        if openid not in earliest or at < earliest[openid]:
+            earliest[openid] = at
+        hours.add(_hour(at))
+    with transaction.atomic():
+        customers_refresh(account_id=account_id, earliest=earliest)
+        hours_refresh(account_id=account_id, hours=hours)
+
+
+def _hour(at: datetime) -> datetime:
+    return datetime.fromtimestamp(math.floor(at.timestamp() / 3600) * 3600, tz=UTC)
+
+
+# ------------------------------------------------------------------ customers
+
+
+def customers_refresh(*, account_id: int, earliest: dict[str, datetime]) -> int:
+    """Derive again the facts of each customer from their last close before
+    `earliest[openid]` on. Returns the number of facts written."""
+    written = 0
+    items = sorted(earliest.items())
+    for start in range(0, len(items), _BATCH):
+        chunk = dict(items[start : start + _BATCH])
+        anchors = _anchors(account_id, chunk)
+        _facts_delete(account_id, anchors)
+        written += _facts_write(account_id, _derive(_records_after(account_id, anchors)))
+    return written
+
+
+def _anchors(account_id: int, earliest: dict[str, datetime]) -> dict[str, Anchor]:
+    """Each customer's last close (1004) before their earliest change, or the beginning."""
+    if connection.vendor == "postgresql":
+        openids = list(earliest)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT a.openid, c.time, c.id
+                FROM unnest(%s::text[], %s::timestamptz[]) AS a(openid, lo)
+                JOIN LATERAL (
+                    SELECT r.time, r.id FROM messaging_messagerecord r
+                    WHERE r.official_account_id = %s AND r.openid = a.openid
+                      AND r.opercode = %s AND r.time < a.lo
+                    ORDER BY r.time DESC, r.id DESC LIMIT 1
+                ) c ON true
+                """,
+                (openids, [earliest[o] for o in openids], account_id, F.CLOSED),
+            )
+            found = {openid: (at, rid) for openid, at, rid in cursor.fetchall()}
+    else:
+        found = {}
+        for openid, lo in earliest.items():
+            row = (
+                MessageRecord.objects.filter(
+                    official_account_id=account_id, openid=openid, opercode=F.CLOSED, time__lt=lo
+                )
+                .order_by("-time", "-id")
+                .values_list("time", "id")
+                .first()
+            )
+            if row is not None:
+                found[openid] = row
+    return {openid: found.get(openid, _BEGINNING) for openid in earliest}
+
+
+def _after(anchor: Anchor, time_field: str, id_field: str) -> Q:
+    at, rid = anchor
+    return Q(**{f"{time_field}__gt": at}) | Q(**{time_field: at, f"{id_field}__gt": rid})
+
+
+def _facts_delete(account_id: int, anchors: dict[str, Anchor]) -> None:
+    if not anchors:
+        return
+    if connection.vendor == "postgresql":
+        openids = list(anchors)
+        params = (openids, [anchors[o][0] for o in openids], [anchors[o][1] for o in openids], account_id)
+        with connection.cursor() as cursor:
+            for model in _FACT_MODELS:
+                cursor.execute(
+                    f"""
+                    DELETE FROM {model._meta.db_table} f
+                    USING unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS a(openid, t, id)
+                    WHERE f.official_account_id = %s AND f.openid = a.openid
+                      AND (f.origin_time, f.origin_id) > (a.t, a.id)
+                    """,
+                    params,
+                )
+        return
+    for openid, anchor in anchors.items():
+        for model in _FACT_MODELS:
+            model.objects.filter(
+                _after(anchor, "origin_time", "origin_id"), official_account_id=account_id, openid=openid
+            ).delete()
+
+
+def _records_after(account_id: int, anchors: dict[str, Anchor]) -> Iterator[tuple[str, F.Rec]]:
+    """The customers' records after their anchors, by customer, in archive order."""
+    if not anchors:
+        return
+    if connection.vendor == "postgresql":
+        openids = list(anchors)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """
+                SELECT r.openid, r.id, r.time, r.worker, r.opercode
+                FROM unnest(%s::text[], %s::timestamptz[], %s::bigint[]) AS a(openid, t, id)
+                JOIN messaging_messagerecord r
+                  ON r.official_account_id = %s AND r.openid = a.openid AND (r.time, r.id) > (a.t, a.id)
+                ORDER BY r.openid, r.time, r.id
+                """,
+                [openids, [anchors[o][0] for o in openids], [anchors[o][1] for o in openids], account_id],
+            )
+            for openid, rid, at, worker, opercode in cursor.fetchall():
+                yield openid, F.Rec(rid, at, worker, opercode)
+        return
+    for openid in sorted(anchors):
+        rows = (
+            MessageRecord.objects.filter(_after(anchors[openid], "time", "id"), official_account_id=account_id, openid=openid)
+            .order_by("time", "id")
+            .values_list("id", "time", "worker", "opercode")
+        )
+        for rid, at, worker, opercode in rows:
+            yield openid, F.Rec(rid, at, worker, opercode)
+
+
+def _derive(records: Iterable[tuple[str, F.Rec]]) -> Iterator[tuple[str, F.Facts]]:
+    return F.facts_by_customer(records)
+
+
+def _facts_write(account_id: int, derived: Iterable[tuple[str, F.Facts]]) -> int:
+    sessions: list[SessionFact] = []
+    responses: list[ResponseFact] = []
+    queue: list[QueueFact] = []
+    for openid, found in derived:
+        sessions += [
+            SessionFact(
+                official_account_id=account_id, openid=openid, worker=s.worker,
+                origin_time=s.origin_time, origin_id=s.origin_id, start_code=s.start_code,
+                started_at=s.started_at, queued_at=s.queued_at, asked_at=s.asked_at,
+                first_reply_at=s.first_reply_at, ended_at=s.ended_at, end_code=s.end_code,
+                messages_in=s.messages_in, messages_out=s.messages_out,
+            )
+            for s in found.sessions
+        ]
+        responses += [
+            ResponseFact(
+                official_account_id=account_id, openid=openid, worker=r.worker,
+                origin_time=r.origin_time, origin_id=r.origin_id, asked_at=r.asked_at,
+                answered_at=r.answered_at, seconds=r.seconds, first=r.first,
+            )
+            for r in found.responses
+        ]
+        queue += [
+            QueueFact(
+                official_account_id=account_id, openid=openid, worker=q.worker,
+                origin_time=q.origin_time, origin_id=q.origin_id, queued_at=q.queued_at,
+                ended_at=q.ended_at, outcome=q.outcome,
+            )
+            for q in found.queue
+        ]
+    SessionFact.objects.bulk_create(sessions, batch_size=1000)
+    ResponseFact.objects.bulk_create(responses, batch_size=1000)
+    QueueFact.objects.bulk_create(queue, batch_size=1000)
+    return len(sessions) + len(responses) + len(queue)
+
+
+# ------------------------------------------------------------------ hours
+
+
+def hours_refresh(*, account_id: int, hours: Iterable[datetime]) -> None:
+    """Count again the messages of each UTC hour given (in, out, per worker)."""
+    for start, end in _spans(sorted(set(hours))):
+        MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end).delete()
+        counts = (
+            MessageRecord.objects.filter(
+                official_account_id=account_id, time__gte=start, time__lt=end,
+                opercode__in=[*_CUSTOMER, F.AGENT],
+            )
+            .annotate(at=TruncHour("time", tzinfo=UTC))
+            .values("at", "worker")
+            .annotate(
+                n_in=Count("id", filter=Q(opercode__in=_CUSTOMER)),
+                n_out=Count("id", filter=Q(opercode=F.AGENT)),
+            )
+            .order_by()
+        )
+        MessageHour.objects.bulk_create(
+            [
+                MessageHour(
+                    official_account_id=account_id, hour=row["at"], worker=row["worker"],
+                    messages_in=row["n_in"], messages_out=row["n_out"],
+                )
+                for row in counts
+            ],
+            batch_size=1000,
+        )
+
+
+def _spans(hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
+    """Contiguous runs of hours as [start, end) spans."""
+    step = timedelta(hours=1)
+    start = end = None
+    for hour in hours:
+        if end is not None and hour == end:
+            end = hour + step
+            continue
+        if start is not None and end is not None:
+            yield start, end
+        start, end = hour, hour + step
+    if start is not None and end is not None:
+        yield start, end
+
+
+# ------------------------------------------------------------------ rebuild
+
+
+def rollups_rebuild(*, account_id: int, since: datetime | None = None) -> tuple[int, int]:
+    """Derive the account's rollups again from the archive (all of it, or from the
+    last close before `since` of every customer with records since then). Returns
+    (customers, facts written)."""
+    records = MessageRecord.objects.filter(official_account_id=account_id)
+    if since is not None:
+        records = records.filter(time__gte=since)
+    openids = list(records.order_by().values_list("openid", flat=True).distinct())
+    written = 0
+    with transaction.atomic():
+        if since is None:
+            for model in (*_FACT_MODELS, MessageHour):
+                model.objects.filter(official_account_id=account_id).delete()
+            written = _facts_write_batched(account_id, _all_records(account_id))
+        else:
+            written = customers_refresh(account_id=account_id, earliest={o: since for o in openids})
+        first = records.order_by("time").values_list("time", flat=True).first()
+        last = records.order_by("-time").values_list("time", flat=True).first()
+        if first is not None and last is not None:
+            hours_refresh_span(account_id=account_id, start=_hour(first), end=_hour(last) + timedelta(hours=1))
+    return len(openids), written
+
+
+def _all_records(account_id: int) -> Iterator[tuple[str, F.Rec]]:
+    rows = (
+        MessageRecord.objects.filter(official_account_id=account_id)
+        .order_by("openid", "time", "id")
+        .values_list("openid", "id", "time", "worker", "opercode")
+    )
+    for openid, rid, at, worker, opercode in rows.iterator(chunk_size=20000):
+        yield openid, F.Rec(rid, at, worker, opercode)
+
+
+def _facts_write_batched(account_id: int, records: Iterable[tuple[str, F.Rec]]) -> int:
+    written = 0
+    batch: list[tuple[str, F.Facts]] = []
+    for item in F.facts_by_customer(records):
+        batch.append(item)
+        if len(batch) >= _BATCH:
+            written += _facts_write(account_id, batch)
+            batch = []
+    return written + _facts_write(account_id, batch)
+
+
+def hours_refresh_span(*, account_id: int, start: datetime, end: datetime) -> None:
+    """Recount every hour of [start, end), a day at a time."""
+    day = timedelta(days=1)
+    while start < end:
+        stop = min(start + day, end)
+        hours_refresh(account_id=account_id, hours=_hours_between(start, stop))
+        start = stop
+
+
+def _hours_between(start: datetime, end: datetime) -> Iterator[datetime]:
+    step = timedelta(hours=1)
+    while start < end:
+        yield start
+        start += step
