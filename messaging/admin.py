@@ -6,7 +6,15 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from messaging.models import CallbackNonce, LibraryItem, MediaFile, MessageRecord, OutboundMessage
+from messaging.models import (
+    CallbackNonce,
+    LibraryItem,
+    MediaFile,
+    MessageRecord,
+    OutboundMessage,
+    QuickReply,
+    QuickReplyUse,
+)
 
 
 @admin.register(MessageRecord)
@@ -44,6 +52,20 @@ class CallbackNonceAdmin(ReadOnlyAdmin):
     list_filter = ["official_account"]
 
 
+@admin.register(QuickReply)
+class QuickReplyAdmin(ReadOnlyAdmin):
+    """Managed on the quick replies page, where changes are audited."""
+
+    list_display = ["title", "official_account", "owner", "msgtype", "updated_at"]
+    list_filter = ["official_account", "msgtype"]
+    search_fields = ["title"]
+    list_select_related = ["official_account", "owner"]
+
+
+@admin.register(QuickReplyUse)
+class QuickReplyUseAdmin(ReadOnlyAdmin):
+    list_display = ["reply", "user", "count", "last_used_at"]
+    list_select_related = ["reply", "user"]
 @admin.register(MediaFile)
 class MediaFileAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "official_account", "customer", "kind", "direction", "state", "content_type", "size", "uploads", "expires_at"]

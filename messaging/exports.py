@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from messaging.selectors import KINDS
 
 CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-EXPORT_COLUMNS = ("time", "kind", "opercode", "agent", "openid", "text")
+# "customer" (the remark name) comes last: files read by column position keep working.
+EXPORT_COLUMNS = ("time", "kind", "opercode", "agent", "openid", "text", "customer")
 ExportRow = tuple[datetime, int, str, str, str]
 
 
@@ -36,7 +37,8 @@ class EchoWriter:
         return value
 
 
-def export_dicts(rows: Iterable[ExportRow], zone: ZoneInfo) -> Iterator[dict]:
+def export_dicts(rows: Iterable[ExportRow], zone: ZoneInfo, remarks: Mapping[str, str]) -> Iterator[dict]:
+    """`remarks`: {openid: remark name} (the "customer" column; empty without one)."""
     kind_of = {code: kind for kind, codes in KINDS.items() for code in codes}
     for time, opercode, worker, openid, text in rows:
         yield {
@@ -46,6 +48,7 @@ def export_dicts(rows: Iterable[ExportRow], zone: ZoneInfo) -> Iterator[dict]:
             "agent": worker,
             "openid": openid,
             "text": text,
+            "customer": remarks.get(openid, ""),
         }
 
 
@@ -62,9 +65,11 @@ def jsonl_lines(rows: Iterable[dict]) -> Iterator[str]:
         yield json.dumps(row, ensure_ascii=False) + "\n"
 
 
-def export_lines(export_format: str, rows: Iterable[ExportRow], zone: ZoneInfo) -> Iterator[str]:
+def export_lines(
+    export_format: str, rows: Iterable[ExportRow], zone: ZoneInfo, remarks: Mapping[str, str]
+) -> Iterator[str]:
     """The export's text, line by line; `export_format` is "csv" or "jsonl"."""
-    dicts = export_dicts(rows, zone)
+    dicts = export_dicts(rows, zone, remarks)
     return csv_lines(dicts) if export_format == "csv" else jsonl_lines(dicts)
 
 

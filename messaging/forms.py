@@ -25,8 +25,9 @@ from accounts.sentences import sentence_translate
 from kfadmin.forms import DayField
 from kfadmin.wechat import MEDIA_RULES
 from messaging.media import MediaUpload, library_choices, media_check
-from messaging.models import LibraryItem, OutboundMessage
+from messaging.models import QUICK_REPLY_TITLE_MAX, LibraryItem, OutboundMessage
 from messaging.selectors import RecordFilter
+from sessions_app.selectors import customer_openids_named
 
 MsgType = OutboundMessage.MsgType
 
@@ -451,7 +452,7 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
     q = forms.CharField(label=_("Text"), required=False, max_length=200, strip=True,
                         widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Words in the message, e.g. 退款")}))
     agent = AgentChoiceField(required=False, label=_("Agent"), empty_label=_("Any agent"))
-    openid = forms.CharField(label=_("Customer (openid)"), required=False, max_length=64)
+    openid = forms.CharField(label=_("Customer (openid or remark name)"), required=False, max_length=64)
     kinds = forms.MultipleChoiceField(choices=KIND_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("Kind"))
     since = DayField(label=_("From"), required=False)
     until = DayField(label=_("To"), required=False)
@@ -469,6 +470,16 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
             field = self.fields["agent"]
             assert isinstance(field, forms.ModelChoiceField)
             field.queryset = agents
+
+    def clean_openid(self) -> str:
+        """An openid, or the remark name of one customer (then their openid)."""
+        value = (self.cleaned_data.get("openid") or "").strip()
+        if not value:
+            return ""
+        named = customer_openids_named(account=self.account, name=value)
+        if len(named) > 1:
+            raise ValidationError(_("More than one customer is named “%(name)s”; search by openid."), params={"name": value})
+        return named[0] if named else value
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -497,3 +508,66 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
     def is_filtered(self) -> bool:
         data = getattr(self, "cleaned_data", {})
         return any(data.get(k) for k in ("q", "agent", "openid", "kinds", "since", "until"))
+
+
+def _text_within_send_limit(text: str) -> str:
+    """A text WeChat will take: not blank, at most TEXT_MAX_BYTES of UTF-8 (45002)."""
+    if not text.strip():
+        raise ValidationError(_("Write the reply's text."))
+    size = len(text.encode("utf-8"))
+    if size > TEXT_MAX_BYTES:
+        raise ValidationError(
+            _("The text is %(size)s bytes; WeChat sends at most %(limit)s bytes (about 680 Chinese characters). Shorten it."),
+            params={"size": size, "limit": TEXT_MAX_BYTES},
+        )
+    return text
+
+
+class QuickReplyForm(UncutInputsMixin, forms.Form):
+    """A text quick reply. `shared` is offered to supervisors only (the view says who)."""
+
+    title = forms.CharField(
+        label=_("Title"), max_length=QUICK_REPLY_TITLE_MAX,
+        help_text=_("What you type after / to find it, e.g. shipping."),
+    )
+    text = forms.CharField(
+        label=_("Text"), strip=False, widget=forms.Textarea(attrs={"rows": 5}),
+        help_text=_("As long as a text message WeChat sends: up to 2048 bytes (about 680 Chinese characters)."),
+    )
+    shared = forms.BooleanField(
+        label=_("Shared with every agent of this official account"), required=False,
+        help_text=_("Otherwise only you see it."),
+    )
+
+    def __init__(self, *args: Any, can_share: bool, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if not can_share:
+            del self.fields["shared"]
+
+    def clean_title(self) -> str:
+        return " ".join(self.cleaned_data["title"].split())
+
+    def clean_text(self) -> str:
+        return _text_within_send_limit(self.cleaned_data["text"])
+
+
+class QuickReplyFilterForm(UncutInputsMixin, forms.Form):
+    q = forms.CharField(
+        label=_("Search"), required=False, max_length=200,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Title or text")}),
+    )
+    scope = forms.ChoiceField(
+        label=_("Show"), required=False,
+        choices=[("all", _("All I can use")), ("shared", _("Shared")), ("mine", _("Mine"))],
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class ConversationFindForm(UncutInputsMixin, forms.Form):
+    """Search within one conversation, and jump to a day of it."""
+
+    q = forms.CharField(
+        label=_("Find in this conversation"), required=False, max_length=200,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Words, e.g. 退款")}),
+    )
+    day = DayField(label=_("Jump to a date"), required=False)

@@ -312,6 +312,68 @@ class ExportJob(models.Model):
     def download_name(self, zone: Any) -> str:
         stamp = self.created_at.astimezone(zone).strftime("%Y%m%d-%H%M")
         return f"kfadmin-history-{stamp}.{self.export_format}"
+# A quick reply's text is sent as it is, so it may be as long as a text message
+# WeChat accepts (messaging.forms.TEXT_MAX_BYTES, 2048 bytes of UTF-8; WeChat answers
+# longer ones with 45002). WeChat's own console caps replies at 100 (shared) and 500
+# (personal) characters, which cuts a useful answer in two; the only limit that
+# matters is the send's.
+QUICK_REPLY_TITLE_MAX = 64
+
+
+class QuickReply(models.Model):
+    """A prepared answer an agent inserts into the composer with `/`.
+
+    Shared replies (no `owner`) belong to the official account and are managed by its
+    supervisors; personal ones belong to one dashboard user. A reply is a message:
+    `msgtype` and `payload` hold the wire object as an `OutboundMessage` does, so a
+    reply holding an image or a published article (a library item or an uploaded
+    file, by its media_id or article_id) needs no new table, only a composer that
+    sends it. Today every reply is text: `payload == {"content": "…"}`.
+    """
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="quick_replies")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="quick_replies",
+        help_text="The one person this reply belongs to; empty for a reply shared by the account.",
+    )
+    title = models.CharField(max_length=QUICK_REPLY_TITLE_MAX)
+    msgtype = models.CharField(max_length=16, choices=OutboundMessage.MsgType.choices, default=OutboundMessage.MsgType.TEXT)
+    payload = models.JSONField(default=dict)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["title", "id"]
+        indexes = [models.Index(fields=["official_account", "owner", "title"], name="quickreply_account_owner")]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_shared(self) -> bool:
+        return self.owner_id is None
+
+    @property
+    def text(self) -> str:
+        """What the reply puts in the composer (a text reply's content)."""
+        return str(self.payload.get("content", "")) if self.msgtype == OutboundMessage.MsgType.TEXT else ""
+
+
+class QuickReplyUse(models.Model):
+    """How often one person picked one reply: the picker lists their common ones first."""
+
+    reply = models.ForeignKey(QuickReply, on_delete=models.CASCADE, related_name="uses")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    count = models.PositiveIntegerField(default=0)
+    last_used_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reply", "user"], name="quickreplyuse_once_per_user")]
+        indexes = [models.Index(fields=["user", "-count"], name="quickreplyuse_user_count")]
+
+    def __str__(self) -> str:
+        return f"{self.reply_id} · {self.user_id} · {self.count}"
 def media_upload_to(instance: MediaFile, filename: str) -> str:
     """Where a kept file goes under MEDIA_ROOT: by account and month, under a name
     kfadmin chose (the extension of the sniffed format, never the browser's name)."""

@@ -44,8 +44,23 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
 from django.db import OperationalError, connection, transaction
-from django.db.models import BooleanField, Func, OuterRef, Q, QuerySet, Subquery, TextField
+from django.db.models import (
+    BooleanField,
+    Count,
+    F,
+    Func,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    TextField,
+    Value,
+)
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts.models import Agent, OfficialAccount
@@ -55,10 +70,12 @@ from messaging.models import (
     ExportJob,
     MessageRecord,
     OutboundMessage,
+    QuickReply,
+    QuickReplyUse,
     archive_text,
 )
 from sessions_app.models import Customer, KfSession
-from sessions_app.selectors import WindowState, customer_window_state
+from sessions_app.selectors import WindowState, customer_sessions, customer_window_state
 
 # Record kinds a reviewer filters by.
 KINDS: dict[str, frozenset[int]] = {
@@ -852,3 +869,113 @@ def outbound_get(*, account: OfficialAccount, outbound_id: int) -> OutboundMessa
         .select_related("customer", "agent")
         .first()
     )
+
+
+# --------------------------------------------------------------- the customer panel
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """What kfadmin knows of a customer, for the conversation's side panel."""
+
+    first_seen_at: datetime | None  # the earliest of kfadmin's first sight and the archive's first record
+    first_record_at: datetime | None
+    last_record_at: datetime | None
+    from_customer: int  # messages the customer wrote, in the archive
+    from_agents: int  # messages agents sent (from kfadmin or anywhere else)
+    sent_from_kfadmin: int
+    sessions: list[KfSession]  # the newest sessions kfadmin recorded
+    sessions_total: int
+
+
+def customer_facts(*, account: OfficialAccount, openid: str, customer: Customer | None) -> CustomerFacts:
+    counts = _window_records(account, openid).aggregate(
+        first=Min("time"),
+        last=Max("time"),
+        from_customer=Count("id", filter=Q(opercode__in=MessageRecord.OperCode.CUSTOMER)),
+        from_agents=Count("id", filter=Q(opercode__in=MessageRecord.OperCode.AGENT)),
+    )
+    sessions, sessions_total = customer_sessions(customer=customer) if customer is not None else ([], 0)
+    seen = [t for t in (counts["first"], customer.first_seen_at if customer is not None else None) if t is not None]
+    return CustomerFacts(
+        first_seen_at=min(seen) if seen else None,
+        first_record_at=counts["first"],
+        last_record_at=counts["last"],
+        from_customer=counts["from_customer"],
+        from_agents=counts["from_agents"],
+        sent_from_kfadmin=(
+            OutboundMessage.objects.filter(customer=customer, status=OutboundMessage.Status.SENT).count()
+            if customer is not None else 0
+        ),
+        sessions=sessions,
+        sessions_total=sessions_total,
+    )
+
+
+CONVERSATION_FIND_LIMIT = 20
+
+
+def conversation_find(
+    *, account: OfficialAccount, openid: str, q: str, limit: int = CONVERSATION_FIND_LIMIT
+) -> RecordPage:
+    """Records of one conversation containing `q`, newest first (the history search's
+    semantics and indexes, narrowed to the customer)."""
+    return records_search(account=account, filters=RecordFilter(openid=openid, q=q), limit=limit)
+
+
+def conversation_record_on_or_after(*, account: OfficialAccount, openid: str, at: datetime) -> int | None:
+    """The id of the conversation's first record at or after `at`, else its last one
+    before (a day with nothing shows the nearest messages), else None."""
+    records = _window_records(account, openid)
+    after = records.filter(time__gte=at).order_by("time", "id").values_list("id", flat=True).first()
+    if after is not None:
+        return after
+    return records.filter(time__lt=at).order_by("-time", "-id").values_list("id", flat=True).first()
+
+
+# --------------------------------------------------------------- quick replies
+
+
+QUICK_REPLY_PICK_LIMIT = 30
+
+
+def quick_replies_visible(*, account: OfficialAccount, user) -> QuerySet[QuickReply]:
+    """The account's shared replies and the person's own."""
+    return QuickReply.objects.filter(official_account=account).filter(Q(owner__isnull=True) | Q(owner=user))
+
+
+def _reply_search(replies: QuerySet[QuickReply], q: str) -> QuerySet[QuickReply]:
+    q = " ".join(q.split())
+    if not q:
+        return replies
+    return replies.filter(Q(title__icontains=q) | Q(payload__content__icontains=q))
+
+
+def quick_replies_pick(
+    *, account: OfficialAccount, user, q: str = "", limit: int = QUICK_REPLY_PICK_LIMIT
+) -> list[QuickReply]:
+    """What the composer's picker lists: the replies matching `q`, the ones this
+    person picks most first (each with `use_count`), then by title."""
+    uses = QuickReplyUse.objects.filter(reply=OuterRef("pk"), user=user).values("count")[:1]
+    replies = _reply_search(quick_replies_visible(account=account, user=user), q).annotate(
+        use_count=Coalesce(Subquery(uses, output_field=IntegerField()), Value(0))
+    )
+    return list(replies.order_by("-use_count", "title", "id")[:limit])
+
+
+QUICK_REPLY_SCOPES = ("all", "shared", "mine")
+
+
+def quick_replies_list(*, account: OfficialAccount, user, q: str = "", scope: str = "all") -> QuerySet[QuickReply]:
+    """The management page's list: shared replies first, then the person's own, by title."""
+    replies = _reply_search(quick_replies_visible(account=account, user=user), q)
+    if scope == "shared":
+        replies = replies.filter(owner__isnull=True)
+    elif scope == "mine":
+        replies = replies.filter(owner=user)
+    return replies.select_related("owner").order_by(F("owner").asc(nulls_first=True), "title", "id")
+
+
+def quick_reply_get(*, account: OfficialAccount, user, reply_id: int) -> QuickReply | None:
+    """One reply the person sees (shared, or their own); None otherwise."""
+    return quick_replies_visible(account=account, user=user).filter(pk=reply_id).first()

@@ -35,7 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop as _noop
@@ -54,7 +54,14 @@ from messaging.delivery import (
 )
 from messaging.exports import ExportRow, export_lines
 from messaging.media import MediaUpload, media_file_store
-from messaging.models import SEND_STALE_AFTER, ExportJob, MediaFile, OutboundMessage
+from messaging.models import (
+    SEND_STALE_AFTER,
+    ExportJob,
+    MediaFile,
+    OutboundMessage,
+    QuickReply,
+    QuickReplyUse,
+)
 from messaging.selectors import (
     RecordFilter,
     customer_window,
@@ -62,6 +69,7 @@ from messaging.selectors import (
     records_iter_export_rows,
 )
 from sessions_app.models import Customer
+from sessions_app.selectors import customer_remark_names
 
 logger = logging.getLogger(__name__)
 
@@ -467,8 +475,10 @@ def _export_job_write(job: ExportJob, path: Path) -> tuple[int, int]:
                 _export_job_progress(job.pk, written)
                 reported = time.monotonic()
 
+    # Every remark name of the account at once: one read, however long the export.
+    remarks = customer_remark_names(account=account)
     with open(path, "w", encoding="utf-8", newline="") as out:
-        for line in export_lines(job.export_format, counted(), account.zone):
+        for line in export_lines(job.export_format, counted(), account.zone, remarks):
             out.write(line)
         out.flush()
         os.fsync(out.fileno())
@@ -526,3 +536,52 @@ def export_jobs_clean(*, now: datetime | None = None) -> ExportCleanup:
         status=ExportJob.Status.QUEUED, created_at__lt=now - EXPORT_QUEUED_FOR_AT_MOST
     ).update(status=ExportJob.Status.FAILED, error=EXPORT_NO_WORKER, finished_at=now)
     return ExportCleanup(expired=expired, stale=stale, unclaimed=unclaimed)
+
+
+# ------------------------------------------------------------------ quick replies
+# Shared replies (owner None) are managed by the account's supervisors, personal ones
+# by their owner; the views check who may (messaging.views_quick_replies). Every
+# change is audited.
+
+
+def _reply_audit(reply: QuickReply, *, action: str, actor) -> None:
+    audit_event_record(
+        actor=actor, action=action, official_account=reply.official_account, target=reply.title,
+        params={"reply": reply.pk, "shared": reply.is_shared},
+    )
+
+
+@transaction.atomic
+def quick_reply_create(*, account: OfficialAccount, owner, title: str, text: str, actor) -> QuickReply:
+    """A text reply: shared by the account when `owner` is None, else `owner`'s own."""
+    reply = QuickReply.objects.create(
+        official_account=account, owner=owner, title=title, msgtype=OutboundMessage.MsgType.TEXT,
+        payload={"content": text}, created_by=actor,
+    )
+    _reply_audit(reply, action="quick_reply_create", actor=actor)
+    return reply
+
+
+@transaction.atomic
+def quick_reply_update(*, reply: QuickReply, title: str, text: str, actor) -> QuickReply:
+    reply.title, reply.payload, reply.updated_at = title, {"content": text}, timezone.now()
+    reply.save(update_fields=["title", "payload", "updated_at"])
+    _reply_audit(reply, action="quick_reply_update", actor=actor)
+    return reply
+
+
+@transaction.atomic
+def quick_reply_delete(*, reply: QuickReply, actor) -> None:
+    _reply_audit(reply, action="quick_reply_delete", actor=actor)
+    reply.delete()
+
+
+def quick_reply_use(*, reply: QuickReply, user) -> int:
+    """Count one pick of `reply` by `user` (the picker lists their common ones first);
+    returns their count. Not audited: it is bookkeeping, and what the person then
+    sends is audited as the send."""
+    use, created = QuickReplyUse.objects.get_or_create(reply=reply, user=user, defaults={"count": 1})
+    if not created:
+        QuickReplyUse.objects.filter(pk=use.pk).update(count=F("count") + 1, last_used_at=timezone.now())
+        use.refresh_from_db(fields=["count"])
+    return use.count

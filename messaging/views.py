@@ -367,17 +367,18 @@ def _agent_without_kf(ctx: AccountContext) -> bool:
     return ctx.is_agent and ctx.agent is None
 
 
-def _result_rows(ctx: AccountContext, records: list[MessageRecord]) -> list[tuple[MessageRecord, str]]:
-    """(record, the agent's name) per result."""
+def _result_rows(ctx: AccountContext, records: list[MessageRecord]) -> list[tuple[MessageRecord, str, str]]:
+    """(record, the agent's name, the customer's remark name) per result."""
     names = account_selectors.agent_names(account=ctx.account, kf_accounts={r.worker for r in records if r.worker})
-    return [(r, names.get(r.worker, r.worker)) for r in records]
+    remarks = session_selectors.customer_remark_names(account=ctx.account, openids={r.openid for r in records})
+    return [(r, names.get(r.worker, r.worker), remarks.get(r.openid, "")) for r in records]
 
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def history(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     form = _history_form(request, ctx)
-    rows: list[tuple[MessageRecord, str]] = []
+    rows: list[tuple[MessageRecord, str, str]] = []
     next_cursor = None
     searched = False
     total = None
@@ -481,8 +482,12 @@ def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponseB
             page="messaging/export_start.html",
         )
     history_export_record(account=ctx.account, actor=request.user, export_format=fmt, filters=asked)
+    # Every remark name of the account at once: one read, however long the export.
+    remarks = session_selectors.customer_remark_names(account=ctx.account)
     rows = records_iter_export_rows(account=ctx.account, filters=asked)
-    response = StreamingHttpResponse(export_lines(fmt, rows, ctx.account.zone), content_type=export_content_type(fmt))
+    response = StreamingHttpResponse(
+        export_lines(fmt, rows, ctx.account.zone, remarks), content_type=export_content_type(fmt)
+    )
     stamp = timezone.now().astimezone(ctx.account.zone).strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="kfadmin-history-{stamp}.{fmt}"'
     response["Cache-Control"] = "no-store"

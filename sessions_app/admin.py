@@ -6,17 +6,17 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from sessions_app.models import AutoAssign, AutoAssignClaim, Customer, KfSession
+from sessions_app.models import AutoAssign, AutoAssignClaim, Customer, CustomerNote, KfSession
 
 
 @admin.register(Customer)
 class CustomerAdmin(ReadOnlyAdmin):
     list_display = [
-        "openid", "official_account", "first_seen_at", "last_seen_at", "last_message_at",
+        "openid", "remark_name", "official_account", "first_seen_at", "last_seen_at", "last_message_at",
         "window_expires_at", "window_remaining", "event_expires_at", "event_remaining", "window_is_open",
     ]
     list_filter = ["official_account"]
-    search_fields = ["openid"]
+    search_fields = ["openid", "remark_name"]
     date_hierarchy = "last_seen_at"
     list_select_related = ["official_account"]
 
@@ -50,3 +50,11 @@ class AutoAssignClaimAdmin(ReadOnlyAdmin):
     list_display = ["session", "agent", "until"]
     list_select_related = ["session__customer", "agent"]
 
+@admin.register(CustomerNote)
+class CustomerNoteAdmin(ReadOnlyAdmin):
+    """Notes are written in the conversation's customer panel, where they are audited."""
+
+    list_display = ["created_at", "customer", "author_label", "text"]
+    search_fields = ["customer__openid", "author_label", "text"]
+    date_hierarchy = "created_at"
+    list_select_related = ["customer"]

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Q, Value
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -18,6 +19,12 @@ MESSAGE_WINDOW = timedelta(hours=48)
 MESSAGE_BUDGET = 5
 EVENT_WINDOW = timedelta(seconds=60)
 EVENT_BUDGET = 3
+
+# The customer's profile kept by kfadmin (sessions_app.services.customer_profile_update).
+REMARK_NAME_MAX = 64
+TAG_MAX = 24
+TAGS_MAX = 12
+NOTE_MAX = 2000
 
 
 class Customer(models.Model):
@@ -44,6 +51,14 @@ class Customer(models.Model):
     event_remaining = models.PositiveSmallIntegerField(default=0)
     # Last interaction of any kind, for the typing indicator's 30-second rule.
     last_interaction_at = models.DateTimeField(null=True, blank=True)
+    # kfadmin's own words about the customer (WeChat's user-info API is not among the
+    # kf operations kfadmin calls): a name people recognise, and free-text tags.
+    # Defaults in the database too: the bulk touches and the benchmarks insert rows with SQL.
+    remark_name = models.CharField(max_length=REMARK_NAME_MAX, blank=True, default="", db_default="")
+    tags = models.JSONField(
+        default=list, db_default=Value([], output_field=models.JSONField()), blank=True,
+        help_text="Short labels, e.g. ['VIP', 'refund'].",
+    )
 
     # Everything the reply window is read from (refresh these to show it fresh).
     WINDOW_FIELDS = (
@@ -85,6 +100,29 @@ class Customer(models.Model):
     def window_open(self, now: datetime | None = None) -> bool:
         """WeChat would take one more message now."""
         return self.sends_left(now) > 0
+
+    @property
+    def display_name(self) -> str:
+        """The remark name people gave the customer, else the openid."""
+        return self.remark_name or self.openid
+
+
+class CustomerNote(models.Model):
+    """Something a person wrote down about a customer, kept with who and when."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    # The username at the time: the note keeps its author if the user is deleted.
+    author_label = models.CharField(max_length=150)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["customer", "-created_at"], name="customernote_customer_at")]
+
+    def __str__(self) -> str:
+        return f"{self.customer} · {self.author_label} · {self.created_at:%Y-%m-%d %H:%M}"
 
 
 @dataclass(frozen=True)

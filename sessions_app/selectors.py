@@ -22,6 +22,7 @@ from sessions_app.models import (
     MESSAGE_WINDOW,
     AutoAssign,
     Customer,
+    CustomerNote,
     Grant,
     KfSession,
 )
@@ -262,6 +263,50 @@ def session_get_live(*, account: OfficialAccount, session_id: int) -> KfSession 
 
 def customer_get(*, account: OfficialAccount, openid: str) -> Customer | None:
     return Customer.objects.filter(official_account=account, openid=openid).first()
+
+
+def customer_remark_names(*, account: OfficialAccount, openids: set[str] | None = None) -> dict[str, str]:
+    """{openid: remark name} of the account's customers who have one (of `openids`,
+    or all of them: an export names every customer it meets)."""
+    customers = Customer.objects.filter(official_account=account).exclude(remark_name="")
+    if openids is not None:
+        if not openids:
+            return {}
+        customers = customers.filter(openid__in=openids)
+    return dict(customers.values_list("openid", "remark_name"))
+
+
+def customer_openids_named(*, account: OfficialAccount, name: str, limit: int = 2) -> list[str]:
+    """The openids of customers whose remark name is `name` (ignoring case), at most
+    `limit`: the history search finds a customer by the name people gave them."""
+    name = " ".join(name.split())
+    if not name:
+        return []
+    return list(
+        Customer.objects.filter(official_account=account, remark_name__iexact=name)
+        .order_by("-last_seen_at")
+        .values_list("openid", flat=True)[:limit]
+    )
+
+
+NOTES_SHOWN = 20
+
+
+def customer_notes(*, customer: Customer, limit: int = NOTES_SHOWN) -> list[CustomerNote]:
+    """The newest notes about the customer, newest first."""
+    return list(CustomerNote.objects.filter(customer=customer).order_by("-created_at", "-id")[:limit])
+
+
+SESSIONS_SHOWN = 10
+
+
+def customer_sessions(*, customer: Customer, limit: int = SESSIONS_SHOWN) -> tuple[list[KfSession], int]:
+    """The customer's sessions as kfadmin recorded them, newest first (at most
+    `limit`), with their agents; and how many there are in all."""
+    sessions = KfSession.objects.filter(customer=customer)
+    listed = list(sessions.select_related("agent").order_by("-created_at", "-id")[:limit])
+    total = len(listed) if len(listed) < limit else sessions.count()
+    return listed, total
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from sessions_app.models import (
     MESSAGE_BUDGET,
     MESSAGE_WINDOW,
     Customer,
+    CustomerNote,
     KfSession,
 )
 from sessions_app.selectors import agent_assign_warnings
@@ -509,3 +510,39 @@ def session_transfer(
         actor=actor, action="session_transfer", official_account=account, target=openid, params=params
     )
     return moved
+
+
+# ------------------------------------------------------------------ the customer's profile
+# kfadmin's own words about a customer (remark name, tags, notes). Nothing here calls
+# WeChat: its user-info API (`/cgi-bin/user/info`, with WeChat's own remark) is not
+# among the kf operations kfadmin uses.
+
+
+@transaction.atomic
+def customer_profile_update(*, customer: Customer, remark_name: str, tags: list[str], actor) -> bool:
+    """Set the customer's remark name and tags; audited with what changed. Returns
+    False (and records nothing) when nothing changed."""
+    locked = Customer.objects.select_for_update().get(pk=customer.pk)
+    before = {"remark_name": locked.remark_name, "tags": list(locked.tags)}
+    after = {"remark_name": remark_name, "tags": list(tags)}
+    if before == after:
+        return False
+    Customer.objects.filter(pk=customer.pk).update(**after)
+    customer.remark_name, customer.tags = remark_name, list(tags)
+    changed = {key: {"from": before[key], "to": after[key]} for key in after if before[key] != after[key]}
+    audit_event_record(
+        actor=actor, action="customer_update", official_account=customer.official_account,
+        target=customer.openid, params=changed,
+    )
+    return True
+
+
+@transaction.atomic
+def customer_note_add(*, customer: Customer, text: str, actor) -> CustomerNote:
+    """Keep a note about the customer, with its author and time; audited."""
+    note = CustomerNote.objects.create(customer=customer, author=actor, author_label=actor.get_username(), text=text)
+    audit_event_record(
+        actor=actor, action="customer_note_add", official_account=customer.official_account,
+        target=customer.openid, params={"note": note.pk, "length": len(text)},
+    )
+    return note

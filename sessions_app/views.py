@@ -234,7 +234,7 @@ def assign(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpRespon
                 account=ctx.account, customer=customer, agent=agent, actor=request.user,
                 confirmed=form.cleaned_data["confirm"],
             ),
-            openid=openid, agent=agent, next_url=next_url,
+            openid=customer.display_name, agent=agent, next_url=next_url,
         )
         if done is not None:
             return done
@@ -271,7 +271,7 @@ def close(request: HttpRequest, ctx: AccountContext, session_id: int) -> HttpRes
             if result.already_closed:
                 messages.info(request, _("WeChat had already ended this session; the list is up to date now."))
             else:
-                messages.success(request, _("The session with %(customer)s is closed.") % {"customer": session.customer.openid})
+                messages.success(request, _("The session with %(customer)s is closed.") % {"customer": session.customer.display_name})
             return _action_done(request, ctx, next_url)
     return _action_response(
         request, ctx, "sessions_app/_close_form.html",
@@ -296,7 +296,7 @@ def transfer(request: HttpRequest, ctx: AccountContext, session_id: int) -> Http
                 account=ctx.account, session=session, to_agent=to_agent, actor=request.user,
                 confirmed=form.cleaned_data["confirm"],
             ),
-            openid=session.customer.openid, agent=to_agent, next_url=next_url,
+            openid=session.customer.display_name, agent=to_agent, next_url=next_url,
         )
         if done is not None:
             return done

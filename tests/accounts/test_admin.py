@@ -9,7 +9,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import OfficialAccount
-from sessions_app.models import AutoAssign, AutoAssignClaim
+from messaging.models import QuickReply, QuickReplyUse
+from sessions_app.models import AutoAssign, AutoAssignClaim, CustomerNote
 from tests.factories import (
     AgentFactory,
     AgentPresenceFactory,
@@ -61,6 +62,9 @@ def test_every_changelist_and_detail_page_renders(staff, account):
     objects.append(objects[6].customer)
     objects.append(AutoAssign.objects.create(official_account=account, state="on", changed_by="boss"))
     objects.append(AutoAssignClaim.objects.create(session=objects[6], agent=agent, until=timezone.now()))
+    objects.append(CustomerNote.objects.create(customer=objects[6].customer, author_label="root", text="记一笔"))
+    reply = QuickReply.objects.create(official_account=account, title="问候", payload={"content": "您好"})
+    objects += [reply, QuickReplyUse.objects.create(reply=reply, user=UserFactory())]
     for obj in objects:
         opts = obj._meta
         changelist = staff.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))

@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from messaging.exports import csv_safe
 from messaging.models import MessageRecord, record_digest
-from tests.factories import AgentFactory, agent_user, auditor, aware, outsider
+from tests.factories import AgentFactory, CustomerFactory, agent_user, auditor, aware, outsider
 from tests.sessions_app.test_views_support import archive, wired_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
@@ -50,10 +50,10 @@ def test_the_csv_export_streams_every_match_with_a_bom_for_excel(boss_client, ac
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="kfadmin-history-')
     rows = csv_rows(response)
-    assert rows[0] == ["time", "kind", "opercode", "agent", "openid", "text"]
+    assert rows[0] == ["time", "kind", "opercode", "agent", "openid", "text", "customer"]
     assert rows[1:] == [
-        ["2025-03-01T09:30:00+08:00", "customer", "2001", "", "o_a", "我要退款"],
-        ["2025-03-01T09:31:00+08:00", "agent", "2002", "alice@test_oa", "o_a", "退款已到账"],
+        ["2025-03-01T09:30:00+08:00", "customer", "2001", "", "o_a", "我要退款", ""],
+        ["2025-03-01T09:31:00+08:00", "agent", "2002", "alice@test_oa", "o_a", "退款已到账", ""],
     ]
 
 
@@ -79,7 +79,8 @@ def test_the_json_lines_export_has_one_object_per_record(boss_client, account):
     lines = streamed(response).decode("utf-8").splitlines()
     assert response["Content-Type"] == "application/x-ndjson; charset=utf-8"
     assert [json.loads(line) for line in lines] == [
-        {"time": "2025-03-01T09:30:00+08:00", "kind": "customer", "opercode": 2001, "agent": "", "openid": "o_a", "text": "=不是公式"}
+        {"time": "2025-03-01T09:30:00+08:00", "kind": "customer", "opercode": 2001, "agent": "", "openid": "o_a", "text": "=不是公式",
+         "customer": ""}
     ]
     assert "不是公式" in lines[0]  # raw UTF-8, not \\u escapes
 
@@ -162,3 +163,15 @@ def test_an_export_audit_names_the_filters_that_applied(client, account):
     client.force_login(agent_user(account, agent=alice))
     client.get(CSV)
     assert AuditEvent.objects.get(action="history_export").params == {"agent": "alice@test_oa"}
+
+
+def test_the_export_names_customers_by_their_remark_name(boss_client, account):
+    CustomerFactory(official_account=account, openid="o_a", remark_name="王女士")
+    archive(account, "o_a", "我要退款", at=aware(2025, 3, 1, 9, 30))
+    archive(account, "o_b", "发货了吗", at=aware(2025, 3, 1, 9, 32))
+
+    rows = csv_rows(boss_client.get(CSV))
+    lines = streamed(boss_client.get(JSONL)).decode("utf-8").splitlines()
+
+    assert [(row[4], row[6]) for row in rows[1:]] == [("o_a", "王女士"), ("o_b", "")]
+    assert [json.loads(line)["customer"] for line in lines] == ["王女士", ""]
