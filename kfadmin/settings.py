@@ -253,6 +253,10 @@ SYNC_QUEUE_SECONDS = env_int("SYNC_QUEUE_SECONDS", 15, minimum=5)
 SYNC_AGENTS_SECONDS = env_int("SYNC_AGENTS_SECONDS", 300, minimum=15)
 SYNC_SESSIONS_SECONDS = env_int("SYNC_SESSIONS_SECONDS", 60, minimum=15)
 SYNC_HISTORY_SECONDS = env_int("SYNC_HISTORY_SECONDS", 300, minimum=60)
+# The live tail: while an account has open sessions (or a conversation open in a
+# browser), its newest chat records are read this often, since WeChat pushes a
+# customer's in-session messages to its own kf client and not to the callback URL.
+SYNC_TAIL_SECONDS = env_int("SYNC_TAIL_SECONDS", 5, minimum=2)
 # How far back the first history sync of an account reaches (`manage.py backfill_history`
 # imports more).
 HISTORY_LOOKBACK_DAYS = env_int("HISTORY_LOOKBACK_DAYS", 2, minimum=1)
@@ -302,6 +306,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.sync_all_history_task",
         "schedule": SYNC_HISTORY_SECONDS,
         "options": {"expires": SYNC_HISTORY_SECONDS},
+    },
+    # Only accounts with open sessions or a watched conversation; each run claims the
+    # account's tail row, so a slow run is skipped, never doubled.
+    "sync-tail": {
+        "task": "messaging.tasks.sync_all_tail_task",
+        "schedule": SYNC_TAIL_SECONDS,
+        "options": {"expires": SYNC_TAIL_SECONDS},
     },
     # Messages queued while the broker was down, or whose worker died mid-send.
     "send-outbox-sweep": {

@@ -221,3 +221,21 @@ class CallbackNonce(models.Model):
 
     def __str__(self) -> str:
         return f"{self.timestamp} {self.nonce}"
+
+
+class ConversationSeen(models.Model):
+    """When a person last looked at a customer's conversation: the inbox counts the
+    customer's messages after it as unread for them."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    openid = models.CharField(max_length=64)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "official_account", "openid"], name="conversation_seen_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.openid} {self.seen_at:%Y-%m-%d %H:%M:%S}"
