@@ -17,7 +17,14 @@ from django.db.models import Max, Prefetch, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Agent, AuditEvent, Membership, OfficialAccount, SyncState
+from accounts.models import (
+    Agent,
+    AlertPreference,
+    AuditEvent,
+    Membership,
+    OfficialAccount,
+    SyncState,
+)
 
 User = get_user_model()
 
@@ -28,6 +35,7 @@ SYNC_INTERVAL_SETTINGS: dict[str, str] = {
     SyncState.Job.QUEUE: "SYNC_QUEUE_SECONDS",
     SyncState.Job.SESSIONS: "SYNC_SESSIONS_SECONDS",
     SyncState.Job.HISTORY: "SYNC_HISTORY_SECONDS",
+    SyncState.Job.TAIL: "SYNC_TAIL_SECONDS",
 }
 # A job lags when its last success is older than this many intervals (plus a minute
 # of grace, so a run that is merely in progress is not flagged).
@@ -53,6 +61,8 @@ AUDIT_ACTION_LABELS: dict[str, str] = {
     "user_deactivate": _("Deactivate user"),
     "user_password": _("Change password"),
     "sync_run": _("Start sync"),
+    "alert_settings": _("Change alert settings"),
+    "alert_thresholds": _("Change alert thresholds"),
     "session_assign": _("Assign session"),
     "session_close": _("Close session"),
     "session_transfer": _("Transfer session"),
@@ -399,3 +409,13 @@ def login_lockout_minutes_left(*, username: str, ip_address: str | None, now: da
         return max(1, math.ceil(cool_off.total_seconds() / 60))
     left = last + cool_off - (now or timezone.now())
     return max(1, math.ceil(left.total_seconds() / 60))
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def alert_preference(*, user) -> AlertPreference:
+    """The person's alert choices; the defaults (a count in the tab title, no sound,
+    no notification) until they save their own."""
+    found = AlertPreference.objects.filter(user=user).first()
+    return found if found is not None else AlertPreference(user=user)

@@ -863,7 +863,7 @@ def inbox_sessions(
     """Open sessions (of `agent`, or all), each with its last message, since when the
     customer waits for an answer (their first message after the agents' last one),
     and the customer's messages `user` has not seen (since they last opened the
-    conversation; never opened: since the session began). Who waited longest first,
+    conversation; never opened: those not answered yet). Who waited longest first,
     then the answered ones, oldest session first."""
     now = now or timezone.now()
     records = _customer_records()
@@ -903,7 +903,10 @@ def inbox_sessions(
             unread=_count(
                 records.filter(
                     opercode__in=MessageRecord.OperCode.CUSTOMER,
-                    time__gt=Coalesce(OuterRef("seen_at"), OuterRef("created_at")),
+                    time__gt=Coalesce(
+                        OuterRef("seen_at"), OuterRef("last_reply_at"),
+                        Value(now - UNANSWERED_LOOKBACK, output_field=DateTimeField()),
+                    ),
                 )
             ),
         )
