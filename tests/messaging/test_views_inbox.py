@@ -15,7 +15,13 @@ from messaging.models import ConversationSeen
 from messaging.selectors import inbox_sessions
 from sessions_app.models import KfSession
 from tests.factories import AgentFactory, agent_user, auditor, outsider, sent_to_login
-from tests.sessions_app.test_views_support import archive, htmx, served_customer, waiting_customer, wired_account
+from tests.sessions_app.test_views_support import (
+    archive,
+    htmx,
+    served_customer,
+    waiting_customer,
+    wired_account,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
