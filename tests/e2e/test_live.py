@@ -23,7 +23,12 @@ from accounts.models import AlertPreference
 from kfadmin.celery import app
 from messaging.tasks import sync_all_tail_task
 from tests.factories import PASSWORD, agent_user, supervisor
-from tests.sessions_app.test_views_support import archive, emulated_agent, served_customer, wired_account
+from tests.sessions_app.test_views_support import (
+    archive,
+    emulated_agent,
+    served_customer,
+    wired_account,
+)
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
