@@ -206,3 +206,15 @@ def test_the_tail_task_claims_the_account(in_session, kf_account_row, emulator):
     state = SyncState.objects.get(official_account=kf_account_row, job=SyncState.Job.TAIL)
     assert state.running_token == ""  # released
     assert not AgentPresence.objects.exists()  # the tail touches records only
+
+
+def test_a_run_that_finds_nothing_new_stores_nothing_and_stays_cheap(in_session, kf_account_row, emulator,
+                                                                    django_assert_max_num_queries):
+    emulator.control("customer_writes", openid=in_session.customer.openid, text="一条")
+    live_tail(account_id=kf_account_row.pk)
+
+    # Account, window, token, the stored keys of the re-read records, the tail's row.
+    with django_assert_max_num_queries(5):
+        again = live_tail(account_id=kf_account_row.pk)
+
+    assert again.records >= 1 and again.stored == 0
