@@ -35,7 +35,6 @@ SYNC_INTERVAL_SETTINGS: dict[str, str] = {
     SyncState.Job.QUEUE: "SYNC_QUEUE_SECONDS",
     SyncState.Job.SESSIONS: "SYNC_SESSIONS_SECONDS",
     SyncState.Job.HISTORY: "SYNC_HISTORY_SECONDS",
-    SyncState.Job.TAIL: "SYNC_TAIL_SECONDS",
 }
 # A job lags when its last success is older than this many intervals (plus a minute
 # of grace, so a run that is merely in progress is not flagged).
@@ -180,6 +179,12 @@ class SyncRow:
             return False
         started = self.state.last_started_at if self.state else None
         return started is None or started < self.requested_at
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """WeChat refused a call for quota (45009/45011): the job waits until then."""
+        until = self.state.paused_until if self.state else None
+        return until if until is not None and until > self.now else None
 
     @property
     def has_error(self) -> bool:

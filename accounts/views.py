@@ -341,6 +341,7 @@ def _sync_context(ctx: AccountContext) -> dict[str, Any]:
         "polling": active,
         "poll_every": SYNC_POLL_ACTIVE_SECONDS if active else SYNC_POLL_IDLE_SECONDS,
         "runnable": set(services.SYNC_TASKS),
+        "tail_seconds": settings.SYNC_TAIL_SECONDS,
         "nav": "sync",
     }
 

@@ -49,7 +49,7 @@
     if (now.waiting > previous.waiting) out.push([el.getAttribute("data-t-waiting"), "", "kfadmin-waiting"]);
     if (now.unread > previous.unread || (now.latestId && now.latestId !== previous.latestId && now.unread > 0)) {
       var name = el.getAttribute("data-latest-name") || "";
-      out.push([el.getAttribute("data-t-message").replace("%(name)s", name), el.getAttribute("data-latest-text") || "", "kfadmin-message"]);
+      out.push([el.getAttribute("data-t-message").replace("{name}", name), el.getAttribute("data-latest-text") || "", "kfadmin-message"]);
     }
     if (now.supervisor) {
       if (now.waitingOver > previous.waitingOver) out.push([el.getAttribute("data-t-waiting-over"), "", "kfadmin-waiting-over"]);
