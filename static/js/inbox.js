@@ -57,6 +57,8 @@
       lastSeen = Date.now(); // opening it marked it seen on the server
       var list = document.querySelector("[data-timeline] .messages-list");
       if (list) list.scrollTop = list.scrollHeight;
+      // The inbox's unread count of this conversation is gone now.
+      document.body.dispatchEvent(new CustomEvent("conversationSeen", { bubbles: true }));
     }
     markCurrent();
   });

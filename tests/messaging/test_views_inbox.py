@@ -306,3 +306,25 @@ def test_thresholds_are_highlighted_in_the_queue(boss_client, account):
     body = boss_client.get(reverse("sessions_app:queue")).content.decode()
 
     assert 'class="queue-item over"' in body
+
+
+def test_the_conversation_says_up_to_when_it_holds_wechats_records(boss_client, account, alice):
+    _served(account, alice, "o_as_of", wrote_minutes_ago=1)
+    url = reverse("messaging:conversation", args=["o_as_of"])
+    assert "No messages read from WeChat yet." in boss_client.get(url).content.decode()
+
+    stored_until = timezone.now().replace(microsecond=0)
+    SyncState.objects.update_or_create(
+        official_account=account, job=SyncState.Job.TAIL, defaults={"cursor": stored_until}
+    )
+    body = boss_client.get(url, **htmx("conversation-session")).content.decode()
+
+    local = timezone.localtime(stored_until, account.zone)
+    assert f"Messages and reply window as of {local:%H:%M:%S}" in body
+    assert "read from WeChat every 5 s" in body
+
+    SyncState.objects.filter(official_account=account, job=SyncState.Job.TAIL).update(
+        cursor=stored_until - timedelta(minutes=10)
+    )
+    stale = boss_client.get(url, **htmx("conversation-session")).content.decode()
+    assert "read from WeChat every few minutes while no session is open" in stale
