@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from messaging.models import CallbackNonce, MessageRecord, OutboundMessage
+from messaging.models import CallbackNonce, ConversationSeen, MessageRecord, OutboundMessage
 
 
 @admin.register(MessageRecord)
@@ -42,3 +42,11 @@ class OutboundMessageAdmin(ReadOnlyAdmin):
 class CallbackNonceAdmin(ReadOnlyAdmin):
     list_display = ["official_account", "timestamp", "nonce"]
     list_filter = ["official_account"]
+
+
+@admin.register(ConversationSeen)
+class ConversationSeenAdmin(ReadOnlyAdmin):
+    list_display = ["user", "official_account", "openid", "seen_at"]
+    list_filter = ["official_account"]
+    search_fields = ["user__username", "openid"]
+    list_select_related = ["user", "official_account"]
