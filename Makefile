@@ -23,9 +23,11 @@ test: deps
 	scripts/ensure-chromium.sh
 	$(UV) run ruff check .
 	$(UV) run lint-imports
+	$(UV) run mypy
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	  $(UV) run pytest $(PYTEST_ARGS)
 
 lint: deps
 	$(UV) run ruff check .
 	$(UV) run lint-imports
+	$(UV) run mypy

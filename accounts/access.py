@@ -143,7 +143,7 @@ def current_context(request: HttpRequest) -> AccountContext | None:
             return None
         request.session[SESSION_KEY] = account.pk
         context = _context_for_id(user, account.pk)
-    request._kf_context = context
+    request._kf_context = context  # type: ignore[attr-defined]  # a per-request cache on Django's request
     return context
 
 
@@ -153,7 +153,7 @@ def context_switch(request: HttpRequest, account_id: int) -> AccountContext:
     if account is None:
         raise PermissionDenied("You have no access to that official account.")
     request.session[SESSION_KEY] = account.pk
-    request._kf_context = None
+    request._kf_context = None  # type: ignore[attr-defined]  # a per-request cache on Django's request
     context = current_context(request)
     assert context is not None
     return context

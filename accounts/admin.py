@@ -90,7 +90,8 @@ class OfficialAccountForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         mode = cleaned.get("callback_mode")
         has_key = cleaned.get("encoding_aes_key") or (self.instance.pk and self.instance.encoding_aes_key)
         if mode and mode != OfficialAccount.CallbackMode.PLAIN and not has_key:

@@ -23,13 +23,13 @@ def audit_event_record(
 ) -> AuditEvent:
     """Record who did what. `actor` is a user, or None for the system (sync, tasks)."""
     clean = {k: ("•••" if k in _SECRET_KEYS else v) for k, v in (params or {}).items()}
-    is_user = actor is not None and getattr(actor, "is_authenticated", False)
+    user = actor if actor is not None and getattr(actor, "is_authenticated", False) else None
     if official_account is not None:
         # The account's live regions must show this change on their next refresh.
         live_changed(account_id=official_account.pk)
     return AuditEvent.objects.create(
-        actor=actor if is_user else None,
-        actor_label=actor.get_username() if is_user else "system",
+        actor=user,
+        actor_label=user.get_username() if user is not None else "system",
         official_account=official_account,
         action=action,
         target=target[:200],

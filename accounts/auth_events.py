@@ -31,7 +31,7 @@ def _client_ip(request: HttpRequest | None) -> str:
 
 
 def _accounts_of(username: str) -> list[OfficialAccount | None]:
-    accounts = [
+    accounts: list[OfficialAccount | None] = [
         m.official_account
         for m in Membership.objects.filter(user__username=username).select_related("official_account")
     ]

@@ -12,17 +12,21 @@ even though it adds little: removing it would log everyone out.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 # Read when first asked for: parsing timestamps is most of a user row's load time.
 _DEFERRED = ("last_login", "date_joined")
 
 
 class KfAdminBackend(ModelBackend):
-    def get_user(self, user_id: object) -> AbstractBaseUser | None:
+    def get_user(self, user_id: object) -> User | None:
         user_model = get_user_model()
         try:
             pk = user_model._meta.pk.to_python(user_id)

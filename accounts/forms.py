@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from django import forms
 from django.contrib.auth import get_user_model, password_validation
@@ -64,17 +65,24 @@ def bound_agents(account: OfficialAccount, *, only: Agent | None = None) -> Quer
     return agents.order_by("-online_status", "kf_account")
 
 
-class UncutInputsMixin:
+# The mixins below are only ever mixed into forms: to the type checker they are forms.
+if TYPE_CHECKING:
+    _FormMixinBase = forms.BaseForm
+else:
+    _FormMixinBase = object
+
+
+class UncutInputsMixin(_FormMixinBase):
     """Inputs carry no `maxlength`: a browser silently cuts a longer paste to the limit,
     and the cut value would be saved. The form checks the length itself and says so."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for field in self.fields.values():  # type: ignore[attr-defined]
+        for field in self.fields.values():
             field.widget.attrs.pop("maxlength", None)
 
 
-class WeChatErrorsMixin:
+class WeChatErrorsMixin(_FormMixinBase):
     """Show a refused write next to the field it concerns, or above the form."""
 
     # errcode -> field name
@@ -82,7 +90,7 @@ class WeChatErrorsMixin:
 
     def add_service_error(self, error: ServiceError) -> None:
         field = self.wechat_error_fields.get(error.errcode) if error.errcode is not None else None
-        self.add_error(field if field in self.fields else None, error.message)  # type: ignore[attr-defined]
+        self.add_error(field if field in self.fields else None, error.message)
 
 
 def _clean_nickname(value: str) -> str:
@@ -249,20 +257,20 @@ class RoleRow:
     agent: forms.BoundField
 
 
-class RolesFieldsMixin:
+class RolesFieldsMixin(_FormMixinBase):
     """A role field and a kf-account field per official account the supervisor manages."""
 
     def _add_role_fields(self, accounts: list[OfficialAccount], memberships: dict[int, Membership]) -> None:
         self.accounts = accounts
         for account in accounts:
             membership = memberships.get(account.pk)
-            self.fields[f"role_{account.pk}"] = forms.ChoiceField(  # type: ignore[attr-defined]
+            self.fields[f"role_{account.pk}"] = forms.ChoiceField(
                 label=_("Role on %(account)s") % {"account": account.name},
                 choices=ROLE_CHOICES,
                 required=False,
                 initial=membership.role if membership else "",
             )
-            self.fields[f"agent_{account.pk}"] = AgentChoiceField(  # type: ignore[attr-defined]
+            self.fields[f"agent_{account.pk}"] = AgentChoiceField(
                 label=_("Works as (agents only)"),
                 queryset=Agent.objects.listed().filter(official_account=account),
                 required=False,
@@ -272,7 +280,7 @@ class RolesFieldsMixin:
 
     def role_rows(self) -> list[RoleRow]:
         return [
-            RoleRow(account=a, role=self[f"role_{a.pk}"], agent=self[f"agent_{a.pk}"])  # type: ignore[index]
+            RoleRow(account=a, role=self[f"role_{a.pk}"], agent=self[f"agent_{a.pk}"])
             for a in self.accounts
         ]
 
@@ -281,16 +289,16 @@ class RolesFieldsMixin:
             role = cleaned.get(f"role_{account.pk}")
             agent = cleaned.get(f"agent_{account.pk}")
             if role == Membership.Role.AGENT and agent is None:
-                self.add_error(  # type: ignore[attr-defined]
+                self.add_error(
                     f"agent_{account.pk}", _("Choose the kf account this person works as.")
                 )
             elif role != Membership.Role.AGENT and agent is not None:
-                self.add_error(  # type: ignore[attr-defined]
+                self.add_error(
                     f"agent_{account.pk}", _("Only the agent role works as a kf account; clear this field.")
                 )
 
     def role_choices(self) -> list[RoleChoice]:
-        data = self.cleaned_data  # type: ignore[attr-defined]
+        data = self.cleaned_data
         return [
             RoleChoice(
                 account=account,
@@ -329,7 +337,8 @@ class UserCreateForm(UncutInputsMixin, RolesFieldsMixin, forms.Form):
         return username
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         p1, p2 = cleaned.get("password1"), cleaned.get("password2")
         if p1 and p2 and p1 != p2:
             self.add_error("password2", _("The two passwords differ."))
@@ -351,7 +360,8 @@ class UserRolesForm(RolesFieldsMixin, forms.Form):
         self._add_role_fields(accounts, memberships)
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         self._clean_roles(cleaned)
         return cleaned
 
@@ -368,11 +378,14 @@ class AuditFilterForm(forms.Form):
 
     def __init__(self, *args, actors: list[tuple[int, str]], actions: list[tuple[str, str]], **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["actor"].choices = [("", _("Everyone")), *actors]
-        self.fields["action"].choices = [("", _("All actions")), *actions]
+        actor, action = self.fields["actor"], self.fields["action"]
+        assert isinstance(actor, forms.ChoiceField) and isinstance(action, forms.ChoiceField)
+        actor.choices = [("", _("Everyone")), *actors]
+        action.choices = [("", _("All actions")), *actions]
 
     def clean(self) -> dict:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         start, end = cleaned.get("day_from"), cleaned.get("day_to")
         if start and end and start > end:
             self.add_error("day_to", _("The end date is before the start date."))

@@ -35,6 +35,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
+from django_htmx.middleware import HtmxDetails
 
 from accounts.access import AccountContext
 
@@ -64,8 +65,8 @@ def live_version_bump(account_id: int) -> None:
 
 
 def _is_poll(request: HttpRequest) -> bool:
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and request.method == "GET" and bool(htmx.target) and htmx.trigger == htmx.target
+    htmx: HtmxDetails | None = getattr(request, "htmx", None)
+    return htmx is not None and bool(htmx) and request.method == "GET" and bool(htmx.target) and htmx.trigger == htmx.target
 
 
 def _cacheable(request: HttpRequest, response: HttpResponse) -> bool:

@@ -31,6 +31,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django_htmx.http import trigger_client_event
+from django_htmx.middleware import HtmxDetails
 
 from accounts.access import AccountContext
 
@@ -39,17 +40,18 @@ VARY = ("HX-Request", "HX-Target", "HX-History-Restore-Request")
 
 def wants_fragment(request: HttpRequest) -> bool:
     """An htmx request for a region; a history restore needs the whole page."""
-    htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.history_restore_request
+    htmx: HtmxDetails | None = getattr(request, "htmx", None)
+    return htmx is not None and bool(htmx) and not htmx.history_restore_request
 
 
 def region(request: HttpRequest) -> str | None:
     """The `HX-Target` of a request for a region ("" when htmx names none), or None
     when the request wants the whole page. For views whose regions need different
     reads (a polled region asks only for its own part)."""
-    if not wants_fragment(request):
+    htmx: HtmxDetails | None = getattr(request, "htmx", None)
+    if htmx is None or not wants_fragment(request):
         return None
-    return request.htmx.target or ""
+    return htmx.target or ""
 
 
 def respond(

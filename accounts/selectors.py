@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Max, Prefetch, Q, QuerySet
 from django.utils import timezone
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import (
@@ -48,7 +49,7 @@ SYNC_RUN_ACTION = "sync_run"
 AUDIT_PAGE_SIZE = 50
 
 # What each audit action means, for people; actions not listed show as recorded.
-AUDIT_ACTION_LABELS: dict[str, str] = {
+AUDIT_ACTION_LABELS: dict[str, str | Promise] = {
     "agent_add": _("Add agent"),
     "agent_update": _("Rename agent"),
     "agent_delete": _("Delete agent"),
@@ -170,7 +171,7 @@ class SyncRow:
     def is_stopped(self) -> bool:
         """A run holds the job but stopped renewing its lease (its worker died or it
         hangs): not running, whatever its last progress said; the next run takes over."""
-        return bool(self.state) and self.state.lease_expired(self.now)
+        return self.state is not None and self.state.lease_expired(self.now)
 
     @property
     def is_queued(self) -> bool:
@@ -197,9 +198,10 @@ class SyncRow:
     def is_lagging(self) -> bool:
         if self.interval is None:
             return False
-        if self.last_success_at is None:
+        lag = self.lag
+        if lag is None:  # never succeeded
             return True
-        return self.lag > self.interval * LAG_INTERVALS + LAG_GRACE
+        return lag > self.interval * LAG_INTERVALS + LAG_GRACE
 
     @property
     def never_ran(self) -> bool:
@@ -337,7 +339,7 @@ def audit_events(
     more = len(rows) > limit
     rows = rows[:limit]
     for event in rows:
-        event.action_label = audit_action_label(event.action)
+        event.action_label = audit_action_label(event.action)  # type: ignore[attr-defined]  # for the page, not a field
     return AuditPage(events=rows, next_cursor=_cursor_encode(rows[-1]) if more and rows else None)
 
 

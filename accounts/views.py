@@ -128,7 +128,7 @@ def _agents_context(ctx: AccountContext) -> dict[str, Any]:
     now = timezone.now()
     agents = list(selectors.agent_list(account=ctx.account))
     for agent in agents:
-        agent.invite_state = selectors.agent_invite_state(agent, now=now)
+        agent.invite_state = selectors.agent_invite_state(agent, now=now)  # type: ignore[attr-defined]  # for the page, not a field
     return {"agents": agents, "now": now, "nav": "agents"}
 
 
@@ -175,7 +175,7 @@ def agent_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 
 
 def _agent_detail_context(ctx: AccountContext, agent: Agent, **forms: Any) -> dict[str, Any]:
-    agent.invite_state = selectors.agent_invite_state(agent)
+    agent.invite_state = selectors.agent_invite_state(agent)  # type: ignore[attr-defined]  # for the page, not a field
     return {
         "agent": agent,
         "can_invite": selectors.agent_can_invite(agent),
@@ -472,13 +472,14 @@ def user_password(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpRes
     if not selectors.user_is_fully_managed(user=request.user, target=target):
         raise Http404("Not managed here.")
     form = SetPasswordForm(target, request.POST)
+    shown: SetPasswordForm | None = form
     if form.is_valid():
         services.user_password_set(actor=request.user, user=target, password=form.cleaned_data["new_password1"])
         messages.success(request, _("Set a new password for %(name)s.") % {"name": target.get_username()})
         if not wants_fragment(request):
             return redirect("accounts:user_detail", pk=target.pk)
-        form = None
-    context = _user_detail_context(request, target, password_form=form)
+        shown = None  # saved: the page shows no password form
+    context = _user_detail_context(request, target, password_form=shown)
     return respond(
         request, ctx, context, page="accounts/user_detail.html", fragment="accounts/_user_password_form.html"
     )
@@ -542,21 +543,21 @@ def alert_settings(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         if which == "thresholds":
             if not ctx.is_supervisor:
                 raise PermissionDenied("Only supervisors change the thresholds.")
-            form = AlertThresholdsForm(request.POST)
-            if form.is_valid():
+            thresholds = AlertThresholdsForm(request.POST)
+            if thresholds.is_valid():
                 services.alert_thresholds_set(
                     account=ctx.account, actor=request.user,
-                    queue_wait_seconds=form.cleaned_data["queue_wait_minutes"] * 60,
-                    unanswered_seconds=form.cleaned_data["unanswered_minutes"] * 60,
+                    queue_wait_seconds=thresholds.cleaned_data["queue_wait_minutes"] * 60,
+                    unanswered_seconds=thresholds.cleaned_data["unanswered_minutes"] * 60,
                 )
                 messages.success(request, _("The thresholds are saved."))
                 return redirect("accounts:alert_settings")
-            forms["thresholds_form"] = form
+            forms["thresholds_form"] = thresholds
         else:
-            form = AlertPreferenceForm(request.POST)
-            if form.is_valid():
-                services.alert_preference_set(user=request.user, account=ctx.account, **form.cleaned_data)
+            preference = AlertPreferenceForm(request.POST)
+            if preference.is_valid():
+                services.alert_preference_set(user=request.user, account=ctx.account, **preference.cleaned_data)
                 messages.success(request, _("Your alert settings are saved."))
                 return redirect("accounts:alert_settings")
-            forms["preference_form"] = form
+            forms["preference_form"] = preference
     return respond(request, ctx, _alert_settings_context(request, ctx, **forms), page="accounts/alert_settings.html")

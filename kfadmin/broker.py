@@ -72,7 +72,9 @@ class Channel(filesystem.Channel):
 
     # ------------------------------------------------------------------ messages
 
-    def _put(self, queue: str, payload: dict, **kwargs) -> None:
+    # kombu's filesystem Channel calls the second argument `payload`, its
+    # AbstractChannel `message`; no name satisfies both.
+    def _put(self, queue: str, payload: dict, **kwargs) -> None:  # type: ignore[override]
         # Wall-clock nanoseconds, zero-padded: names sort by publication time across
         # processes and restarts (kombu's monotonic milliseconds restart at boot).
         name = f"{time.time_ns():020d}_{uuid.uuid4().hex}.{queue}.msg"
@@ -92,7 +94,7 @@ class Channel(filesystem.Channel):
             pending.setdefault(queue, deque()).append(name)
         self._pending = pending
 
-    def _get(self, queue: str) -> dict:
+    def _get(self, queue: str, timeout: float | None = None) -> dict:
         if not self._pending.get(queue):
             self._scan()
         names = self._pending.get(queue) or deque()

@@ -13,6 +13,7 @@ from django.shortcuts import resolve_url
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 
 class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -27,22 +28,25 @@ class HtmxLoginRequiredMiddleware(LoginRequiredMiddleware):
     gets the plain redirect, like a page load.
     """
 
-    def handle_no_permission(self, request: HttpRequest, view_func: Callable) -> HttpResponse:
-        htmx = getattr(request, "htmx", None)
+    # Django's stub promises a redirect (302); an htmx request gets HX-Redirect (a 200).
+    def handle_no_permission(  # type: ignore[override]
+        self, request: HttpRequest, view_func: Callable
+    ) -> HttpResponse:
+        htmx: HtmxDetails | None = getattr(request, "htmx", None)
         if not htmx or htmx.history_restore_request:
             return super().handle_no_permission(request, view_func)
         login = redirect_to_login(
-            _current_path(request),
+            _current_path(request, htmx),
             resolve_url(self.get_login_url(view_func)),
             self.get_redirect_field_name(view_func),
         )
         return HttpResponseClientRedirect(login["Location"])
 
 
-def _current_path(request: HttpRequest) -> str:
+def _current_path(request: HttpRequest, htmx: HtmxDetails) -> str:
     """The path (and query) of the page the browser shows, when htmx says so and it is
     on this site; else the requested one."""
-    current = request.htmx.current_url or ""
+    current = htmx.current_url or ""
     if current and url_has_allowed_host_and_scheme(
         current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):

@@ -68,7 +68,7 @@ _PLACEHOLDERS = {
 }
 # Events that grant the short reply window (3 sends within a minute).
 _WINDOW_EVENTS = {"subscribe", "scan", "click", "scancode_push", "scancode_waitmsg"}
-_SESSION_EVENTS = {
+_SESSION_EVENTS: dict[str, MessageRecord.OperCode] = {
     SessionEvent.CREATE: MessageRecord.OperCode.ACCEPTED,
     SessionEvent.CLOSE: MessageRecord.OperCode.CLOSED,
     SessionEvent.SWITCH: MessageRecord.OperCode.TRANSFERRED,
@@ -108,8 +108,9 @@ def wechat_callback(request: HttpRequest, appid: str) -> HttpResponse:
     query = request.GET
     timestamp = query.get("timestamp", "")
     nonce = query.get("nonce", "")
-    signed = check_signature(account.callback_token if known else _NO_TOKEN, query.get("signature", ""), timestamp, nonce)
-    if not (known and signed):
+    token = account.callback_token if account is not None and known else _NO_TOKEN
+    signed = check_signature(token, query.get("signature", ""), timestamp, nonce)
+    if account is None or not (known and signed):
         # The same answer for both, so the appids that exist stay unknown outside.
         reason = "bad signature" if known else "unknown, inactive or tokenless account"
         logger.warning("Callback for appid %r refused: %s.", appid, reason)
@@ -146,6 +147,7 @@ def _message(
         raise CallbackForbidden(
             None, "This official account's pushes are encrypted (safe mode); a plaintext push is refused."
         )
+    xml: str | bytes
     if encrypted:
         xml = _decrypt(account, request.body, request.GET.get("msg_signature", ""), timestamp, nonce)
     else:
@@ -226,9 +228,9 @@ def callback_message_record(*, account: OfficialAccount, message: CallbackMessag
         customer_touch(account, openid, at, Touch.EVENT)
         return True
     if event == "unsubscribe":
-        customer = Customer.objects.filter(official_account=account, openid=openid).first()
-        if customer is not None:
-            customer_window_close(customer, now=at)
+        gone = Customer.objects.filter(official_account=account, openid=openid).first()
+        if gone is not None:
+            customer_window_close(gone, now=at)
         return True
     logger.info("Callback for appid %s: %s %s ignored.", account.appid, message.msg_type, event)
     return True

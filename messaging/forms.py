@@ -14,6 +14,8 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
+from django.db.models import QuerySet
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import AgentChoiceField, UncutInputsMixin, bound_agents
@@ -71,7 +73,7 @@ class PayloadForm(UncutInputsMixin, forms.Form):
     """Base of the composer forms: who sends, and the payload of one message type."""
 
     msgtype: str = ""
-    label = ""
+    label: str | Promise = ""
     as_agent = AgentChoiceField(
         label=_("Send as"), empty_label=None,
         help_text=_("The customer sees this agent's name and avatar."),
@@ -92,21 +94,24 @@ class PayloadForm(UncutInputsMixin, forms.Form):
         super().__init__(*args, **kwargs)
         # WeChat sends only as an agent bound to a WeChat user.
         field = self.fields["as_agent"]
-        field.queryset = bound_agents(account, only=only)
+        assert isinstance(field, forms.ModelChoiceField)
+        agents = field.queryset = bound_agents(account, only=only)
         field.error_messages["invalid_choice"] = _(
             "Choose one of the listed agents; only agents bound to a WeChat user can send."
         )
         if not self.is_bound and not self.initial.get("as_agent"):
-            self._propose_agent(field, preferred)
+            self._propose_agent(field, agents, preferred)
         # Keep the agent field first whatever the subclass declares.
         self.order_fields(["as_agent"])
 
-    def _propose_agent(self, field: forms.ModelChoiceField, preferred: tuple[Agent | None, ...]) -> None:
+    def _propose_agent(
+        self, field: forms.ModelChoiceField, agents: QuerySet[Agent], preferred: tuple[Agent | None, ...]
+    ) -> None:
         wanted = [agent.pk for agent in preferred if agent is not None]
-        listed = set(field.queryset.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
+        listed = set(agents.filter(pk__in=wanted).values_list("pk", flat=True)) if wanted else set()
         proposed = next((pk for pk in wanted if pk in listed), None)
         if proposed is None:
-            first_two = list(field.queryset.values_list("pk", flat=True)[:2])
+            first_two = list(agents.values_list("pk", flat=True)[:2])
             proposed = first_two[0] if len(first_two) == 1 else None
         if proposed is None:
             field.empty_label = _("Choose an agent")
@@ -278,7 +283,8 @@ class MenuForm(PayloadForm):
         return all([option.is_valid() for option in self.options]) and valid
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         ids = [self.data.get(f"opt-{i}-id", "").strip() for i in range(self.row_count)]
         duplicates = sorted({i for i in ids if i and ids.count(i) > 1})
         if duplicates:
@@ -364,10 +370,13 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
             agents = agents.filter(pk=lock_agent.pk)
             del self.fields["agent"]
         else:
-            self.fields["agent"].queryset = agents
+            field = self.fields["agent"]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = agents
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         since, until = data.get("since"), data.get("until")
         if since and until and until < since:
             self.add_error("until", _("The end date is before the start date."))

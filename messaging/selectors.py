@@ -208,6 +208,7 @@ def _record_filter(filters: RecordFilter | None, criteria: dict[str, object]) ->
     """`filters`, or the same object built from keyword criteria (`q=`, `agent=`, …),
     the shorter spelling for scripts and tests."""
     if filters is None:
+        # Keyword criteria for scripts and tests: RecordFilter refuses an unknown name.
         return RecordFilter(**criteria)  # type: ignore[arg-type]
     if criteria:
         raise TypeError("Give either filters or keyword criteria, not both.")
@@ -389,8 +390,9 @@ def _probe(
         'WHERE hit OR rn = %s ORDER BY "time" DESC, id DESC LIMIT %s',
         [pattern, *params, PROBE_ROWS, PROBE_ROWS, limit + 1],
     )
-    hits = [row for row in rows if row.hit]
-    if len(hits) > limit or not any(row.rn == PROBE_ROWS for row in rows):
+    # `hit` and `rn` are columns of the query above, not fields of the model.
+    hits = [row for row in rows if row.hit]  # type: ignore[attr-defined]
+    if len(hits) > limit or not any(row.rn == PROBE_ROWS for row in rows):  # type: ignore[attr-defined]
         return hits
     return None
 
@@ -592,7 +594,9 @@ class TimelineItem:
 
     @property
     def sort_key(self) -> tuple:
-        pk = self.record.pk if self.record is not None else self.outbound.pk
+        source = self.record if self.record is not None else self.outbound
+        assert source is not None, "a timeline item is a record or a send"
+        pk = source.pk
         return (self.time, 0 if self.record is not None else 1, pk)
 
 
@@ -681,7 +685,7 @@ def conversation_timeline(
             outbound_qs = outbound_qs.filter(created_at__lte=records[-1].time)
         outbound = list(outbound_qs.select_related("agent").order_by("-created_at", "-id")[:limit])
         hidden = _archived_copies(records, outbound, keep=focus_id)
-        items = [item for item in items if item.record.pk not in hidden]
+        items = [item for item in items if item.record is None or item.record.pk not in hidden]
         items += [TimelineItem(time=o.created_at, outbound=o) for o in outbound]
     items.sort(key=lambda item: item.sort_key)
     return Timeline(items=items, earlier_cursor=earlier_cursor, is_latest=is_latest, focus_id=focus_id)

@@ -2,18 +2,19 @@
 
 A send is two steps. `outbound_queue` (in the request) refuses what WeChat would
 reject for the reply window or budget, stores an `OutboundMessage(status=queued)` and
-enqueues `send_message_task` once the transaction commits. `outbound_deliver` (in the
-worker) claims the row with a conditional update queued → sending, so two deliveries
-of the same id send once, checks the window again (other sends may have used it up
-meanwhile), calls WeChat and records the outcome.
+enqueues `send_message_task` once the transaction commits. The worker's side,
+`messaging.delivery.outbound_deliver`, claims the row with a conditional update
+queued → sending, so two deliveries of the same id send once, checks the window again
+(other sends may have used it up meanwhile), calls WeChat and records the outcome.
 
 WeChat's send is not idempotent, so a failed call is sent again only when the failure
 proves WeChat never took it (the connection was never established, errcode -1).
 Any other doubt (a read timeout, a dropped connection, a 5xx, a worker that died
 mid-call) makes the message "unknown": not sent again, its budget counted as used,
-and settled by the history sync (`outbound_unknown_settle`): WeChat's copy of it in
-the records means sent, no copy in a fully stored stretch of history means failed
-("not delivered"), which the person may send again (`outbound_resend`).
+and settled by the history sync (`messaging.delivery.outbound_unknown_settle`):
+WeChat's copy of it in the records means sent, no copy in a fully stored stretch of
+history means failed ("not delivered"), which the person may send again
+(`outbound_resend`).
 
 If the broker is down when a message is queued, it stays queued and the outbox sweep
 (`outbound_sweep`, periodic) enqueues it once the workers are back.
@@ -28,7 +29,7 @@ from functools import partial
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop as _noop
@@ -37,28 +38,16 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
 from accounts.models import Agent, OfficialAccount, SyncState
-from kfadmin.wechat import (
-    WeChatError,
-    WeChatReplyWindowClosed,
-    WeChatRetryableError,
-    WeChatSendBudgetExhausted,
-    explain,
+from kfadmin.wechat import WeChatError, explain
+from messaging.delivery import (
+    ERRCODE_BUDGET_USED,
+    ERRCODE_WINDOW_CLOSED,
+    outbound_lost_mark,
+    send_message_task,
 )
-from messaging.models import (
-    SEND_STALE_AFTER,
-    ConversationSeen,
-    MessageRecord,
-    OutboundMessage,
-    archive_text,
-    record_digest,
-)
+from messaging.models import SEND_STALE_AFTER, ConversationSeen, OutboundMessage
 from messaging.selectors import RecordFilter, customer_window
 from sessions_app.models import Customer
-from sessions_app.services import (
-    customer_budget_used_up,
-    customer_window_close,
-    customer_window_consume,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -66,20 +55,7 @@ logger = logging.getLogger(__name__)
 # broker was down, or lost it): the outbox sweep enqueues it again.
 OUTBOX_SWEEP_AFTER = timedelta(minutes=1)
 OUTBOX_SWEEP_BATCH = 200
-# The longest a retry waits (messaging.tasks' backoff ceiling): a message put back in
-# the queue is not due before that.
-SEND_RETRY_DUE_AFTER = timedelta(seconds=60)
-# WeChat's copy of a send of unknown outcome is looked for from a little before the
-# attempt began (the clocks differ; records have whole seconds) to SETTLE_AFTER after
-# it (as the reconcile of sent copies, messaging.sync.RECONCILE_WINDOW).
-SETTLE_BEFORE = timedelta(seconds=10)
-SETTLE_AFTER = timedelta(seconds=120)
-# "Not delivered" only once history is stored this far past that stretch: WeChat lists
-# some records late, and the sync re-reads as much (messaging.sync.OVERLAP).
-SETTLE_MARGIN = timedelta(minutes=10)
 
-ERRCODE_WINDOW_CLOSED = 45015
-ERRCODE_BUDGET_USED = 45047
 ERRCODE_NO_INTERACTION = 45080
 
 # What a message's `error` says, stored in English and translated for each viewer.
@@ -87,19 +63,6 @@ ENQUEUE_FAILED = _noop(
     "The task queue cannot be reached right now. The message is saved and will be sent "
     "when the worker is back."
 )
-OUTCOME_UNKNOWN = _noop(
-    "WeChat did not confirm this message, so it may or may not have been delivered. "
-    "kfadmin will not send it again by itself; it will check WeChat's history."
-)
-LOST_IN_FLIGHT = _noop(
-    "kfadmin lost track of this message while sending it, so WeChat may or may not have "
-    "delivered it. kfadmin will check WeChat's history."
-)
-NOT_DELIVERED = _noop(
-    "WeChat's history has no copy of this message: it was not delivered. Send it again "
-    "if it is still needed."
-)
-CONFIRMED_BY_HISTORY = _noop("WeChat's history shows this message was delivered.")
 
 # What a failed publish to the broker raises (kombu wraps the transport's errors).
 BROKER_ERRORS: tuple[type[BaseException], ...] = (KombuOperationalError, ConnectionError, OSError)
@@ -156,7 +119,7 @@ def outbound_queue(
     then, the message stays queued with ENQUEUE_FAILED as its note (`awaits_worker`)
     and the outbox sweep enqueues it later; the caller is not failed for it."""
     refusal = send_refusal(customer=customer)
-    params = {"openid": customer.openid, "msgtype": msgtype, "kf_account": agent.kf_account if agent else ""}
+    params: dict[str, Any] = {"openid": customer.openid, "msgtype": msgtype, "kf_account": agent.kf_account if agent else ""}
     if resend_of is not None:
         params["resend_of"] = resend_of.pk
     if refusal is not None:
@@ -189,10 +152,6 @@ def outbound_enqueue(*, outbound_id: int) -> bool:
     Then the message stays queued and says it will be sent when the worker is back;
     the outbox sweep enqueues it again. Sending a duplicate task is harmless (the
     delivery claims the row), so this may be called again at any time."""
-    # The one import inside a function: the task runs this module's services, so
-    # messaging.tasks imports this module, and a service enqueues the task.
-    from messaging.tasks import send_message_task
-
     try:
         send_message_task.delay(outbound_id)
     except BROKER_ERRORS as exc:
@@ -203,184 +162,6 @@ def outbound_enqueue(*, outbound_id: int) -> bool:
         ).update(error=ENQUEUE_FAILED)
         return False
     return True
-
-
-def _finish(outbound: OutboundMessage, *, status: str, errcode: int | None = None, error: str = "") -> None:
-    outbound.status = status
-    outbound.errcode = errcode
-    outbound.error = error
-    fields = ["status", "errcode", "error"]
-    if status == OutboundMessage.Status.SENT:
-        outbound.sent_at = timezone.now()
-        fields.append("sent_at")
-    outbound.save(update_fields=fields)
-
-
-def _audit_delivery(outbound: OutboundMessage, *, ok: bool, errcode: int | None = None, message: str = "") -> None:
-    audit_event_record(
-        actor=outbound.created_by,
-        action="message_send",
-        official_account=outbound.official_account,
-        target=outbound.customer.openid,
-        params={
-            "outbound_id": outbound.pk,
-            "msgtype": outbound.msgtype,
-            "kf_account": outbound.agent.kf_account if outbound.agent else "",
-            "attempt": outbound.attempts,
-            "status": outbound.status,
-        },
-        ok=ok,
-        errcode=errcode,
-        message=message,
-    )
-
-
-def _outbound_get(outbound_id: int) -> OutboundMessage:
-    return OutboundMessage.objects.select_related("official_account", "customer", "agent", "created_by").get(
-        pk=outbound_id
-    )
-
-
-# What the task stores (OutboundMessage.error, audit messages) is kept in English, the
-# catalogue's source language; pages translate it for each viewer.
-@translation.override("en")
-def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
-    """Send one queued message to WeChat. Returns None when another delivery already
-    claimed it (or it is no longer queued).
-
-    Raises WeChatRetryableError, after putting the message back in the queue, only
-    when the failure proves WeChat did not take the message (`outcome_unknown` is
-    false: the connection was never established, errcode -1). Any other doubt marks
-    it "unknown" and returns: it is never sent twice."""
-    claimed = OutboundMessage.objects.filter(pk=outbound_id, status=OutboundMessage.Status.QUEUED).update(
-        status=OutboundMessage.Status.SENDING, attempts=F("attempts") + 1, attempted_at=timezone.now()
-    )
-    if not claimed:
-        _give_up_if_lost(outbound_id)
-        return None
-    outbound = _outbound_get(outbound_id)
-    customer = outbound.customer
-    # The window may have closed, or other sends used the budget, since it was queued.
-    refusal = _delivery_refusal(customer)
-    if refusal is not None:
-        _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=refusal.errcode, error=refusal.explanation)
-        _audit_delivery(outbound, ok=False, errcode=refusal.errcode, message=refusal.explanation)
-        return outbound
-
-    kf_account = outbound.agent.kf_account if outbound.agent else None
-    try:
-        wechat_client_for(outbound.official_account).send_message(
-            customer.openid, outbound.msgtype, outbound.payload, kf_account=kf_account
-        )
-    except WeChatError as error:
-        if error.outcome_unknown:
-            _mark_unknown(outbound, reason=OUTCOME_UNKNOWN, detail=str(error))
-            return outbound
-        if isinstance(error, WeChatRetryableError):
-            # Proven untouched: back in the queue so the retry can claim it; the page
-            # shows why it waits.
-            OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.SENDING).update(
-                status=OutboundMessage.Status.QUEUED, errcode=error.errcode, error=error.explanation,
-                due_at=timezone.now() + SEND_RETRY_DUE_AFTER,
-            )
-            raise
-        # WeChat knows better than kfadmin's copy: no more sends until they write.
-        if isinstance(error, WeChatReplyWindowClosed):
-            customer_window_close(customer)
-        elif isinstance(error, WeChatSendBudgetExhausted):
-            customer_budget_used_up(customer)
-        _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=error.explanation)
-        _audit_delivery(outbound, ok=False, errcode=error.errcode, message=error.explanation)
-        return outbound
-
-    with transaction.atomic():
-        _finish(outbound, status=OutboundMessage.Status.SENT)
-        customer_window_consume(customer)
-        outbound.record = _archive_sent(outbound, kf_account or "")
-        outbound.save(update_fields=["record"])
-        _audit_delivery(outbound, ok=True)
-    return outbound
-
-
-def _mark_unknown(outbound: OutboundMessage, *, reason: str, detail: str) -> bool:
-    """WeChat may have delivered the message: never send it again by itself, count it
-    against the customer's budget (refusing a later send beats WeChat's 45047), and
-    leave it for the history sync to settle."""
-    with transaction.atomic():
-        changed = OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.SENDING).update(
-            status=OutboundMessage.Status.UNKNOWN, errcode=None, error=reason
-        )
-        if not changed:
-            return False
-        outbound.refresh_from_db(fields=["status", "errcode", "error", "attempts"])
-        customer_window_consume(outbound.customer)
-        _audit_delivery(outbound, ok=False, message=f"{reason} ({detail})")
-    return True
-
-
-def _give_up_if_lost(outbound_id: int, *, now: datetime | None = None) -> bool:
-    """A message still "sending" long after its attempt began: the worker that
-    claimed it died during the WeChat call. Whether WeChat delivered it is unknown,
-    so it is not sent again; it becomes "unknown" for the history sync to settle."""
-    cut = (now or timezone.now()) - SEND_STALE_AFTER
-    lost = (
-        OutboundMessage.objects.filter(pk=outbound_id, status=OutboundMessage.Status.SENDING)
-        .filter(Q(attempted_at__lt=cut) | Q(attempted_at__isnull=True, created_at__lt=cut))
-        .exists()
-    )
-    if not lost:
-        return False
-    return _mark_unknown(_outbound_get(outbound_id), reason=LOST_IN_FLIGHT, detail="the worker stopped mid-send")
-
-
-def _delivery_refusal(customer: Customer) -> SendRefused | None:
-    """The check of `send_refusal` for the message being delivered (it is one of the
-    pending ones there, so it does not count against itself here)."""
-    now = timezone.now()
-    if not customer.window_running(now):
-        return SendRefused(ERRCODE_WINDOW_CLOSED, _(explain(ERRCODE_WINDOW_CLOSED)))
-    if customer.sends_left(now) <= 0:
-        return SendRefused(ERRCODE_BUDGET_USED, _(explain(ERRCODE_BUDGET_USED)))
-    return None
-
-
-def _archive_sent(outbound: OutboundMessage, worker: str) -> MessageRecord:
-    """Archive the send as WeChat's history will show it (source=kfadmin), so search
-    finds it before the next history sync, which reconciles it with WeChat's copy."""
-    text = archive_text(outbound.msgtype, outbound.payload)
-    at = outbound.sent_at or timezone.now()
-    digest = record_digest(worker, outbound.customer.openid, MessageRecord.OperCode.AGENT_SENT, text)
-    seq = MessageRecord.objects.filter(official_account=outbound.official_account, time=at, digest=digest).count()
-    return MessageRecord.objects.create(
-        official_account=outbound.official_account,
-        time=at,
-        worker=worker,
-        openid=outbound.customer.openid,
-        opercode=MessageRecord.OperCode.AGENT_SENT,
-        text=text,
-        digest=digest,
-        seq=seq,
-        source=MessageRecord.Source.KFADMIN,
-    )
-
-
-@translation.override("en")
-def outbound_give_up(*, outbound_id: int, error: WeChatError) -> OutboundMessage | None:
-    """Retries are used up on failures that each proved WeChat did not take the
-    message: it failed, and may be sent again."""
-    outbound = (
-        OutboundMessage.objects.select_related("official_account", "customer", "agent", "created_by")
-        .filter(pk=outbound_id, status=OutboundMessage.Status.QUEUED)
-        .first()
-    )
-    if outbound is None:
-        return None
-    reason = _("WeChat could not be reached after several attempts: %(reason)s Send it again.") % {
-        "reason": error.explanation
-    }
-    _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=reason)
-    _audit_delivery(outbound, ok=False, errcode=error.errcode, message=reason)
-    return outbound
 
 
 @dataclass(frozen=True)
@@ -424,7 +205,7 @@ def outbound_sweep(*, now: datetime | None = None, batch: int = OUTBOX_SWEEP_BAT
         .order_by("id")
         .values_list("pk", flat=True)[:batch]
     )
-    lost = [pk for pk in stuck if _give_up_if_lost(pk, now=now)]
+    lost = [pk for pk in stuck if outbound_lost_mark(outbound_id=pk, now=now)]
     return SweepResult(requeued=requeued, lost=lost, more=len(overdue) >= batch or len(stuck) >= batch)
 
 
@@ -443,6 +224,7 @@ def outbound_resend(*, outbound: OutboundMessage, actor) -> OutboundMessage:
             raise SendAgainRefused(_("Only a message that failed can be sent again."))
         if original.resends.exists():
             raise SendAgainRefused(_("This message has already been sent again."))
+        refusal: SendRefused | None
         try:
             again = outbound_queue(
                 account=original.official_account, customer=original.customer, agent=original.agent,
@@ -460,64 +242,6 @@ def outbound_resend(*, outbound: OutboundMessage, actor) -> OutboundMessage:
     if refusal is not None:
         raise refusal
     return again
-
-
-def _wechat_copy(outbound: OutboundMessage, at: datetime) -> MessageRecord | None:
-    """WeChat's record of this send in the archive: an agent message to the same
-    customer with the text WeChat's history shows for it (by the same agent, when one
-    was named), from just before the attempt to SETTLE_AFTER after it, that no other
-    message of kfadmin's already stands for. The earliest such record."""
-    records = (
-        MessageRecord.objects.filter(
-            official_account=outbound.official_account,
-            openid=outbound.customer.openid,
-            opercode=MessageRecord.OperCode.AGENT_SENT,
-            text=archive_text(outbound.msgtype, outbound.payload),
-            time__gte=at - SETTLE_BEFORE,
-            time__lte=at + SETTLE_AFTER,
-            outbound__isnull=True,
-        )
-        # kfadmin's own provisional copies stand for messages it saw delivered.
-        .exclude(source=MessageRecord.Source.KFADMIN)
-    )
-    if outbound.agent is not None:
-        records = records.filter(worker=outbound.agent.kf_account)
-    return records.order_by("time", "id").first()
-
-
-@translation.override("en")
-def outbound_unknown_settle(*, account: OfficialAccount, stored_until: datetime | None) -> tuple[int, int]:
-    """Settle the account's messages of unknown outcome from the archive; for the
-    history sync, after it stored new records.
-
-    WeChat's copy of a message in the records → sent (linked to that record). No copy,
-    while the history is completely stored (`stored_until`, the sync's cursor) past
-    the stretch where it would be plus SETTLE_MARGIN → failed, "not delivered", which
-    the person may send again. Otherwise it stays unknown. The budget counted when it
-    became unknown is left as it is: refusing a send beats WeChat's 45047.
-    Returns (sent, not delivered)."""
-    sent = failed = 0
-    unknown = (
-        OutboundMessage.objects.filter(official_account=account, status=OutboundMessage.Status.UNKNOWN)
-        .select_related("official_account", "customer", "agent", "created_by")
-        .order_by("attempted_at", "id")
-    )
-    for outbound in unknown:
-        at = outbound.attempted_at or outbound.created_at
-        with transaction.atomic():
-            copy = _wechat_copy(outbound, at)
-            rows = OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.UNKNOWN)
-            if copy is not None:
-                if rows.update(status=OutboundMessage.Status.SENT, sent_at=copy.time, record=copy, error=""):
-                    outbound.status = OutboundMessage.Status.SENT
-                    _audit_delivery(outbound, ok=True, message=CONFIRMED_BY_HISTORY)
-                    sent += 1
-            elif stored_until is not None and stored_until >= at + SETTLE_AFTER + SETTLE_MARGIN:
-                if rows.update(status=OutboundMessage.Status.FAILED, error=NOT_DELIVERED):
-                    outbound.status = OutboundMessage.Status.FAILED
-                    _audit_delivery(outbound, ok=False, message=NOT_DELIVERED)
-                    failed += 1
-    return sent, failed
 
 
 def typing_refusal(*, customer: Customer, now: datetime | None = None) -> SendRefused | None:

@@ -47,8 +47,8 @@ from accounts.clients import wechat_client_for
 from accounts.models import OfficialAccount, SyncState
 from accounts.sync import SyncLeaseLost, sync_state_renew
 from kfadmin.wechat import WeChatClient, WeChatError, WeChatRateLimited
+from messaging.delivery import outbound_unknown_settle
 from messaging.models import MessageRecord, OutboundMessage, record_digest
-from messaging.services import outbound_unknown_settle
 from sessions_app.models import Customer
 from sessions_app.services import (
     EVENT_WINDOW,
@@ -267,7 +267,6 @@ def _sync_windows(
 
 
 T = TypeVar("T")
-_END = object()
 
 
 def _read_ahead(items: Iterator[T]) -> Iterator[T]:
@@ -277,18 +276,20 @@ def _read_ahead(items: Iterator[T]) -> Iterator[T]:
     client's token store reads the shared token) is closed before the thread ends.
     """
 
-    def step() -> T:
-        return next(items, _END)  # type: ignore[arg-type]
+    def step() -> tuple[T] | None:
+        for item in items:  # the next one, if any
+            return (item,)
+        return None
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-fetch") as pool:
         try:
             future = pool.submit(step)
             while True:
-                item = future.result()
-                if item is _END:
+                got = future.result()
+                if got is None:
                     return
                 future = pool.submit(step)
-                yield item
+                yield got[0]
         finally:
             pool.submit(connections.close_all)
 
@@ -577,6 +578,7 @@ def _relink_sends(account_id: int, replaced_by: dict[int, tuple[int, bytes, int]
     copies, so each synced copy is known to stand for that send (and is never taken
     for WeChat's copy of another send whose outcome is unknown)."""
     for outbound in OutboundMessage.objects.filter(record_id__in=list(replaced_by)).only("pk", "record_id"):
+        assert outbound.record_id is not None  # selected by record_id
         t, digest, seq = replaced_by[outbound.record_id]
         synced_id = (
             MessageRecord.objects.filter(
@@ -735,7 +737,7 @@ def history_backfill(
     state = _state(account_id, SyncState.Job.BACKFILL)
     unfinished = (state.progress or {}).get("state") != "done"
     resume = state.cursor is not None and unfinished and not restart
-    start = state.cursor if resume else until - timedelta(days=days)
+    start = state.cursor if resume and state.cursor is not None else until - timedelta(days=days)
     if not resume:
         # A fresh import's cursor starts at its own start: one that fails before its
         # first complete window must resume there, not at an earlier backfill's end.

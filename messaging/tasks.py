@@ -23,8 +23,13 @@ from accounts.sync import (
 )
 from accounts.tasks import enqueue_for_active_accounts
 from kfadmin.wechat import WeChatRetryableError
+
+# send_message_task lives with the delivery it runs (messaging.delivery), which the
+# services that enqueue it import; it is imported here so the worker registers it
+# with the app's other tasks.
+from messaging.delivery import send_message_task as send_message_task
 from messaging.selectors import tail_accounts_due
-from messaging.services import outbound_deliver, outbound_give_up, outbound_sweep
+from messaging.services import outbound_sweep
 from messaging.sync import history_sync, live_tail
 
 logger = logging.getLogger(__name__)
@@ -118,43 +123,6 @@ def sync_all_tail_task() -> int:
     for account_id in account_ids:
         sync_tail_task.apply_async(args=[account_id], expires=settings.SYNC_TAIL_SECONDS)
     return len(account_ids)
-
-
-# -------------------------------------------------------------- sending kf messages
-# One OutboundMessage id in. The service claims the row with a conditional update
-# (queued → sending), so a redelivered or duplicated task sends nothing twice; that
-# makes acks_late safe. Only the client's transient errors are retried, with
-# exponential backoff and jitter, and only those that prove WeChat never took the
-# message (the send is not idempotent); when the retries are used up the message is
-# marked failed with the reason, so the page never shows "queued" forever. The outbox
-# sweep picks up what never reached a worker.
-
-# Celery's own exponential backoff with full jitter: 2 s, 4 s, 8 s... capped at a
-# minute, five retries. autoretry_for only sees the errors the task lets through: on
-# the last attempt it gives the message up instead, so it never stays "queued".
-SEND_RETRY: dict[str, Any] = {
-    "autoretry_for": (WeChatRetryableError,),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "retry_jitter": True,
-    "max_retries": 5,
-}
-
-
-# Routed to the "send" queue by settings.CELERY_TASK_ROUTES ("*.send_*").
-@shared_task(bind=True, acks_late=True, ignore_result=True, **SEND_RETRY)
-def send_message_task(self, outbound_id: int) -> str:
-    """Deliver one queued message; returns its status ("skipped" when another
-    delivery already has it). Retried only on failures that prove WeChat did not
-    take the message; a doubtful one leaves it "unknown" (see outbound_deliver)."""
-    try:
-        outbound = outbound_deliver(outbound_id=outbound_id)
-    except WeChatRetryableError as error:
-        if self.request.retries < self.max_retries:
-            raise  # retried by autoretry_for, with backoff
-        given_up = outbound_give_up(outbound_id=outbound_id, error=error)
-        return given_up.status if given_up else "skipped"
-    return outbound.status if outbound is not None else "skipped"
 
 
 # Routed to the "send" queue with the sends it rescues.

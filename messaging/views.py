@@ -16,6 +16,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils import timezone
@@ -492,7 +493,7 @@ def _jsonl_stream(rows: Iterator[dict]) -> Iterator[str]:
 
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
-def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponse:
+def export(request: HttpRequest, ctx: AccountContext, fmt: str) -> HttpResponseBase:
     if fmt not in ("csv", "jsonl"):
         raise Http404("Unknown export format")
     form = _history_form(request, ctx)

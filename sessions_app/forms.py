@@ -18,7 +18,9 @@ class AssignForm(forms.Form):
 
     def __init__(self, *args, account: OfficialAccount, only: Agent | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["agent"].queryset = bound_agents(account, only=only)
+        field = self.fields["agent"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = bound_agents(account, only=only)
         self.fields["agent"].widget.attrs["autofocus"] = True  # htmx focuses it when the panel opens
         self.fields["agent"].error_messages["invalid_choice"] = _(
             "Choose one of the listed agents; only agents bound to a WeChat user can take customers."
@@ -34,7 +36,9 @@ class TransferForm(forms.Form):
         agents = bound_agents(account)
         if current is not None:
             agents = agents.exclude(pk=current.pk)
-        self.fields["to_agent"].queryset = agents
+        field = self.fields["to_agent"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = agents
         self.fields["to_agent"].widget.attrs["autofocus"] = True
         self.fields["to_agent"].error_messages["invalid_choice"] = _(
             "Choose another listed agent; only agents bound to a WeChat user can take customers."

@@ -9,7 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Expression, Q, Value
+from django.db.models import Count, Q, Value
+from django.db.models.expressions import BaseExpression
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -30,17 +31,17 @@ WAITCASE_LIMIT = 100
 TYPING_INTERACTION_WINDOW = timedelta(seconds=30)
 
 
-def _no_preview() -> Expression:
+def _no_preview() -> BaseExpression:
     return Value("")
 
 
 # What the customer last wrote, per row of a KfSession queryset: the preview the queue
 # and the board show. The archive is messaging's, an app above this one, so messaging
 # plugs its subquery in when it loads (MessagingConfig.ready); this app never imports it.
-_last_customer_text: Callable[[], Expression] = _no_preview
+_last_customer_text: Callable[[], BaseExpression] = _no_preview
 
 
-def session_preview_provide(subquery: Callable[[], Expression]) -> None:
+def session_preview_provide(subquery: Callable[[], BaseExpression]) -> None:
     """Set what the queue and the board show as each customer's last message."""
     global _last_customer_text
     _last_customer_text = subquery
@@ -74,8 +75,10 @@ def _with_durations(
     """Attach `elapsed` (a timedelta since `since_field`) and `waited_long`."""
     for session in sessions:
         since = getattr(session, since_field) or now
-        session.elapsed = max(now - since, timedelta(0))
-        session.waited_long = session.elapsed >= long_wait
+        # Attached for the pages, not fields of the model.
+        elapsed = max(now - since, timedelta(0))
+        session.elapsed = elapsed  # type: ignore[attr-defined]
+        session.waited_long = elapsed >= long_wait  # type: ignore[attr-defined]
     return sessions
 
 
@@ -193,16 +196,17 @@ def sessions_board(
     else:
         groups = listed = loads
     by_agent = {g.agent.pk: g for g in listed}
-    for group in listed:
-        group.sessions = []
+    held: dict[int, list[KfSession]] = {pk: [] for pk in by_agent}
     # Each session's agent is the group's (already loaded): not joined again per row.
     for session in _open_sessions(account=account, agent_ids=list(by_agent)):
-        group = by_agent[session.agent_id]
-        session.agent = group.agent
-        group.sessions.append(session)
+        assert session.agent_id is not None  # selected by agent
+        session.agent = by_agent[session.agent_id].agent
+        held[session.agent_id].append(session)
+    for group in listed:
+        group.sessions = held[group.agent.pk]
+        if agent is not None:
+            group.load = len(held[group.agent.pk])
     if agent is not None:
-        for group in listed:
-            group.load = len(group.sessions)
         total = sum(g.load for g in listed)
     return Board(
         groups=groups, open_total=total, folded=folded, selected=selected, idle_offline=len(loads) - len(groups)
@@ -364,7 +368,7 @@ def customer_window_state(
         remaining=remaining,
         budget=usable[0].budget if usable else (grants[0].budget if grants else 0),
         expires_at=expires_at,
-        seconds_left=int((expires_at - now).total_seconds()) if live else 0,
+        seconds_left=int((expires_at - now).total_seconds()) if expires_at is not None else 0,
         pending=pending,
         typing_allowed=typing_allowed,
         closed_early=not live and _window_closed_early(customer, now),

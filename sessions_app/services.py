@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from django.db import connection, transaction
 from django.db.models import Case, F, PositiveSmallIntegerField, Q, When
@@ -163,7 +164,7 @@ def _customers_touch_bulk_sql(
 ) -> int:
     # Sorted, so concurrent bulk touches lock rows in the same order.
     openids = sorted(latest)
-    params = {
+    params: dict[str, Any] = {
         "account": account.pk,
         "openids": openids,
         "earliest": [earliest[o] for o in openids],
@@ -270,7 +271,7 @@ WHERE c.official_account_id = %(account)s AND c.openid = v.openid
 
 def _customers_window_replied_sql(account: OfficialAccount, caps: dict[str, Replies]) -> int:
     openids = sorted(caps)  # the lock order of `customers_touch_bulk`
-    params = {
+    params: dict[str, Any] = {
         "account": account.pk,
         "openids": openids,
         "messages": [caps[o].last_message_at for o in openids],

@@ -12,8 +12,9 @@ from django.utils import timezone, translation
 
 from accounts.sentences import _TRANSPORT_DETAILS, sentence_translate
 from kfadmin.wechat import TRANSPORT_SENTENCE, WeChatTransportError
+from messaging.delivery import outbound_deliver, outbound_give_up
 from messaging.models import OutboundMessage
-from messaging.services import outbound_deliver, outbound_give_up, outbound_queue
+from messaging.services import outbound_queue
 from sessions_app.models import Customer, KfSession
 from tests.factories import OfficialAccountFactory, SyncStateFactory, supervisor
 from tests.sessions_app.test_views_support import (

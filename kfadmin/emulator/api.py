@@ -412,7 +412,7 @@ def op_get_session_list(
     emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float
 ) -> dict[str, Any]:
     account = _bound_account(oa, req.query.get("kf_account", ""))
-    sessions = [
+    sessions: list[dict[str, Any]] = [
         {"createtime": c.session_created, "openid": c.openid}
         for c in oa.customers.values()
         if c.session_kf == account.kf_account
@@ -424,7 +424,7 @@ def op_get_session_list(
 def op_get_wait_case(
     emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float
 ) -> dict[str, Any]:
-    entries = []
+    entries: list[dict[str, Any]] = []
     for openid in oa.queue:
         if len(entries) >= WAITCASE_LIMIT:
             break

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from typing import Any
 
-from .core import ControlError, Emulator
+from .core import Emulator
 from .dialogues import pick_template, render
+from .errors import ControlError
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class Chatter:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def turn(self) -> dict | None:
+    def turn(self) -> dict[str, Any] | None:
         """One customer writes: someone in a session, or now and then a newcomer."""
         oa = self.emulator.state(appid=self.appid, customers=True)["official_accounts"][0]
         queued = {q["openid"] for q in oa["queue"]}

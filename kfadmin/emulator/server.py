@@ -241,10 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
             if split.path.startswith(CONTROL_PREFIX) or split.path == CONTROL_PREFIX.rstrip("/"):
                 self._control(split.path[len(CONTROL_PREFIX) :], split.query, body)
                 return
-            host = (
-                self.headers.get("Host")
-                or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
-            )
+            host = self.headers.get("Host") or self.server.host_port
             request = ApiRequest(
                 method=self.command,
                 path=split.path,
@@ -352,7 +349,9 @@ class _Server(ThreadingHTTPServer):
         # TCP connections accepted so far: shows whether clients reuse kept-alive ones.
         self.connections_accepted = 0
         super().__init__(address, _Handler)
-        bound_host, bound_port = self.server_address[:2]
+        # The socket's own name, which is a text host for the IPv4 socket bound here.
+        bound_host, bound_port = self.socket.getsockname()[:2]
+        self.host_port = f"{bound_host}:{bound_port}"
         public_host = "127.0.0.1" if bound_host in ("0.0.0.0", "") else bound_host
         self.base_url = f"http://{public_host}:{bound_port}"
 

@@ -153,7 +153,7 @@ class WeChatCrypto:
     def __repr__(self) -> str:
         return f"WeChatCrypto(appid={self.appid!r})"
 
-    def _cipher(self) -> Cipher:
+    def _cipher(self) -> Cipher[modes.CBC]:
         return Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16]))
 
     def encrypt(self, message: str | bytes, random_prefix: bytes | None = None) -> str:

@@ -9,6 +9,8 @@ happened and what to do (wechat-kf-api.md §8).
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "TOKEN_REFRESH_ERRCODES",
     "WeChatCallbackError",
@@ -72,7 +74,7 @@ class WeChatError(Exception):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(errcode={self.errcode!r}, errmsg={self.errmsg!r})"
 
-    def __reduce__(self):  # type: ignore[override]
+    def __reduce__(self) -> tuple[Any, ...]:
         # Celery pickles exceptions between processes; keep the keyword argument.
         return (_rebuild_error, (type(self), self.errcode, self.errmsg, self._explanation))
 
@@ -135,7 +137,7 @@ class WeChatTransportError(WeChatRetryableError):
         self.detail = detail
         super().__init__(None, message, explanation=TRANSPORT_SENTENCE % {"detail": detail})
 
-    def __reduce__(self):  # type: ignore[override]
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_transport_error, (type(self), self.errmsg, self.http_status, self.detail))
 
 

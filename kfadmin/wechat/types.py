@@ -232,7 +232,8 @@ def from_dict(cls: type[T], data: Any) -> T:
             None, f"Expected a JSON object for {cls.__name__}, got {type(data).__name__}."
         )
     kwargs: dict[str, Any] = {}
-    for name, annotation in _field_types(cls).items():
+    # A class is hashable; mypy does not see that for a type variable's `type[T]`.
+    for name, annotation in _field_types(typing.cast(type, cls)).items():
         value = data.get(name)
         if value is None:
             continue
@@ -247,7 +248,7 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
         if not isinstance(value, builtins.list):
             raise WeChatResponseError(None, f"Expected a list for {where}.")
         return [_coerce(item_type, item, f"{where}[]") for item in value]
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return from_dict(annotation, value)
     if annotation is str:
         if isinstance(value, bool) or not isinstance(value, str | int | float):

@@ -13,8 +13,8 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from kfadmin.celery import app
+from messaging.delivery import outbound_unknown_settle
 from messaging.models import OutboundMessage
-from messaging.services import outbound_unknown_settle
 from messaging.sync import history_sync
 from tests.factories import PASSWORD, supervisor
 from tests.sessions_app.test_views_support import emulated_agent, served_customer, wired_account

@@ -5,8 +5,8 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from kfadmin.wechat import explain
+from messaging.delivery import outbound_deliver
 from messaging.models import OutboundMessage
-from messaging.services import outbound_deliver
 from tests.factories import (
     CustomerFactory,
     OfficialAccountFactory,

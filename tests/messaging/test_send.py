@@ -10,15 +10,10 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from kfadmin.wechat import WeChatConflict, WeChatSystemBusy
+from messaging.delivery import outbound_deliver, outbound_give_up
 from messaging.forms import COMPOSER_FORMS
 from messaging.models import MessageRecord, OutboundMessage
-from messaging.services import (
-    SendRefused,
-    outbound_deliver,
-    outbound_give_up,
-    outbound_queue,
-    typing_send,
-)
+from messaging.services import SendRefused, outbound_queue, typing_send
 from sessions_app.models import Customer
 from sessions_app.selectors import customer_window_state
 from tests.sessions_app.test_views_support import (

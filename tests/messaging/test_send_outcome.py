@@ -12,17 +12,10 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent, OfficialAccount
 from kfadmin.wechat import WeChatRequestNotSent
-from messaging import services
+from messaging import delivery, services
+from messaging.delivery import NOT_DELIVERED, outbound_deliver, outbound_unknown_settle
 from messaging.models import MessageRecord, OutboundMessage
-from messaging.services import (
-    NOT_DELIVERED,
-    SendAgainRefused,
-    outbound_deliver,
-    outbound_queue,
-    outbound_resend,
-    outbound_sweep,
-    outbound_unknown_settle,
-)
+from messaging.services import SendAgainRefused, outbound_queue, outbound_resend, outbound_sweep
 from messaging.sync import history_sync
 from sessions_app.models import Customer
 from tests.sessions_app.test_views_support import emulated_agent, waiting_customer, wired_account
@@ -190,7 +183,7 @@ def test_an_unknown_send_stays_unknown_until_the_history_is_stored_well_past_it(
     outbound.refresh_from_db()
     assert outbound.status == "unknown"
     attempted = outbound.attempted_at
-    margin = services.SETTLE_AFTER + services.SETTLE_MARGIN
+    margin = delivery.SETTLE_AFTER + delivery.SETTLE_MARGIN
     assert outbound_unknown_settle(account=account, stored_until=attempted + margin - timedelta(seconds=1)) == (0, 0)
     assert outbound_unknown_settle(account=account, stored_until=attempted + margin) == (0, 1)
     outbound.refresh_from_db()

@@ -613,7 +613,7 @@ def test_the_transcript_accepts_only_get(boss_client, session):
 def test_a_message_sent_from_kfadmin_shows_once_with_its_status_not_again_as_its_archived_copy(
     boss_client, session, alice, emulator, django_capture_on_commit_callbacks
 ):
-    from messaging.services import outbound_deliver
+    from messaging.delivery import outbound_deliver
 
     openid = session.customer.openid
     archive(session.official_account, openid, "好的", opercode=2002, worker=alice.kf_account,

@@ -7,14 +7,9 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import AuditEvent
+from messaging.delivery import LOST_IN_FLIGHT, NOT_DELIVERED, OUTCOME_UNKNOWN
 from messaging.models import OutboundMessage
-from messaging.services import (
-    ENQUEUE_FAILED,
-    LOST_IN_FLIGHT,
-    NOT_DELIVERED,
-    OUTCOME_UNKNOWN,
-    outbound_queue,
-)
+from messaging.services import ENQUEUE_FAILED, outbound_queue
 from tests.factories import agent_user, auditor, outsider
 from tests.messaging.broker_helpers import broker_unreachable
 from tests.sessions_app.test_views_support import (

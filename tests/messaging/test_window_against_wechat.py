@@ -19,8 +19,9 @@ from django.utils import timezone
 
 from accounts.clients import wechat_client_for
 from kfadmin.wechat import WeChatError
+from messaging.delivery import outbound_deliver
 from messaging.models import OutboundMessage
-from messaging.services import SendRefused, outbound_deliver, outbound_queue, send_refusal
+from messaging.services import SendRefused, outbound_queue, send_refusal
 from sessions_app.models import Customer
 from sessions_app.selectors import customer_window_state
 
