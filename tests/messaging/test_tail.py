@@ -54,7 +54,11 @@ def _customer_texts(account, openid):
 
 def test_a_message_written_in_a_session_is_not_pushed_and_the_tail_stores_it(in_session, kf_account_row, emulator):
     openid = in_session.customer.openid
-    Customer.objects.filter(pk=in_session.customer.pk).update(window_remaining=0)
+    # The budget of their earlier message is used up (kfadmin saw it an hour ago).
+    earlier = timezone.now() - timedelta(hours=1)
+    Customer.objects.filter(pk=in_session.customer.pk).update(
+        window_remaining=0, last_message_at=earlier, window_expires_at=earlier + timedelta(hours=48)
+    )
     answer = emulator.control("customer_writes", openid=openid, text="订单还没到")
 
     result = live_tail(account_id=kf_account_row.pk)
