@@ -203,6 +203,7 @@ class SyncState(models.Model):
         HISTORY = "history", _("Chat history")
         BACKFILL = "backfill", _("History backfill")
         TAIL = "tail", _("Live messages")
+        LIBRARY = "library", _("Media library")
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="sync_states")
     job = models.CharField(max_length=16, choices=Job.choices)

@@ -36,6 +36,7 @@ SYNC_INTERVAL_SETTINGS: dict[str, str] = {
     SyncState.Job.QUEUE: "SYNC_QUEUE_SECONDS",
     SyncState.Job.SESSIONS: "SYNC_SESSIONS_SECONDS",
     SyncState.Job.HISTORY: "SYNC_HISTORY_SECONDS",
+    SyncState.Job.LIBRARY: "SYNC_LIBRARY_SECONDS",
 }
 # A job lags when its last success is older than this many intervals (plus a minute
 # of grace, so a run that is merely in progress is not flagged).
@@ -71,6 +72,9 @@ AUDIT_ACTION_LABELS: dict[str, str | Promise] = {
     "message_resend": _("Send message again"),
     "typing_send": _("Show typing"),
     "history_export": _("Export history"),
+    "media_store": _("Keep a file to send"),
+    "media_upload": _("Upload media to WeChat"),
+    "media_fetch": _("Fetch a customer's media"),
     "login": _("Log in"),
     "logout": _("Log out"),
     "login_failed": _("Failed login"),

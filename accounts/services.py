@@ -375,6 +375,7 @@ SYNC_TASKS: dict[str, str] = {
     SyncState.Job.QUEUE: "sessions_app.tasks.sync_queue_task",
     SyncState.Job.SESSIONS: "sessions_app.tasks.sync_sessions_task",
     SyncState.Job.HISTORY: "messaging.tasks.sync_history_task",
+    SyncState.Job.LIBRARY: "messaging.tasks.sync_library_task",
 }
 
 
@@ -440,7 +441,9 @@ _WECHAT_SENTENCES = (
     gettext_noop('WeChat rejected the credentials: the AppSecret is wrong or the access token is no longer valid (another system may have fetched a newer one). Check the AppSecret and make sure only one system refreshes the token.'),
     gettext_noop('The token request used an invalid grant_type; it must be client_credential.'),
     gettext_noop('WeChat does not know this customer (invalid openid). Check that the openid belongs to this official account.'),
-    gettext_noop('WeChat rejected the file type. Upload the avatar as a JPG image.'),
+    gettext_noop('WeChat does not know this media type. Upload an image, voice, video or thumbnail.'),
+    gettext_noop('WeChat rejected the file type. Avatars and thumbnails must be JPG, images PNG, JPG or GIF, voice AMR or MP3, video MP4.'),
+    gettext_noop('WeChat rejected the file size. Images and voice may be at most 2 MB, video 10 MB, thumbnails 64 KB.'),
     gettext_noop('The media_id is invalid or has expired. Upload the media again and use the new id.'),
     gettext_noop('WeChat does not accept this message type.'),
     gettext_noop('The image file size is not accepted. Use a JPG of at most 5 MB.'),
@@ -454,7 +457,7 @@ _WECHAT_SENTENCES = (
     gettext_noop('The request reached WeChat without an access token. This is a bug in the client.'),
     gettext_noop('The token request is missing the AppID. Configure the AppID.'),
     gettext_noop('The token request is missing the AppSecret. Configure the AppSecret.'),
-    gettext_noop('The upload contained no file. Choose an image and try again.'),
+    gettext_noop('The upload contained no file. Choose a file and try again.'),
     gettext_noop('The access token has expired. A fresh token will be fetched automatically.'),
     gettext_noop('WeChat requires a POST request here. This is a bug in the client.'),
     gettext_noop('This customer does not follow the official account, so WeChat will not deliver the message.'),

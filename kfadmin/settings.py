@@ -207,10 +207,10 @@ CONTENT_SECURITY_POLICY = {
 
 # --- Request size ---------------------------------------------------------------------
 # Django caps form fields (DATA_UPLOAD_MAX_MEMORY_SIZE, 2.5 MB by default) but not
-# files; RequestBodyLimitMiddleware answers 413 above this (the largest upload is an
-# avatar of at most 5 MB). Uploads above FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary
+# files; RequestBodyLimitMiddleware answers 413 above this (the largest upload is a
+# video for WeChat, at most 10 MB). Uploads above FILE_UPLOAD_MAX_MEMORY_SIZE go to a temporary
 # file instead of memory. Set the proxy's own limit (nginx client_max_body_size) too.
-REQUEST_BODY_MAX_BYTES = 6 * 1024 * 1024
+REQUEST_BODY_MAX_BYTES = 11 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 
@@ -258,6 +258,8 @@ SYNC_HISTORY_SECONDS = env_int("SYNC_HISTORY_SECONDS", 300, minimum=60)
 # browser), its newest chat records are read this often, since WeChat pushes a
 # customer's in-session messages to its own kf client and not to the callback URL.
 SYNC_TAIL_SECONDS = env_int("SYNC_TAIL_SECONDS", 5, minimum=2)
+# The media library (permanent materials, published articles) changes rarely.
+SYNC_LIBRARY_SECONDS = env_int("SYNC_LIBRARY_SECONDS", 900, minimum=60)
 # How far back the first history sync of an account reaches (`manage.py backfill_history`
 # imports more).
 HISTORY_LOOKBACK_DAYS = env_int("HISTORY_LOOKBACK_DAYS", 2, minimum=1)
@@ -314,6 +316,17 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.sync_all_tail_task",
         "schedule": SYNC_TAIL_SECONDS,
         "options": {"expires": SYNC_TAIL_SECONDS},
+    },
+    "sync-library": {
+        "task": "messaging.tasks.sync_all_library_task",
+        "schedule": SYNC_LIBRARY_SECONDS,
+        "options": {"expires": SYNC_LIBRARY_SECONDS},
+    },
+    # Customers' media whose fetch task was lost (WeChat keeps them 3 days).
+    "fetch-media-sweep": {
+        "task": "messaging.tasks.fetch_media_sweep_task",
+        "schedule": 300,
+        "options": {"expires": 300},
     },
     # Messages queued while the broker was down, or whose worker died mid-send.
     "send-outbox-sweep": {

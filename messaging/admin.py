@@ -6,7 +6,14 @@ from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import ReadOnlyAdmin
-from messaging.models import CallbackNonce, ConversationSeen, MessageRecord, OutboundMessage
+from messaging.models import (
+    CallbackNonce,
+    ConversationSeen,
+    LibraryItem,
+    MediaFile,
+    MessageRecord,
+    OutboundMessage,
+)
 
 
 @admin.register(MessageRecord)
@@ -50,3 +57,19 @@ class ConversationSeenAdmin(ReadOnlyAdmin):
     list_filter = ["official_account"]
     search_fields = ["user__username", "openid"]
     list_select_related = ["user", "official_account"]
+
+
+@admin.register(MediaFile)
+class MediaFileAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "official_account", "customer", "kind", "direction", "state", "content_type", "size", "uploads", "expires_at"]
+    list_filter = ["official_account", "kind", "direction", "state"]
+    search_fields = ["customer__openid", "media_id", "name"]
+    date_hierarchy = "created_at"
+    list_select_related = ["customer", "official_account"]
+
+
+@admin.register(LibraryItem)
+class LibraryItemAdmin(ReadOnlyAdmin):
+    list_display = ["official_account", "kind", "title", "ident", "updated_at", "synced_at"]
+    list_filter = ["official_account", "kind"]
+    search_fields = ["title", "ident"]

@@ -30,6 +30,7 @@ import re
 import secrets
 import time
 from datetime import UTC, datetime
+from functools import partial
 
 from django.contrib.auth.decorators import login_not_required
 from django.db import IntegrityError, transaction
@@ -49,7 +50,10 @@ from kfadmin.wechat import (
     parse_message,
     parse_xml,
 )
+from messaging.media import INBOUND_KINDS, media_inbound_register
 from messaging.models import CallbackNonce, MessageRecord, record_digest
+from messaging.services import BROKER_ERRORS
+from messaging.tasks import fetch_media_task
 from sessions_app.models import Customer
 from sessions_app.services import Touch, customer_touch, customer_window_close
 from sessions_app.transitions import SessionEvent, session_event_apply, session_waiting_wrote
@@ -210,6 +214,8 @@ def callback_message_record(*, account: OfficialAccount, message: CallbackMessag
             return False
         customer = customer_touch(account, openid, at, Touch.MESSAGE)
         session_waiting_wrote(customer=customer, at=at)
+        if message.media_id and message.msg_type in INBOUND_KINDS:
+            _media_arrived(account, customer, message, at=at, text=text)
         return True
 
     if event in _SESSION_EVENTS:
@@ -234,6 +240,27 @@ def callback_message_record(*, account: OfficialAccount, message: CallbackMessag
         return True
     logger.info("Callback for appid %s: %s %s ignored.", account.appid, message.msg_type, event)
     return True
+
+
+def _media_arrived(account: OfficialAccount, customer: Customer, message: CallbackMessage, *, at: datetime, text: str) -> None:
+    """Keep a customer's image or voice: fetched by a task within WeChat's 3 days."""
+    record = MessageRecord.objects.filter(
+        official_account=account, time=at, seq=0,
+        digest=record_digest("", message.from_user, MessageRecord.OperCode.RECEIVED_BY_OA, text),
+    ).first()
+    media = media_inbound_register(
+        account=account, customer=customer, record=record, msg_type=message.msg_type, media_id=message.media_id
+    )
+    if media is not None:
+        transaction.on_commit(partial(_fetch_enqueue, media.pk))
+
+
+def _fetch_enqueue(media_file_id: int) -> None:
+    try:
+        fetch_media_task.delay(media_file_id)
+    except BROKER_ERRORS as exc:
+        # The fetch sweep (periodic) enqueues what is still waiting.
+        logger.warning("Could not enqueue the fetch of media file %s (%s).", media_file_id, exc)
 
 
 def _archive(

@@ -36,6 +36,7 @@ from kfadmin.wechat import (
     WeChatSendBudgetExhausted,
     explain,
 )
+from messaging.media import outbound_payload_ready, outbound_uploads_stale
 from messaging.models import (
     SEND_STALE_AFTER,
     MessageRecord,
@@ -114,9 +115,9 @@ def _audit_delivery(outbound: OutboundMessage, *, ok: bool, errcode: int | None 
 
 
 def _outbound_get(outbound_id: int) -> OutboundMessage:
-    return OutboundMessage.objects.select_related("official_account", "customer", "agent", "created_by").get(
-        pk=outbound_id
-    )
+    return OutboundMessage.objects.select_related(
+        "official_account", "customer", "agent", "created_by", "media", "thumb"
+    ).get(pk=outbound_id)
 
 
 # What the task stores (OutboundMessage.error, audit messages) is kept in English, the
@@ -148,9 +149,28 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
 
     kf_account = outbound.agent.kf_account if outbound.agent else None
     try:
-        wechat_client_for(outbound.official_account).send_message(
-            customer.openid, outbound.msgtype, outbound.payload, kf_account=kf_account
-        )
+        # Files go up first (idempotent: a retry only makes another media_id), so a
+        # failure here proves the message itself was not sent.
+        payload = outbound_payload_ready(outbound)
+    except WeChatError as error:
+        return _media_not_ready(outbound, error)
+    try:
+        try:
+            wechat_client_for(outbound.official_account).send_message(
+                customer.openid, outbound.msgtype, payload, kf_account=kf_account
+            )
+        except WeChatError as refused:
+            if not outbound_uploads_stale(refused, outbound):
+                raise
+            # 40007 although the upload should still live: WeChat's answer proves the
+            # message was not sent, so upload again and send once more, once.
+            try:
+                payload = outbound_payload_ready(outbound, force=True)
+            except WeChatError as error:
+                return _media_not_ready(outbound, error)
+            wechat_client_for(outbound.official_account).send_message(
+                customer.openid, outbound.msgtype, payload, kf_account=kf_account
+            )
     except WeChatError as error:
         if error.outcome_unknown:
             _mark_unknown(outbound, reason=OUTCOME_UNKNOWN, detail=str(error))
@@ -178,6 +198,21 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
         outbound.record = _archive_sent(outbound, kf_account or "")
         outbound.save(update_fields=["record"])
         _audit_delivery(outbound, ok=True)
+    return outbound
+
+
+def _media_not_ready(outbound: OutboundMessage, error: WeChatError) -> OutboundMessage:
+    """The file could not be uploaded, so nothing was sent. Transient failures put the
+    message back in the queue for the task's retry (raised again); others fail it."""
+    if error.retryable:
+        OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.SENDING).update(
+            status=OutboundMessage.Status.QUEUED, errcode=error.errcode, error=error.explanation,
+            due_at=timezone.now() + SEND_RETRY_DUE_AFTER,
+        )
+        raise error
+    explanation = _("The file could not be uploaded to WeChat: %(reason)s") % {"reason": error.explanation}
+    _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=explanation)
+    _audit_delivery(outbound, ok=False, errcode=error.errcode, message=explanation)
     return outbound
 
 

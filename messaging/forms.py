@@ -9,19 +9,23 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db.models import QuerySet
+from django.template.defaultfilters import filesizeformat
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.forms import AgentChoiceField, UncutInputsMixin, bound_agents
 from accounts.models import Agent, OfficialAccount
+from accounts.sentences import sentence_translate
 from kfadmin.forms import DayField
-from messaging.models import OutboundMessage
+from kfadmin.wechat import MEDIA_RULES
+from messaging.media import MediaUpload, library_choices, media_check
+from messaging.models import LibraryItem, OutboundMessage
 from messaging.selectors import RecordFilter
 
 MsgType = OutboundMessage.MsgType
@@ -50,14 +54,6 @@ class HttpURLField(forms.URLField):
         self.widget.attrs.setdefault("placeholder", "https://")
 
 
-_MEDIA_ID_LABEL = _("Media id")
-_MEDIA_ID_HELP = _("The media_id of an uploaded file (temporary or permanent material).")
-
-
-def _media_id(label=_MEDIA_ID_LABEL, required: bool = True, help_text=_MEDIA_ID_HELP):
-    return forms.CharField(label=label, max_length=MEDIA_ID_MAX, required=required, help_text=help_text)
-
-
 def _title(required: bool = False):
     return forms.CharField(label=_("Title"), max_length=TITLE_MAX, required=required)
 
@@ -67,6 +63,37 @@ def _description():
         label=_("Description"), max_length=DESCRIPTION_MAX, required=False,
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+
+
+class MediaInputField(forms.FileField):
+    """A file to send as WeChat media of `kind`: picked, dropped or pasted in the
+    composer (static/js/media-input.js). Checked from its bytes against WeChat's
+    limits for the kind; cleans to a MediaUpload."""
+
+    def __init__(self, *, kind: str, **kwargs: Any):
+        self.kind = kind
+        kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+        accept = {"image": "image/png,image/jpeg,image/gif", "voice": "audio/amr,audio/mpeg,.amr,.mp3",
+                  "video": "video/mp4", "thumb": "image/jpeg"}[kind]
+        self.widget.attrs.update({"accept": accept, "data-media-input": kind})
+
+    def clean(self, data: Any, initial: Any = None) -> MediaUpload | None:
+        upload = super().clean(data, initial)
+        if not upload:
+            return None
+        rule = MEDIA_RULES[self.kind]
+        if upload.size > rule.max_bytes:
+            # Refused before reading a file that is too big anyway.
+            raise ValidationError(
+                _("The file is %(size)s; WeChat accepts at most %(limit)s here."),
+                params={"size": filesizeformat(upload.size), "limit": rule.shown_size},
+            )
+        content = upload.read()
+        problem = media_check(kind=self.kind, content=content)
+        if problem is not None:
+            raise ValidationError(sentence_translate(problem))
+        return MediaUpload(kind=self.kind, content=content, name=upload.name or "")
 
 
 class PayloadForm(UncutInputsMixin, forms.Form):
@@ -125,6 +152,11 @@ class PayloadForm(UncutInputsMixin, forms.Form):
 
     payload_fields: tuple[str, ...] = ()
 
+    def attachments(self) -> dict[str, MediaUpload | None]:
+        """The files to send with the message (`media`, `thumb`), for outbound_queue."""
+        data = self.cleaned_data
+        return {"media": data.get("file"), "thumb": data.get("thumb_file")}
+
     def payload_field_list(self):
         return [self[name] for name in self.fields if name != "as_agent"]
 
@@ -151,28 +183,69 @@ class TextForm(PayloadForm):
         return content
 
 
-class ImageForm(PayloadForm):
+class MediaForm(PayloadForm):
+    """A message whose `media_id` is a file the person gives (uploaded to WeChat when
+    it is sent) or a permanent material picked from the library."""
+
+    media_kind = "image"
+    library_kinds: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, account: OfficialAccount, **kwargs: Any):
+        super().__init__(*args, account=account, **kwargs)
+        choices = library_choices(account=account, kinds=self.library_kinds) if self.library_kinds else []
+        if choices:
+            cast(forms.ChoiceField, self.fields["library"]).choices = [("", _("— none: send the file above —")), *choices]
+        else:
+            del self.fields["library"]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        picked = data.get("library")
+        if "file" in self.errors:
+            return data
+        if data.get("file") and picked:
+            raise ValidationError(_("Send either a file or a library item, not both."))
+        if not data.get("file") and not picked:
+            raise ValidationError(_("Choose a file (or drop or paste one here), or pick one from the library."))
+        data["media_id"] = picked or ""
+        return data
+
+
+def _library_field() -> forms.ChoiceField:
+    return forms.ChoiceField(label=_("Or from the library"), required=False, choices=())
+
+
+class ImageForm(MediaForm):
     msgtype = MsgType.IMAGE
     label = _("Image")
-    media_id = _media_id()
+    library_kinds = (LibraryItem.Kind.IMAGE,)
+    file = MediaInputField(kind="image", label=_("Picture"), help_text=_("PNG, JPEG or GIF, at most 2 MB. Pick, drop or paste it."))
+    library = _library_field()
     payload_fields = ("media_id",)
 
 
-class VoiceForm(PayloadForm):
+class VoiceForm(MediaForm):
     msgtype = MsgType.VOICE
     label = _("Voice")
-    media_id = _media_id()
+    library_kinds = (LibraryItem.Kind.VOICE,)
+    file = MediaInputField(kind="voice", label=_("Recording"), help_text=_("AMR or MP3, at most 2 MB and 60 seconds."))
+    library = _library_field()
     payload_fields = ("media_id",)
 
 
-class VideoForm(PayloadForm):
+class VideoForm(MediaForm):
     msgtype = MsgType.VIDEO
     label = _("Video")
-    media_id = _media_id()
-    thumb_media_id = _media_id(label=_("Thumbnail media id"), required=False, help_text="")
+    library_kinds = (LibraryItem.Kind.VIDEO,)
+    file = MediaInputField(kind="video", label=_("Video file"), help_text=_("MP4, at most 10 MB."))
+    library = _library_field()
+    thumb_file = MediaInputField(kind="thumb", label=_("Thumbnail"), help_text=_("JPG, at most 64 KB."))
     title = _title()
     description = _description()
-    payload_fields = ("media_id", "thumb_media_id", "title", "description")
+    payload_fields = ("media_id", "title", "description")
+
+    def payload(self) -> dict[str, Any]:
+        return {**super().payload(), "thumb_media_id": ""}
 
 
 class MusicForm(PayloadForm):
@@ -182,8 +255,11 @@ class MusicForm(PayloadForm):
     description = _description()
     musicurl = HttpURLField(label=_("Music URL"))
     hqmusicurl = HttpURLField(label=_("High-quality music URL"), required=False, help_text=_("Played on Wi-Fi when given."))
-    thumb_media_id = _media_id(label=_("Thumbnail media id"), help_text="")
-    payload_fields = ("title", "description", "musicurl", "hqmusicurl", "thumb_media_id")
+    thumb_file = MediaInputField(kind="thumb", required=True, label=_("Thumbnail"), help_text=_("JPG, at most 64 KB."))
+    payload_fields = ("title", "description", "musicurl", "hqmusicurl")
+
+    def payload(self) -> dict[str, Any]:
+        return {**super().payload(), "thumb_media_id": ""}
 
 
 class NewsForm(PayloadForm):
@@ -202,17 +278,34 @@ class NewsForm(PayloadForm):
         return {"articles": [article]}
 
 
-class MpnewsForm(PayloadForm):
+class LibraryPickForm(PayloadForm):
+    """A message that names one of the account's library items by its id."""
+
+    library_kinds: tuple[str, ...] = ()
+    id_field = "media_id"
+
+    def __init__(self, *args: Any, account: OfficialAccount, **kwargs: Any):
+        super().__init__(*args, account=account, **kwargs)
+        field = cast(forms.ChoiceField, self.fields[self.id_field])
+        field.choices = [("", _("Choose one")), *library_choices(account=account, kinds=self.library_kinds)]
+        if len(field.choices) == 1:
+            field.help_text = _("The library is empty. It is copied from WeChat every few minutes; a supervisor can sync it now on the Sync page.")
+
+
+class MpnewsForm(LibraryPickForm):
     msgtype = MsgType.MPNEWS
     label = _("Article (media id)")
-    media_id = _media_id(help_text=_("The media_id of a news material. For published articles use “Published article”."))
+    library_kinds = (LibraryItem.Kind.NEWS,)
+    media_id = forms.ChoiceField(label=_("News material"), help_text=_("For published articles use “Published article”."))
     payload_fields = ("media_id",)
 
 
-class MpnewsArticleForm(PayloadForm):
+class MpnewsArticleForm(LibraryPickForm):
     msgtype = MsgType.MPNEWSARTICLE
     label = _("Published article")
-    article_id = forms.CharField(label=_("Article id"), max_length=MEDIA_ID_MAX, help_text=_("The article_id from the publishing API."))
+    library_kinds = (LibraryItem.Kind.ARTICLE,)
+    id_field = "article_id"
+    article_id = forms.ChoiceField(label=_("Article"), help_text=_("An article the account has published."))
     payload_fields = ("article_id",)
 
 
@@ -233,8 +326,11 @@ class MiniProgramForm(PayloadForm):
         help_text=_("The mini program must be linked to this official account."),
     )
     pagepath = forms.CharField(label=_("Page path"), max_length=256, help_text=_("As in app.json, e.g. pages/index/index?id=1"))
-    thumb_media_id = _media_id(label=_("Thumbnail media id"), help_text=_("520×416 looks best."))
-    payload_fields = ("title", "appid", "pagepath", "thumb_media_id")
+    thumb_file = MediaInputField(kind="image", required=True, label=_("Card picture"), help_text=_("PNG, JPEG or GIF, at most 2 MB; 520×416 looks best."))
+    payload_fields = ("title", "appid", "pagepath")
+
+    def payload(self) -> dict[str, Any]:
+        return {**super().payload(), "thumb_media_id": ""}
 
 
 class MenuOptionForm(UncutInputsMixin, forms.Form):

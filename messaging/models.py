@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -175,6 +175,15 @@ class OutboundMessage(models.Model):
     resend_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="resends"
     )
+    # A file kfadmin keeps and uploads to WeChat when the message is delivered: the
+    # image, voice or video (`media_id`), and the thumbnail (`thumb_media_id`). The
+    # payload gets the media_id of the upload each delivery used.
+    media = models.ForeignKey(
+        "MediaFile", on_delete=models.PROTECT, null=True, blank=True, related_name="sends"
+    )
+    thumb = models.ForeignKey(
+        "MediaFile", on_delete=models.PROTECT, null=True, blank=True, related_name="thumb_sends"
+    )
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -239,3 +248,121 @@ class ConversationSeen(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} {self.openid} {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+def media_upload_to(instance: MediaFile, filename: str) -> str:
+    """Where a kept file goes under MEDIA_ROOT: by account and month, under a name
+    kfadmin chose (the extension of the sniffed format, never the browser's name)."""
+    now = timezone.now()
+    return f"messaging/{instance.official_account_id}/{now:%Y/%m}/{filename}"
+
+
+class MediaFile(models.Model):
+    """A picture, recording or film kfadmin keeps: one an agent sends (uploaded to
+    WeChat as temporary media when a message goes out, again once the 3 days are up),
+    or one a customer sent (fetched from WeChat before it expires).
+
+    `content_type` comes from sniffing the bytes, never from the browser or WeChat."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("Image")
+        VOICE = "voice", _("Voice")
+        VIDEO = "video", _("Video")
+        THUMB = "thumb", _("Thumbnail")
+
+    class Direction(models.TextChoices):
+        SENT = "sent", _("sent by an agent")
+        RECEIVED = "received", _("sent by the customer")
+
+    class State(models.TextChoices):
+        READY = "ready", _("kept")
+        FETCHING = "fetching", _("being fetched")
+        FAILED = "failed", _("could not be fetched")
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="media_files")
+    # The conversation it belongs to (None for a file kept for later, e.g. a quick reply).
+    customer = models.ForeignKey(Customer, on_delete=models.SET_NULL, null=True, blank=True, related_name="media_files")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.SENT)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.READY)
+    file = models.FileField(upload_to=media_upload_to, max_length=255, blank=True)
+    name = models.CharField(max_length=255, blank=True, help_text="The name the file had, for people.")
+    content_type = models.CharField(max_length=64, blank=True)
+    size = models.PositiveIntegerField(default=0)
+    sha256 = models.CharField(max_length=64, blank=True)
+    # WeChat's temporary media id and when it stops working (3 days after upload).
+    media_id = models.CharField(max_length=256, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    uploads = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    # A customer's media: the record it arrived with.
+    record = models.OneToOneField(
+        MessageRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="media_file"
+    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["official_account", "media_id"], name="media_account_media_id"),
+            models.Index(fields=["state", "created_at"], name="media_state_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name or self.pk}"
+
+    @property
+    def is_image(self) -> bool:
+        return self.content_type.startswith("image/")
+
+    @property
+    def is_audio(self) -> bool:
+        return self.content_type.startswith("audio/")
+
+    @property
+    def is_video(self) -> bool:
+        return self.content_type.startswith("video/")
+
+    def upload_live(self, now: datetime | None = None) -> bool:
+        """Whether WeChat still holds the last upload (with a margin, so a send that
+        starts now does not race the expiry)."""
+        now = now or timezone.now()
+        return bool(self.media_id) and self.expires_at is not None and self.expires_at - MEDIA_EXPIRY_MARGIN > now
+
+
+# A temporary media is uploaded again this long before WeChat forgets it.
+MEDIA_EXPIRY_MARGIN = timedelta(minutes=10)
+
+
+class LibraryItem(models.Model):
+    """kfadmin's copy of one of the account's permanent materials (image, voice,
+    video, news) or published articles, refreshed by the library sync; the composer
+    picks from it without asking WeChat."""
+
+    class Kind(models.TextChoices):
+        IMAGE = "image", _("Image")
+        VOICE = "voice", _("Voice")
+        VIDEO = "video", _("Video")
+        NEWS = "news", _("News material")
+        ARTICLE = "article", _("Published article")
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="library")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # media_id (materials) or article_id (published articles).
+    ident = models.CharField(max_length=256)
+    title = models.CharField(max_length=256, blank=True)
+    digest = models.TextField(blank=True)
+    url = models.CharField(max_length=1024, blank=True)
+    thumb_media_id = models.CharField(max_length=256, blank=True)
+    updated_at = models.DateTimeField(null=True, blank=True, help_text="When WeChat says it last changed.")
+    synced_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["official_account", "kind", "ident"], name="library_item_once"),
+        ]
+        indexes = [models.Index(fields=["official_account", "kind", "updated_at"], name="library_account_kind")]
+        ordering = ["-updated_at", "title"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.title or self.ident}"

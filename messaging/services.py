@@ -45,7 +45,8 @@ from messaging.delivery import (
     outbound_lost_mark,
     send_message_task,
 )
-from messaging.models import SEND_STALE_AFTER, ConversationSeen, OutboundMessage
+from messaging.media import MediaUpload, media_file_store
+from messaging.models import SEND_STALE_AFTER, ConversationSeen, MediaFile, OutboundMessage
 from messaging.selectors import RecordFilter, customer_window
 from sessions_app.models import Customer
 
@@ -112,8 +113,14 @@ def outbound_queue(
     payload: dict[str, Any],
     actor,
     resend_of: OutboundMessage | None = None,
+    media: MediaUpload | MediaFile | None = None,
+    thumb: MediaUpload | MediaFile | None = None,
 ) -> OutboundMessage:
     """Queue one message for sending; raises SendRefused when WeChat would refuse it.
+
+    `media` and `thumb` are files to send as the payload's `media_id` and
+    `thumb_media_id`: a new file (kept here, checked against WeChat's limits, raises
+    MediaRefused) or one kept before. They are uploaded to WeChat by the worker.
 
     The task is enqueued once the transaction commits. If the broker cannot be reached
     then, the message stays queued with ENQUEUE_FAILED as its note (`awaits_worker`)
@@ -129,6 +136,12 @@ def outbound_queue(
         )
         raise refusal
     with transaction.atomic():
+        files = {
+            key: media_file_store(
+                account=account, kind=given.kind, content=given.content, name=given.name, actor=actor, customer=customer
+            ) if isinstance(given, MediaUpload) else given
+            for key, given in (("media", media), ("thumb", thumb))
+        }
         outbound = OutboundMessage.objects.create(
             official_account=account,
             customer=customer,
@@ -137,10 +150,13 @@ def outbound_queue(
             payload=payload,
             created_by=actor if getattr(actor, "is_authenticated", False) else None,
             resend_of=resend_of,
+            media=files["media"],
+            thumb=files["thumb"],
         )
         audit_event_record(
             actor=actor, action="message_queue", official_account=account, target=customer.openid,
-            params={**params, "outbound_id": outbound.pk},
+            params={**params, "outbound_id": outbound.pk,
+                    **{f"{key}_file": f.pk for key, f in files.items() if f is not None}},
         )
         transaction.on_commit(partial(outbound_enqueue, outbound_id=outbound.pk))
     return outbound
@@ -229,6 +245,7 @@ def outbound_resend(*, outbound: OutboundMessage, actor) -> OutboundMessage:
             again = outbound_queue(
                 account=original.official_account, customer=original.customer, agent=original.agent,
                 msgtype=original.msgtype, payload=original.payload, actor=actor, resend_of=original,
+                media=original.media, thumb=original.thumb,
             )
         except SendRefused as refused:
             refusal = refused  # raised once the block commits, so its audit row stays

@@ -21,13 +21,14 @@ from accounts.sync import (
     sync_state_held_until,
     sync_state_release,
 )
-from accounts.tasks import enqueue_for_active_accounts
+from accounts.tasks import SYNC_RETRY, enqueue_for_active_accounts
 from kfadmin.wechat import WeChatRetryableError
 
 # send_message_task lives with the delivery it runs (messaging.delivery), which the
 # services that enqueue it import; it is imported here so the worker registers it
 # with the app's other tasks.
 from messaging.delivery import send_message_task as send_message_task
+from messaging.media import library_sync, media_fetch_overdue, media_inbound_fetch
 from messaging.selectors import tail_accounts_due
 from messaging.services import outbound_sweep
 from messaging.sync import history_sync, live_tail
@@ -138,3 +139,50 @@ def send_outbox_sweep_task(self) -> dict:
     if result.more:
         self.apply_async(countdown=1)
     return result.as_json()
+
+
+
+# ------------------------------------------------------------------ media and library
+
+# A customer's media is fetched as soon as its callback is stored; WeChat keeps it 3
+# days, so transient failures are retried patiently (up to about an hour), and the
+# sweep below enqueues again what a lost task left waiting.
+FETCH_RETRY: dict[str, Any] = {
+    "autoretry_for": (WeChatRetryableError,),
+    "retry_backoff": 5,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 8,
+}
+
+
+# Fetching is idempotent (the row is claimed by its state), so acks_late is safe.
+@shared_task(queue="sync", acks_late=True, ignore_result=True, **FETCH_RETRY)
+def fetch_media_task(media_file_id: int) -> str | None:
+    """Download one customer media from WeChat and keep it."""
+    media = media_inbound_fetch(media_file_id=media_file_id)
+    return media.state if media is not None else None
+
+
+@shared_task(queue="sync", ignore_result=True)
+def fetch_media_sweep_task() -> int:
+    """Beat entry: enqueue again the customer media still waiting to be fetched."""
+    waiting = media_fetch_overdue()
+    for media_file_id in waiting:
+        fetch_media_task.delay(media_file_id)
+    return len(waiting)
+
+
+@shared_task(**SYNC_RETRY)
+def sync_library_task(account_id: int) -> dict | None:
+    """Copy one account's permanent materials and published articles (the library)."""
+    result = sync_claimed_run(
+        account_id=account_id, job=SyncState.Job.LIBRARY, run=lambda heartbeat: library_sync(account_id=account_id)
+    )
+    return result.as_json() if result else None
+
+
+@shared_task(queue="sync")
+def sync_all_library_task() -> int:
+    """Beat entry: one library sync per active official account."""
+    return enqueue_for_active_accounts(sync_library_task, expires=settings.SYNC_LIBRARY_SECONDS)

@@ -17,4 +17,6 @@ urlpatterns = [
     path("conversations/<openid:openid>/transcript/", views.transcript, name="transcript"),
     path("outbound/<int:outbound_id>/", views.outbound_status, name="outbound"),
     path("outbound/<int:outbound_id>/resend/", views.resend, name="resend"),
+    path("media/<int:media_file_id>/", views.media_file, name="media"),
+    path("library/", views.library, name="library"),
 ]

@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -37,7 +37,8 @@ from messaging.forms import (
     TypingForm,
     composer_form_class,
 )
-from messaging.models import MessageRecord, OutboundMessage
+from messaging.media import MediaRefused, library_search, library_synced_at, media_file_for_viewer
+from messaging.models import LibraryItem, MessageRecord, OutboundMessage
 from messaging.selectors import (
     KINDS,
     RecordFilter,
@@ -109,6 +110,13 @@ def _composer_form(
     )
 
 
+def _library_pick(request: HttpRequest) -> dict:
+    """The library item the person chose in the picker (?library=<id>), as the
+    composer's initial choice."""
+    picked = request.GET.get("library", "")[:256]
+    return {"library": picked, "media_id": picked, "article_id": picked} if picked else {}
+
+
 def _session_box_context(openid: str, customer: Customer | None, account: OfficialAccount) -> dict:
     """What the session and reply-window box shows, stamped with the time it was read
     (data-as-of, see static/js/fresh.js), with up to when kfadmin holds WeChat's
@@ -141,7 +149,7 @@ def _conversation_context(
     live = box["live"]
     msgtype = form.msgtype if form is not None else request.GET.get("type")
     if form is None and ctx.can_send:
-        form = _composer_form(ctx, customer, msgtype, live)
+        form = _composer_form(ctx, customer, msgtype, live, initial=_library_pick(request))
     try:
         at_record = int(request.GET["at"]) if "at" in request.GET else None
     except ValueError:
@@ -222,18 +230,20 @@ def send(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse
     if customer is None:
         raise Http404("kfadmin has not seen this customer write")
     only = _sender_only(ctx)
-    form = composer_form_class(request.POST.get("msgtype"))(request.POST, account=ctx.account, only=only)
+    form = composer_form_class(request.POST.get("msgtype"))(request.POST, request.FILES, account=ctx.account, only=only)
     menu_action = request.POST.get("menu_action", "")
     if isinstance(form, MenuForm) and menu_action:
         # Adding or removing an option row: show the form again, send nothing.
         form = MenuForm(initial=form.edited_initial(menu_action), account=ctx.account, only=only)
     elif form.is_valid():
+        files = form.attachments()
         try:
             outbound = outbound_queue(
                 account=ctx.account, customer=customer, agent=form.cleaned_data["as_agent"],
                 msgtype=form.msgtype, payload=form.payload(), actor=request.user,
+                media=files["media"], thumb=files["thumb"],
             )
-        except SendRefused as refusal:
+        except (SendRefused, MediaRefused) as refusal:
             form.add_error(None, refusal.explanation)
         else:
             outbound.refresh_from_db(fields=["status", "attempts", "error"])
@@ -588,3 +598,68 @@ def alerts(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
          "poll_seconds": POLL_SECONDS},
         fragment="messaging/_alerts.html",
     )
+
+
+# ------------------------------------------------------------------ media
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def media_file(request: HttpRequest, ctx: AccountContext, media_file_id: int) -> HttpResponseBase:
+    """A kept file (sent by an agent or by a customer), for the timeline's pictures and
+    players. A file, not a page, so it does not go through respond(): the type is the
+    one sniffed from its bytes, browsers must not guess another (nosniff), and
+    anything but a picture is a download if opened directly."""
+    media = media_file_for_viewer(ctx=ctx, user=request.user, media_file_id=media_file_id)
+    if media is None:
+        raise Http404("No such file")
+    stored = media.file.name or ""
+    extension = stored.rsplit(".", 1)[-1] if "." in stored else "bin"
+    response = FileResponse(
+        media.file.open("rb"), content_type=media.content_type,
+        as_attachment=not media.is_image, filename=f"{media.kind}-{media.pk}.{extension}",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Cache-Control"] = "private, max-age=86400"
+    if media.is_image:
+        response["Content-Disposition"] = "inline"
+    return response
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT, AUDITOR)
+def library(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """The account's permanent materials and published articles as kfadmin last
+    copied them (the library sync), searchable; from a conversation (?for=<openid>)
+    each item can be sent there."""
+    kind = request.GET.get("kind", "")
+    if kind not in LibraryItem.Kind.values:
+        kind = ""
+    query = request.GET.get("q", "")[:100]
+    openid = request.GET.get("for", "")
+    conversation_url = ""
+    if openid and ctx.can_send:
+        _conversation_customer(ctx, openid)
+        conversation_url = reverse("messaging:conversation", args=[openid])
+    page = library_search(account=ctx.account, kind=kind, query=query, page=request.GET.get("page", 1))
+    context = {
+        "page": page,
+        "rows": [(item, LIBRARY_SEND_TYPES[item.kind]) for item in page.object_list],
+        "kind": kind,
+        "query": query,
+        "openid": openid if conversation_url else "",
+        "conversation_url": conversation_url,
+        "kinds": LibraryItem.Kind.choices,
+        "synced": library_synced_at(account=ctx.account),
+    }
+    return respond(request, ctx, context, page="messaging/library.html", fragment="messaging/_library_results.html")
+
+
+# Library kind -> the composer's message type that sends it.
+LIBRARY_SEND_TYPES = {
+    LibraryItem.Kind.IMAGE: "image",
+    LibraryItem.Kind.VOICE: "voice",
+    LibraryItem.Kind.VIDEO: "video",
+    LibraryItem.Kind.NEWS: "mpnews",
+    LibraryItem.Kind.ARTICLE: "mpnewsarticle",
+}

@@ -17,6 +17,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from .errors import ApiError
+from .media import (
+    MATERIAL_PAGE_MAX,
+    MATERIAL_TYPES,
+    UPLOAD_LIMITS,
+    UPLOAD_TYPES,
+    VOICE_MAX_SECONDS,
+    Media,
+    NewsMaterial,
+    amr_seconds,
+    file_format,
+)
 from .models import NEVER, Customer, KfAccount, OfficialAccount, spend_send, window_open
 from .multipart import parse_form_data
 
@@ -473,20 +484,36 @@ def _opt_text(obj: dict[str, Any], *keys: str) -> None:
             raise ApiError(45162, key)
 
 
-def _check_payload(msgtype: str, payload: dict[str, Any]) -> str:
+def _media(oa: OfficialAccount, payload: dict[str, Any], key: str, now: float, *, required: bool = True) -> None:
+    """A media_id the account holds and that has not expired (temporary media live 3
+    days); 40007 otherwise, as WeChat answers a made-up or expired id."""
+    if not required and not payload.get(key):
+        _opt_text(payload, key)
+        return
+    media_id = _req_text(payload, key, 40007)
+    if oa.media.live(media_id, now) is None:
+        raise ApiError(40007, key)
+
+
+def _check_payload(oa: OfficialAccount, msgtype: str, payload: dict[str, Any], now: float) -> str:
     """Validate the ``<msgtype>`` object; returns the text the record will show."""
     if msgtype == "text":
         return _req_text(payload, "content", 44004)
-    if msgtype in ("image", "voice", "mpnews"):
-        _req_text(payload, "media_id", 40007)
-        return MEDIA_TAGS.get(msgtype, f"[{msgtype}]")
+    if msgtype in ("image", "voice"):
+        _media(oa, payload, "media_id", now)
+        return MEDIA_TAGS[msgtype]
+    if msgtype == "mpnews":
+        if _req_text(payload, "media_id", 40007) not in oa.media.news:
+            raise ApiError(40007, "media_id")
+        return "[mpnews]"
     if msgtype == "video":
-        _req_text(payload, "media_id", 40007)
-        _opt_text(payload, "thumb_media_id", "title", "description")
+        _opt_text(payload, "title", "description")
+        _media(oa, payload, "media_id", now)
+        _media(oa, payload, "thumb_media_id", now, required=False)
         return "[video]"
     if msgtype == "music":
         _req_text(payload, "musicurl", 45162)
-        _req_text(payload, "thumb_media_id", 40007)
+        _media(oa, payload, "thumb_media_id", now)
         _opt_text(payload, "title", "description", "hqmusicurl")
         return "[music]"
     if msgtype == "news":
@@ -505,7 +532,10 @@ def _check_payload(msgtype: str, payload: dict[str, Any]) -> str:
             raise ApiError(44003)
         return "[news]"
     if msgtype == "mpnewsarticle":
-        _req_text(payload, "article_id", 45162)
+        # An article_id that was never published is refused like an unknown media_id
+        # (what WeChat answers an id in the wrong place; wechat-kf-pitfalls.md).
+        if _req_text(payload, "article_id", 45162) not in oa.media.published:
+            raise ApiError(40007, "article_id")
         return "[mpnewsarticle]"
     if msgtype == "msgmenu":
         _opt_text(payload, "head_content", "tail_content")
@@ -524,7 +554,7 @@ def _check_payload(msgtype: str, payload: dict[str, Any]) -> str:
     # miniprogrampage
     _req_text(payload, "appid", 45162)
     _req_text(payload, "pagepath", 45162)
-    _req_text(payload, "thumb_media_id", 40007)
+    _media(oa, payload, "thumb_media_id", now)
     _opt_text(payload, "title")
     return "[miniprogrampage]"
 
@@ -538,7 +568,7 @@ def op_send(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> 
     payload = body.get(msgtype)
     if not isinstance(payload, dict):
         raise ApiError(45162, msgtype)
-    text = _check_payload(msgtype, payload)
+    text = _check_payload(oa, msgtype, payload, now)
     kf_account = ""
     service = body.get("customservice")
     if service is not None:
@@ -575,15 +605,126 @@ def op_typing(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -
     return dict(OK)
 
 
+# ---------------------------------------------------------------------------- media
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A handler's answer that is a file, not JSON (``media/get``)."""
+
+    content: bytes
+    content_type: str
+    filename: str = ""
+
+
+def op_media_upload(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> dict[str, Any]:
+    media_type = req.query.get("type", "")
+    if media_type not in UPLOAD_TYPES:
+        raise ApiError(40004)
+    parts = parse_form_data(req.body, req.headers.get("content-type", ""))
+    part = next((p for p in parts if p.name == "media"), None)
+    if part is None or not part.data:
+        raise ApiError(41005)
+    max_bytes, formats = UPLOAD_LIMITS[media_type]
+    if file_format(part.data) not in formats:
+        raise ApiError(40005)
+    if len(part.data) > max_bytes:
+        raise ApiError(40006)
+    if file_format(part.data) == "amr" and amr_seconds(part.data) > VOICE_MAX_SECONDS:
+        raise ApiError(40006, "voice longer than 60 s")
+    media = emu.store_media(oa, media_type, part.data, now, name=part.filename or "")
+    return {"type": media_type, "media_id": media.media_id, "created_at": int(media.created_at)}
+
+
+def op_media_get(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> dict[str, Any] | RawBody:
+    media = oa.media.live(req.query.get("media_id", ""), now)
+    if media is None:
+        raise ApiError(40007)
+    return RawBody(media.content, media.content_type, media.filename)
+
+
+def op_material_count(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> dict[str, Any]:
+    return {
+        "voice_count": len(oa.media.materials("voice")),
+        "video_count": len(oa.media.materials("video")),
+        "image_count": len(oa.media.materials("image")),
+        "news_count": len(oa.media.news),
+    }
+
+
+def _page(body: dict[str, Any]) -> tuple[int, int]:
+    offset, count = _int(body.get("offset")), _int(body.get("count"))
+    if offset is None or offset < 0 or count is None or not 1 <= count <= MATERIAL_PAGE_MAX:
+        raise ApiError(47001, "offset/count")
+    return offset, count
+
+
+def _news_entry(news: NewsMaterial, key: str, *, with_content: bool = True) -> dict[str, Any]:
+    return {
+        key: news.ident,
+        "content": {
+            "news_item": [a.to_dict(with_content=with_content) for a in news.articles],
+            "create_time": news.created_at,
+            "update_time": news.updated_at,
+        },
+        "update_time": news.updated_at,
+    }
+
+
+def _newest_first(items: list[NewsMaterial]) -> list[NewsMaterial]:
+    return sorted(items, key=lambda n: (-n.updated_at, n.ident))
+
+
+def op_batchget_material(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> dict[str, Any]:
+    body = _json_body(emu, req)
+    kind = body.get("type")
+    if kind not in MATERIAL_TYPES:
+        raise ApiError(40004)
+    offset, count = _page(body)
+    if kind == "news":
+        news = _newest_first(list(oa.media.news.values()))
+        items = [_news_entry(n, "media_id") for n in news[offset : offset + count]]
+        total = len(news)
+    else:
+        materials = oa.media.materials(kind)
+        items = [_material_entry(req.base_url, oa, m) for m in materials[offset : offset + count]]
+        total = len(materials)
+    return {"total_count": total, "item_count": len(items), "item": items}
+
+
+def material_url(base_url: str, oa: OfficialAccount, media: Media) -> str:
+    return f"{base_url}/__emulator__/material/{oa.appid}/{media.media_id}"
+
+
+def _material_entry(base_url: str, oa: OfficialAccount, media: Media) -> dict[str, Any]:
+    entry: dict[str, Any] = {"media_id": media.media_id, "name": media.name, "update_time": int(media.created_at)}
+    if media.type == "image":
+        entry["url"] = material_url(base_url, oa, media)
+    return entry
+
+
+def op_freepublish_batchget(emu: Emulator, oa: OfficialAccount, req: ApiRequest, now: float) -> dict[str, Any]:
+    body = _json_body(emu, req)
+    offset, count = _page(body)
+    no_content = _int(body.get("no_content", 0))
+    published = _newest_first(list(oa.media.published.values()))
+    items = [
+        _news_entry(n, "article_id", with_content=no_content != 1) for n in published[offset : offset + count]
+    ]
+    return {"total_count": len(published), "item_count": len(items), "item": items}
+
+
 # ---------------------------------------------------------------------------- routing
 
-Handler = Callable[["Emulator", OfficialAccount, ApiRequest, float], dict[str, Any]]
+Handler = Callable[["Emulator", OfficialAccount, ApiRequest, float], "dict[str, Any] | RawBody"]
 
 
 @dataclass(frozen=True)
 class Route:
     handler: Handler
     post_only: bool
+    # Media and material endpoints work without the kf feature (no 65400).
+    kf: bool = True
 
 
 ROUTES: dict[str, Route] = {
@@ -605,6 +746,11 @@ ROUTES: dict[str, Route] = {
     "/customservice/msgrecord/getmsglist": Route(op_get_msg_list, True),
     "/cgi-bin/message/custom/send": Route(op_send, True),
     "/cgi-bin/message/custom/typing": Route(op_typing, True),
+    "/cgi-bin/media/upload": Route(op_media_upload, True, kf=False),
+    "/cgi-bin/media/get": Route(op_media_get, False, kf=False),
+    "/cgi-bin/material/get_materialcount": Route(op_material_count, False, kf=False),
+    "/cgi-bin/material/batchget_material": Route(op_batchget_material, True, kf=False),
+    "/cgi-bin/freepublish/batchget": Route(op_freepublish_batchget, True, kf=False),
 }
 
 
@@ -624,7 +770,7 @@ def _check_method(req: ApiRequest, *, post_only: bool) -> None:
         raise ApiError(43001)
 
 
-def dispatch(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any]:
+def dispatch(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any] | RawBody:
     if req.path == "/cgi-bin/token":
         _check_method(req, post_only=False)
         return op_token(emu, req, now)
@@ -636,6 +782,6 @@ def dispatch(emu: Emulator, req: ApiRequest, now: float) -> dict[str, Any]:
         raise ApiError(40066)
     _check_method(req, post_only=route.post_only)
     oa = emu.authenticate(req.query.get("access_token"), now)
-    if not oa.kf_enabled:
+    if route.kf and not oa.kf_enabled:
         raise ApiError(65400)
     return route.handler(emu, oa, req, now)

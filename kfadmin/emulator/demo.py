@@ -13,6 +13,7 @@ import random
 from typing import TYPE_CHECKING
 
 from .dialogues import TEMPLATES_EN, Line, pick_follow_up, pick_template, render
+from .media import Article, Media, NewsMaterial, amr_bytes, image_bytes, mp4_bytes
 from .models import (
     Customer,
     OfficialAccount,
@@ -144,7 +145,61 @@ def populate_demo(emu: Emulator, *, seed: int = 1) -> OfficialAccount:
         oa.customers[openid].session_created = created
     for t, openid in sorted(waiting):
         oa.queue[openid] = t
+    _add_materials(oa, now)
     return oa
+
+
+# The demo's permanent materials: (name, colour) of each picture; voice and video
+# names; news materials and published articles (title, digest).
+DEMO_IMAGES = [
+    ("春季新品海报.jpg", (196, 80, 90)),
+    ("退换货流程.png", (70, 130, 180)),
+    ("会员卡.jpg", (214, 160, 60)),
+    ("门店地址.png", (80, 150, 110)),
+    ("尺码表.jpg", (120, 100, 170)),
+    ("包装示意.png", (150, 120, 90)),
+]
+DEMO_VOICES = ["欢迎语.amr", "营业时间.amr"]
+DEMO_VIDEOS = ["开箱视频.mp4"]
+DEMO_NEWS = [("新客专享：首单九折", "注册即领，全场通用"), ("春季上新指南", "十款新品一次看完")]
+DEMO_PUBLISHED = [
+    ("如何申请退换货", "七天无理由，三步搞定"),
+    ("会员日活动规则", "每月 8 日，积分双倍"),
+    ("青禾生活馆门店地址", "三家门店，营业时间一览"),
+    ("物流查询说明", "下单后如何查看快递进度"),
+    ("春季新品发布", "今年春天的十款新品"),
+]
+
+
+def _add_materials(oa: OfficialAccount, now: int) -> None:
+    """Permanent images, voice and video, news materials and published articles
+    (small generated files), so the library has something to pick."""
+    store = oa.media
+    for i, (name, color) in enumerate(DEMO_IMAGES):
+        fmt = "PNG" if name.endswith(".png") else "JPEG"
+        media_id = f"demo_image_{i + 1}"
+        store.media[media_id] = Media(
+            media_id, "image", image_bytes(color, size=(160, 120), fmt=fmt), now - 86400 * (30 - i), permanent=True, name=name
+        )
+    for i, name in enumerate(DEMO_VOICES):
+        media_id = f"demo_voice_{i + 1}"
+        store.media[media_id] = Media(media_id, "voice", amr_bytes(3 + i), now - 86400 * (20 - i), permanent=True, name=name)
+    for i, name in enumerate(DEMO_VIDEOS):
+        media_id = f"demo_video_{i + 1}"
+        store.media[media_id] = Media(media_id, "video", mp4_bytes(), now - 86400 * 10, permanent=True, name=name)
+    for i, (title, digest) in enumerate(DEMO_NEWS):
+        media_id = f"demo_news_{i + 1}"
+        thumb = f"demo_image_{i + 1}"
+        article = Article(title=title, digest=digest, author="青禾", url=f"https://mp.weixin.qq.com/s/{media_id}", thumb_media_id=thumb)
+        store.news[media_id] = NewsMaterial(media_id, [article], now - 86400 * (15 - i), now - 86400 * (15 - i))
+    for i, (title, digest) in enumerate(DEMO_PUBLISHED):
+        article_id = f"demo_article_{i + 1}"
+        article = Article(
+            title=title, digest=digest, author="青禾", url=f"https://mp.weixin.qq.com/s/{article_id}",
+            thumb_media_id=f"demo_image_{i % len(DEMO_IMAGES) + 1}", content=f"<p>{digest}</p>",
+        )
+        when = now - 86400 * (12 - 2 * i)
+        store.published[article_id] = NewsMaterial(article_id, [article], when, when)
 
 
 def _add_agents(

@@ -17,7 +17,9 @@ ERRMSG: dict[int, str] = {
     40001: "invalid credential, access_token is invalid or not latest",
     40002: "invalid grant_type",
     40003: "invalid openid",
+    40004: "invalid media type",
     40005: "invalid file type",
+    40006: "invalid meida size",  # sic: WeChat's own spelling
     40007: "invalid media_id",
     40008: "invalid message type",
     40009: "invalid image size",

@@ -7,6 +7,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
+from .media import MediaStore
 from .records import RecordStore
 
 NEVER = float("-inf")
@@ -95,6 +96,8 @@ class OfficialAccount:
     forced_refresh_day: int = -1
     forced_refreshes_today: int = 0
     next_msg_id: int = 24_000_000_000_000_001
+    # Uploads, customers' media, permanent materials and published articles.
+    media: MediaStore = field(default_factory=MediaStore)
 
     def summary(self) -> dict[str, Any]:
         return {

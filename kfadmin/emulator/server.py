@@ -32,6 +32,7 @@ MAX_BODY = 64 * 1024 * 1024
 HEADIMG_RE = re.compile(r"headimg/([A-Za-z0-9_-]+)/(\d+)\.jpg")
 # PicUrl of customer images in pushes; media are not modelled, so any id gets a placeholder.
 MEDIA_RE = re.compile(r"media/[A-Za-z0-9_-]+\.jpg")
+MATERIAL_RE = re.compile(r"material/([A-Za-z0-9_-]+)/([A-Za-z0-9_-]+)")
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,8 @@ CONTROL: dict[str, ControlEndpoint] = {
     "callbacks": ControlEndpoint("callbacks", ("GET", "POST"), "callbacks"),
     "flush_callbacks": ControlEndpoint("flush_callbacks", ("POST",)),
     "verify_callback_url": ControlEndpoint("verify_callback_url", ("POST",)),
+    "add_material": ControlEndpoint("add_material", ("POST",)),
+    "media": ControlEndpoint("media_list", ("GET", "POST")),
 }
 
 
@@ -256,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
             if outcome.drop:
                 self._drop()
                 return
-            self._send(outcome.status, outcome.encoded(), outcome.content_type)
+            self._send(outcome.status, outcome.encoded(), outcome.content_type, headers=outcome.headers)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         except Exception:
@@ -275,7 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _control(self, name: str, query: str, body: bytes) -> None:
         emu = self.server.emulator
         match = HEADIMG_RE.fullmatch(name)
-        read_only = bool(match or MEDIA_RE.fullmatch(name)) or name in ("", "index", "health")
+        material = MATERIAL_RE.fullmatch(name)
+        read_only = bool(match or material or MEDIA_RE.fullmatch(name)) or name in ("", "index", "health")
         if read_only and self.command != "GET":
             self._wrong_method(("GET",))
             return
@@ -285,6 +289,13 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(404, ControlError(404, "no such avatar").payload())
             else:
                 self._send(200, data, "image/jpeg")
+            return
+        if material:
+            media = emu.material(material.group(1), material.group(2))
+            if media is None:
+                self._send_json(404, ControlError(404, "no such material").payload())
+            else:
+                self._send(200, media.content, media.content_type)
             return
         if MEDIA_RE.fullmatch(name):
             self._send(200, DEMO_AVATAR, "image/jpeg")

@@ -24,10 +24,13 @@ from .errors import (
     WeChatTokenError,
 )
 from .token import DEFAULT_MARGIN_SECONDS, CachedToken, TokenProvider, TokenStore
-from .transport import DEFAULT_BASE_URL, ApiRequest, Transport, UploadFile
+from .transport import DEFAULT_BASE_URL, ApiRequest, RawAnswer, Transport, UploadFile
 from .types import (
     AccessToken,
     AccountList,
+    MaterialCount,
+    MaterialList,
+    MediaContent,
     MsgArticle,
     MsgMenu,
     MsgMinipPage,
@@ -36,29 +39,39 @@ from .types import (
     MsgRecordList,
     MsgVideo,
     OnlineList,
+    PublishedList,
     Session,
     SessionList,
+    UploadedMedia,
     WaitCase,
     from_dict,
 )
 from .validation import (
+    MEDIA_TYPES,
     as_wire_dict,
     normalise_payload,
     validate,
     validate_avatar,
+    validate_material_page,
+    validate_media,
     validate_record_window,
 )
 
-__all__ = ["AvatarFile", "WeChatClient"]
+__all__ = ["AvatarFile", "MediaFile", "WeChatClient"]
 
 logger = logging.getLogger("kfadmin.wechat")
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 # A path, the bytes themselves, or an open binary file (Django's UploadedFile too).
 AvatarFile = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 
+# Media to upload: the same forms as an avatar.
+MediaFile = AvatarFile
+
 DEFAULT_AVATAR_FILENAME = "avatar.jpg"
+MEDIA_FILENAMES = {"image": "image", "voice": "voice", "video": "video.mp4", "thumb": "thumb.jpg"}
 
 # Paths (§3). The /cgi-bin prefix is only right for these four; the others must not
 # have it (40066 otherwise).
@@ -77,6 +90,13 @@ PATH_WAIT_CASE = "/customservice/kfsession/getwaitcase"
 PATH_MSG_RECORDS = "/customservice/msgrecord/getmsglist"
 PATH_SEND = "/cgi-bin/message/custom/send"
 PATH_TYPING = "/cgi-bin/message/custom/typing"
+# Media and materials (issue 10 §4): temporary media, the permanent library, and the
+# published articles an mpnewsarticle message names.
+PATH_MEDIA_UPLOAD = "/cgi-bin/media/upload"
+PATH_MEDIA_GET = "/cgi-bin/media/get"
+PATH_MATERIAL_COUNT = "/cgi-bin/material/get_materialcount"
+PATH_MATERIAL_LIST = "/cgi-bin/material/batchget_material"
+PATH_FREEPUBLISH_LIST = "/cgi-bin/freepublish/batchget"
 
 
 class WeChatClient:
@@ -148,9 +168,14 @@ class WeChatClient:
         return self._tokens.fetch_access_token(force_refresh=force_refresh)
 
     def _call(self, request: ApiRequest) -> dict[str, Any]:
+        return self._exchange(request, self._transport.send)
+
+    def _exchange(self, request: ApiRequest, send: Callable[..., R]) -> R:
+        """``send`` the request with the current token; on a stale token, refresh it
+        once and resend the identical request once."""
         token = self._token(self._tokens.current)
         try:
-            return self._transport.send(request, access_token=token.access_token)
+            return send(request, access_token=token.access_token)
         except WeChatTokenError as exc:
             if exc.errcode not in TOKEN_REFRESH_ERRCODES:
                 raise
@@ -164,7 +189,7 @@ class WeChatClient:
             )
         # Outside the except block: a second failure surfaces on its own, not chained.
         fresh = self._token(lambda: self._tokens.refresh(stale_token=token.access_token))
-        return self._transport.send(request, access_token=fresh.access_token)
+        return send(request, access_token=fresh.access_token)
 
     @staticmethod
     def _token(fetch: Callable[[], CachedToken]) -> CachedToken:
@@ -440,11 +465,109 @@ class WeChatClient:
         validate(openid=openid, command=command)
         self._post(PATH_TYPING, {"touser": openid, "command": command})
 
+    # --------------------------------------------------------------- media
+
+    def upload_media(self, media_type: str, file: MediaFile) -> UploadedMedia:
+        """Upload a temporary media (kept 3 days): POST
+        ``/cgi-bin/media/upload?type=image|voice|video|thumb`` with one multipart part
+        named ``media``.
+
+        ``file`` is a path, bytes or a binary file object, read once up front. Checked
+        before the call against WeChat's limits (format sniffed from the bytes; image
+        PNG/JPEG/GIF ≤ 2 MB, voice AMR/MP3 ≤ 2 MB and ≤ 60 s, video MP4 ≤ 10 MB, thumb
+        JPG ≤ 64 KB); the error names the limit. Uploading is idempotent in effect (a
+        second upload only makes another media_id), so a failed upload may be retried.
+        """
+        if media_type not in MEDIA_TYPES:
+            raise WeChatInvalidArgument(
+                None, f"media_type must be one of {', '.join(MEDIA_TYPES)} (got {media_type!r})."
+            )
+        filename, content = _read_file(file, MEDIA_FILENAMES[media_type], "media")
+        validate_media(media_type, content)
+        data = self._call(
+            ApiRequest(
+                "POST",
+                PATH_MEDIA_UPLOAD,
+                (("type", media_type),),
+                files=(UploadFile("media", filename, content),),
+            )
+        )
+        uploaded = from_dict(UploadedMedia, data)
+        if not uploaded.media_id:
+            raise WeChatResponseError(None, "media/upload answered without a media_id.")
+        return uploaded
+
+    def get_media(self, media_id: str) -> MediaContent:
+        """Download a temporary media (a customer's image or voice, or an upload):
+        GET ``/cgi-bin/media/get?media_id=...``.
+
+        WeChat answers with the file's bytes, or JSON: an errcode (40007 when the id
+        is unknown or older than 3 days) raises; a video gives ``video_url``. The
+        returned ``content_type`` is WeChat's claim; check the bytes before trusting it.
+        """
+        validate(media_id=media_id)
+        answer: RawAnswer = self._exchange(
+            ApiRequest("GET", PATH_MEDIA_GET, (("media_id", media_id),)), self._transport.send_raw
+        )
+        if answer.json is not None:
+            video_url = answer.json.get("video_url")
+            if not isinstance(video_url, str) or not video_url:
+                raise WeChatResponseError(
+                    None, "media/get answered JSON without an errcode, bytes or a video_url."
+                )
+            return MediaContent(content_type="application/json", video_url=video_url)
+        return MediaContent(
+            content=answer.content,
+            content_type=answer.content_type.split(";")[0].strip(),
+            filename=_disposition_filename(answer.disposition),
+        )
+
+    def get_material_count(self) -> MaterialCount:
+        """How many permanent materials of each type the account has: GET
+        ``/cgi-bin/material/get_materialcount``."""
+        return self._get(PATH_MATERIAL_COUNT, MaterialCount)
+
+    def batchget_material(
+        self, material_type: str, offset: int = 0, count: int = 20
+    ) -> MaterialList:
+        """One page of permanent materials (image, voice, video or news): POST
+        ``/cgi-bin/material/batchget_material``; ``count`` is 1..20."""
+        validate_material_page(material_type, offset, count)
+        data = self._post(
+            PATH_MATERIAL_LIST, {"type": material_type, "offset": offset, "count": count}
+        )
+        return from_dict(MaterialList, data)
+
+    def batchget_freepublish(
+        self, offset: int = 0, count: int = 20, no_content: bool = True
+    ) -> PublishedList:
+        """One page of published articles: POST ``/cgi-bin/freepublish/batchget``;
+        ``count`` is 1..20; ``no_content`` leaves the articles' HTML out."""
+        validate_material_page(None, offset, count)
+        data = self._post(
+            PATH_FREEPUBLISH_LIST,
+            {"offset": offset, "count": count, "no_content": 1 if no_content else 0},
+        )
+        return from_dict(PublishedList, data)
+
+
+def _disposition_filename(disposition: str) -> str:
+    """The filename of ``attachment; filename="x.jpg"`` (media/get names its file so)."""
+    for part in disposition.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.lower() == "filename":
+            return os.path.basename(value.strip().strip('"'))
+    return ""
+
 
 def _read_avatar(file: AvatarFile) -> tuple[str, bytes]:
+    return _read_file(file, DEFAULT_AVATAR_FILENAME, "avatar")
+
+
+def _read_file(file: AvatarFile, default_name: str, what: str) -> tuple[str, bytes]:
     """(filename, content) of an avatar given as bytes, a path or a file object."""
     if isinstance(file, bytes | bytearray | memoryview):
-        return DEFAULT_AVATAR_FILENAME, bytes(file)
+        return default_name, bytes(file)
     if isinstance(file, str | os.PathLike):
         path = os.fspath(file)
         try:
@@ -452,17 +575,17 @@ def _read_avatar(file: AvatarFile) -> tuple[str, bytes]:
                 content = handle.read()
         except OSError as exc:
             raise WeChatInvalidArgument(
-                None, f"Cannot read the avatar file {path!r}: {exc.strerror or exc}."
+                None, f"Cannot read the {what} file {path!r}: {exc.strerror or exc}."
             ) from None
-        return os.path.basename(path) or DEFAULT_AVATAR_FILENAME, content
+        return os.path.basename(path) or default_name, content
     read = getattr(file, "read", None)
     if not callable(read):
         raise WeChatInvalidArgument(
-            None, f"The avatar must be a path, bytes or a binary file, not {type(file).__name__}."
+            None, f"The {what} must be a path, bytes or a binary file, not {type(file).__name__}."
         )
     content = read()
     if not isinstance(content, bytes | bytearray):
-        raise WeChatInvalidArgument(None, "The avatar file must be opened in binary mode ('rb').")
+        raise WeChatInvalidArgument(None, f"The {what} file must be opened in binary mode ('rb').")
     name = getattr(file, "name", None)
     filename = os.path.basename(name) if isinstance(name, str) else ""
-    return filename or DEFAULT_AVATAR_FILENAME, bytes(content)
+    return filename or default_name, bytes(content)

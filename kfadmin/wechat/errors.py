@@ -281,9 +281,19 @@ _ERRCODES: dict[int, tuple[type[WeChatError], str]] = {
         "WeChat does not know this customer (invalid openid). Check that the openid "
         "belongs to this official account.",
     ),
+    40004: (
+        WeChatInvalidArgument,
+        "WeChat does not know this media type. Upload an image, voice, video or thumbnail.",
+    ),
     40005: (
         WeChatInvalidArgument,
-        "WeChat rejected the file type. Upload the avatar as a JPG image.",
+        "WeChat rejected the file type. Avatars and thumbnails must be JPG, images PNG, "
+        "JPG or GIF, voice AMR or MP3, video MP4.",
+    ),
+    40006: (
+        WeChatInvalidArgument,
+        "WeChat rejected the file size. Images and voice may be at most 2 MB, video 10 MB, "
+        "thumbnails 64 KB.",
     ),
     40007: (
         WeChatInvalidArgument,
@@ -305,7 +315,7 @@ _ERRCODES: dict[int, tuple[type[WeChatError], str]] = {
     ),
     41005: (
         WeChatInvalidArgument,
-        "The upload contained no file. Choose an image and try again.",
+        "The upload contained no file. Choose a file and try again.",
     ),
     43002: (
         WeChatInvalidArgument,

@@ -28,7 +28,7 @@ from .errors import (
     transport_detail,
 )
 
-__all__ = ["ApiRequest", "Transport", "UploadFile", "encode_json", "redact", "redact_url"]
+__all__ = ["ApiRequest", "RawAnswer", "Transport", "UploadFile", "encode_json", "redact", "redact_url"]
 
 logger = logging.getLogger("kfadmin.wechat")
 
@@ -140,6 +140,22 @@ class Transport:
         outgoing = self._prepare(request, access_token)
         response = self._perform(outgoing)
         return self._decode(outgoing, response)
+
+    def send_raw(self, request: ApiRequest, access_token: str | None = None) -> RawAnswer:
+        """Send ``request`` once for an answer that may be a file (``media/get``): the
+        bytes and headers when WeChat answered with something other than JSON; a JSON
+        answer is decoded as :meth:`send` does (an errcode raises) and returned as
+        ``json``."""
+        outgoing = self._prepare(request, access_token)
+        response = self._perform(outgoing)
+        content_type = response.headers.get("Content-Type", "")
+        if response.status_code < 400 and not _is_json_type(content_type, response.content):
+            return RawAnswer(
+                content=response.content,
+                content_type=content_type,
+                disposition=response.headers.get("Content-Disposition", ""),
+            )
+        return RawAnswer(json=self._decode(outgoing, response))
 
     def _prepare(self, request: ApiRequest, access_token: str | None) -> _Outgoing:
         """The HTTP request to send: the token first in the query, then the request's
@@ -253,6 +269,25 @@ class Transport:
             redact(errmsg, outgoing.secrets),
         )
         raise error_from_response(code, errmsg)
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    """An answer that is a file (``content``) or a JSON object (``json``)."""
+
+    content: bytes = field(default=b"", repr=False)
+    content_type: str = ""
+    disposition: str = ""
+    json: dict[str, Any] | None = None
+
+
+def _is_json_type(content_type: str, content: bytes) -> bool:
+    # WeChat labels its error answers on file endpoints text/plain at times; a body
+    # starting with "{" and a JSON or text type is its JSON either way.
+    media = content_type.split(";")[0].strip().lower()
+    if media in ("application/json", "text/json"):
+        return True
+    return media in ("text/plain", "") and content.lstrip()[:1] == b"{"
 
 
 @dataclass(frozen=True)

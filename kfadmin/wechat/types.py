@@ -23,6 +23,10 @@ __all__ = [
     "AccessToken",
     "Account",
     "AccountList",
+    "MaterialCount",
+    "MaterialItem",
+    "MaterialList",
+    "MediaContent",
     "MenuOption",
     "MsgArticle",
     "MsgMenu",
@@ -31,10 +35,15 @@ __all__ = [
     "MsgRecord",
     "MsgRecordList",
     "MsgVideo",
+    "NewsContent",
+    "NewsItem",
     "OnlineAccount",
     "OnlineList",
+    "PublishedItem",
+    "PublishedList",
     "Session",
     "SessionList",
+    "UploadedMedia",
     "WaitCase",
     "from_dict",
 ]
@@ -144,6 +153,110 @@ class MsgRecordList:
     recordlist: list[MsgRecord] = field(default_factory=list)
     number: int = 0
     msgid: int = 0
+
+
+# --------------------------------------------------------------- media and materials
+
+
+@dataclass(frozen=True)
+class UploadedMedia:
+    """Answer of ``POST /cgi-bin/media/upload``: a temporary media WeChat keeps 3 days
+    from ``created_at`` (unix seconds)."""
+
+    type: str = ""
+    media_id: str = ""
+    created_at: int = 0
+
+
+@dataclass(frozen=True)
+class MediaContent:
+    """What ``GET /cgi-bin/media/get`` gave: the file's bytes and the Content-Type
+    WeChat named (not trusted: check the bytes). A video answers with a download
+    address instead (``video_url``, ``content`` empty)."""
+
+    content: bytes = field(default=b"", repr=False)
+    content_type: str = ""
+    filename: str = ""
+    video_url: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.content)
+
+
+@dataclass(frozen=True)
+class MaterialCount:
+    """Answer of ``/cgi-bin/material/get_materialcount``."""
+
+    voice_count: int = 0
+    video_count: int = 0
+    image_count: int = 0
+    news_count: int = 0
+
+
+@dataclass(frozen=True)
+class NewsItem:
+    """One article of a news material or of a published message."""
+
+    title: str = ""
+    author: str = ""
+    digest: str = ""
+    content: str = ""
+    content_source_url: str = ""
+    thumb_media_id: str = ""
+    thumb_url: str = ""
+    url: str = ""
+    show_cover_pic: int = 0
+    is_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class NewsContent:
+    """The ``content`` of a news material or published message."""
+
+    news_item: list[NewsItem] = field(default_factory=list)
+    create_time: int = 0
+    update_time: int = 0
+
+
+@dataclass(frozen=True)
+class MaterialItem:
+    """One entry of ``batchget_material``: ``name``/``url`` for image, voice and
+    video; ``content`` for news."""
+
+    media_id: str = ""
+    name: str = ""
+    url: str = ""
+    update_time: int = 0
+    content: NewsContent = field(default_factory=NewsContent)
+
+
+@dataclass(frozen=True)
+class MaterialList:
+    """Answer of ``POST /cgi-bin/material/batchget_material``."""
+
+    total_count: int = 0
+    item_count: int = 0
+    item: list[MaterialItem] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PublishedItem:
+    """One entry of ``freepublish/batchget``; ``article_id`` is what an
+    ``mpnewsarticle`` kf message sends."""
+
+    article_id: str = ""
+    update_time: int = 0
+    content: NewsContent = field(default_factory=NewsContent)
+
+
+@dataclass(frozen=True)
+class PublishedList:
+    """Answer of ``POST /cgi-bin/freepublish/batchget``."""
+
+    total_count: int = 0
+    item_count: int = 0
+    item: list[PublishedItem] = field(default_factory=list)
 
 
 # ------------------------------------------------------------- message payloads
@@ -259,6 +372,9 @@ def _coerce(annotation: Any, value: Any, where: str) -> Any:
         return value if isinstance(value, str) else str(value)
     if annotation is int:
         return _to_int(value, where)
+    if annotation is bool:
+        # WeChat writes flags both as JSON booleans and as 0/1.
+        return value not in (False, 0, "0", "", "false")
     return value
 
 

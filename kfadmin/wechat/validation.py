@@ -18,16 +18,26 @@ from typing import Any
 from .errors import WeChatInvalidArgument
 
 __all__ = [
+    "CONTENT_TYPES",
+    "MATERIAL_TYPES",
     "MAX_AVATAR_BYTES",
     "MAX_NICKNAME_CHARS",
     "MAX_RECORD_WINDOW_SECONDS",
+    "MEDIA_LIFETIME_SECONDS",
+    "MEDIA_RULES",
+    "MEDIA_TYPES",
     "MESSAGE_SHAPES",
     "MESSAGE_TYPES",
     "TYPING_COMMANDS",
     "normalise_payload",
     "validate",
+    "media_problem",
+    "sniff_format",
     "validate_avatar",
+    "validate_material_page",
+    "validate_media",
     "validate_record_window",
+    "voice_seconds",
 ]
 
 # Limits from wechat-kf-api.md §4.1, §4.4, §6.1 and §6.3.
@@ -205,6 +215,7 @@ _ARGUMENT_RULES: dict[str, tuple[str, tuple[Check, ...]]] = {
     "endtime": ("endtime", (_is_int, _between(0, None))),
     "msgid": ("msgid", (_is_int, _between(1, None))),
     "number": ("number", (_is_int, _between(1, MAX_RECORDS_PER_PAGE))),
+    "media_id": ("media_id", (*_TEXT, _max_chars(256))),
 }
 
 
@@ -312,3 +323,169 @@ def _normalise(shape: Shape, payload: Any, where: str) -> dict[str, Any]:
             for index, item in enumerate(items)
         ]
     return result
+
+
+# ------------------------------------------------------------------ media
+
+# Temporary media (POST /cgi-bin/media/upload). WeChat's page contradicts itself on
+# images: its notes say 2 MB, its list 10 MB (and older copies of it 2 MB). The
+# stricter reading wins: a file accepted here is accepted under either, and a send
+# failing later in the worker, after the person moved on, is worse than a clear
+# refusal now.
+MEDIA_TYPES: tuple[str, ...] = ("image", "voice", "video", "thumb")
+MEDIA_LIFETIME_SECONDS = 3 * 86400
+MAX_VOICE_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class MediaRule:
+    """What WeChat accepts for one media type."""
+
+    max_bytes: int
+    formats: tuple[str, ...]  # sniffed format names, see sniff_format
+    shown_formats: str  # for the sentence naming the limit
+    shown_size: str
+
+
+MEDIA_RULES: dict[str, MediaRule] = {
+    "image": MediaRule(2 * 1024 * 1024, ("png", "jpeg", "gif"), "PNG, JPEG/JPG or GIF", "2 MB"),
+    "voice": MediaRule(2 * 1024 * 1024, ("amr", "mp3"), "AMR or MP3", "2 MB"),
+    "video": MediaRule(10 * 1024 * 1024, ("mp4",), "MP4", "10 MB"),
+    "thumb": MediaRule(64 * 1024, ("jpeg",), "JPG", "64 KB"),
+}
+
+# Permanent-material list types (batchget_material) and the page size of the lists.
+MATERIAL_TYPES: tuple[str, ...] = ("image", "voice", "video", "news")
+MAX_MATERIALS_PER_PAGE = 20
+
+# format -> Content-Type kfadmin serves it with.
+CONTENT_TYPES: dict[str, str] = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "gif": "image/gif",
+    "amr": "audio/amr",
+    "mp3": "audio/mpeg",
+    "mp4": "video/mp4",
+}
+EXTENSIONS: dict[str, str] = {
+    "png": "png", "jpeg": "jpg", "gif": "gif", "amr": "amr", "mp3": "mp3", "mp4": "mp4",
+}
+
+# MP3 frame header tables (MPEG-1/2/2.5, layer III), for the frame walk below.
+_MP3_BITRATES = {
+    1: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    2: (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
+# AMR-NB frame sizes in bytes (after the one-byte header) by frame type; 20 ms each.
+_AMR_FRAME_BYTES = (12, 13, 15, 17, 19, 20, 26, 31, 5, 6, 5, 5, 0, 0, 0, 0)
+
+
+def sniff_format(content: bytes) -> str | None:
+    """The file format the bytes start with (never the name or a browser's claim)."""
+    if content.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if content.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if content[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if content.startswith(b"#!AMR\n"):
+        return "amr"
+    if content[4:8] == b"ftyp":
+        return "mp4"
+    if content.startswith(b"ID3") or _mp3_frame(content, 0) is not None:
+        return "mp3"
+    return None
+
+
+def _mp3_frame(content: bytes, pos: int) -> tuple[int, float] | None:
+    """(frame length, seconds) of the layer III frame at ``pos``, or None."""
+    header = content[pos : pos + 4]
+    if len(header) < 4 or header[0] != 0xFF or header[1] & 0xE0 != 0xE0:
+        return None
+    version = (header[1] >> 3) & 3  # 3 MPEG-1, 2 MPEG-2, 0 MPEG-2.5
+    layer = (header[1] >> 1) & 3  # 1 = layer III
+    bitrate_index, rate_index = header[2] >> 4, (header[2] >> 2) & 3
+    if version == 1 or layer != 1 or bitrate_index in (0, 15) or rate_index == 3:
+        return None
+    bitrate = _MP3_BITRATES[1 if version == 3 else 2][bitrate_index] * 1000
+    rate = _MP3_RATES[version][rate_index]
+    samples = 1152 if version == 3 else 576
+    length = samples // 8 * bitrate // rate + ((header[2] >> 1) & 1)
+    return (length, samples / rate) if length > 4 else None
+
+
+def voice_seconds(content: bytes) -> float | None:
+    """How long an AMR or MP3 file plays, from its frames; None when unreadable."""
+    fmt = sniff_format(content)
+    if fmt == "amr":
+        pos, frames = 6, 0
+        while pos < len(content):
+            pos += 1 + _AMR_FRAME_BYTES[(content[pos] >> 3) & 0x0F]
+            frames += 1
+        return frames * 0.02
+    if fmt == "mp3":
+        pos = 0
+        if content.startswith(b"ID3") and len(content) >= 10:
+            size = content[6:10]
+            pos = 10 + ((size[0] << 21) | (size[1] << 14) | (size[2] << 7) | size[3])
+        seconds = 0.0
+        while pos < len(content):
+            frame = _mp3_frame(content, pos)
+            if frame is None:
+                break
+            pos += frame[0]
+            seconds += frame[1]
+        return seconds
+    return None
+
+
+def media_problem(media_type: str, content: bytes) -> str | None:
+    """Why WeChat would refuse ``content`` as temporary media of ``media_type``,
+    naming the limit; None when it is fine."""
+    rule = MEDIA_RULES.get(media_type)
+    if rule is None:
+        return f"media_type must be one of {', '.join(MEDIA_TYPES)} (got {media_type!r})."
+    if not content:
+        return "The file is empty."
+    fmt = sniff_format(content)
+    if fmt not in rule.formats:
+        return (
+            f"The file is not a format WeChat accepts for {media_type}: it must be "
+            f"{rule.shown_formats}."
+        )
+    if len(content) > rule.max_bytes:
+        return (
+            f"The file is {len(content)} bytes; WeChat accepts at most {rule.shown_size} "
+            f"for {media_type}."
+        )
+    if media_type == "voice":
+        seconds = voice_seconds(content)
+        if seconds is not None and seconds > MAX_VOICE_SECONDS:
+            return (
+                f"The recording plays {seconds:.0f} seconds; WeChat accepts voice of at "
+                f"most {MAX_VOICE_SECONDS} seconds."
+            )
+    return None
+
+
+def validate_media(media_type: str, content: bytes) -> None:
+    problem = media_problem(media_type, content)
+    if problem:
+        raise WeChatInvalidArgument(None, problem)
+
+
+def validate_material_page(material_type: str | None, offset: Any, count: Any) -> None:
+    if material_type is not None and material_type not in MATERIAL_TYPES:
+        raise WeChatInvalidArgument(
+            None,
+            f"material_type must be one of {', '.join(MATERIAL_TYPES)} (got {material_type!r}).",
+        )
+    for label, value, low, high in (
+        ("offset", offset, 0, None),
+        ("count", count, 1, MAX_MATERIALS_PER_PAGE),
+    ):
+        for check in (_is_int, _between(low, high)):
+            problem = check(value)
+            if problem:
+                raise WeChatInvalidArgument(None, f"{label} {problem}.")

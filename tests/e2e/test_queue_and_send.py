@@ -17,7 +17,7 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from kfadmin.celery import app
-from messaging.models import OutboundMessage
+from messaging.models import MediaFile, OutboundMessage
 from sessions_app.models import KfSession
 from sessions_app.sync import queue_sync
 from tests.factories import PASSWORD, auditor, supervisor
@@ -27,6 +27,7 @@ from tests.sessions_app.test_views_support import (
     served_customer,
     wired_account,
 )
+from tests.wechat import media_samples as samples
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -142,16 +143,18 @@ def test_a_customer_writes_is_assigned_gets_a_text_and_an_image_and_the_session_
     expect(first.locator(".send-status")).to_contain_text("sent")
 
     composer.get_by_role("link", name="Image").click()
-    expect(composer.get_by_label("Media id")).to_be_visible()
-    composer.get_by_label("Media id").fill("MEDIA_PARCEL_PHOTO")
+    expect(composer.get_by_label("Picture")).to_be_visible()
+    composer.get_by_label("Picture").set_input_files(
+        {"name": "parcel.png", "mimeType": "image/png", "buffer": samples.png(120, 80)}
+    )
     composer.get_by_role("button", name="Send").click()
-    second = page.locator(".outbound").filter(has_text="MEDIA_PARCEL_PHOTO")
+    second = page.locator(".outbound").filter(has=page.locator("img.media-thumb"))
     expect(second.locator(".send-status")).to_contain_text("sent")
     expect(page.locator("#reply-window")).to_contain_text("3 of 5 sends left")
 
     sends = [c.json for c in emulator.calls if c.path == "/cgi-bin/message/custom/send"]
     assert [(s["msgtype"], s["customservice"]["kf_account"]) for s in sends] == [("text", mei.kf_account), ("image", mei.kf_account)]
-    assert sends[1]["image"] == {"media_id": "MEDIA_PARCEL_PHOTO"}
+    assert sends[1]["image"] == {"media_id": MediaFile.objects.get().media_id}
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"sent"}
     screenshot("conversation")
 

@@ -44,7 +44,7 @@ VALID = {
         },
         "[news]",
     ),
-    "mpnews": ({"media_id": "MEDIA_ID"}, "[mpnews]"),
+    "mpnews": ({"media_id": "MEDIA_ID_NEWS"}, "[mpnews]"),
     "mpnewsarticle": ({"article_id": "ARTICLE_ID"}, "[mpnewsarticle]"),
     "msgmenu": (
         {
@@ -65,6 +65,13 @@ VALID = {
         "[miniprogrampage]",
     ),
 }
+
+
+@pytest.fixture(autouse=True)
+def media_ids(emulator) -> None:
+    """The ids VALID names, held by the account (a made-up id answers 40007)."""
+    for kind, media_id in (("image", "MEDIA_ID"), ("thumb", "THUMB"), ("news", "MEDIA_ID_NEWS"), ("article", "ARTICLE_ID")):
+        emulator.media(kind, media_id)
 
 
 def send(emulator, openid: str, msgtype: str, payload: object, **extra: object) -> dict:

@@ -138,7 +138,7 @@ def test_a_whole_session_shows_up_in_the_records_in_order(emulator):
     )
     emulator.post(
         "/cgi-bin/message/custom/send",
-        {"touser": openid, "msgtype": "image", "image": {"media_id": "M"}},
+        {"touser": openid, "msgtype": "image", "image": {"media_id": emulator.media("image")}},
     )
     emulator.state.advance(10)
     emulator.customer(openid, "谢谢")

@@ -88,6 +88,12 @@ def test_there_is_a_composer_form_for_each_of_the_eleven_types():
 def test_each_type_reaches_wechat_with_the_exact_wire_payload(
     msgtype, account, emulator, alice, customer, boss, django_capture_on_commit_callbacks
 ):
+    # The ids the payloads name, held by the account (WeChat refuses others with 40007).
+    for kind, media_id in (
+        ("image", "MEDIA_IMG_1"), ("voice", "MEDIA_VOICE_1"), ("video", "MEDIA_VID"), ("thumb", "THUMB"),
+        ("news", "MPNEWS_1"), ("article", "ARTICLE_1"),
+    ):
+        emulator.media(kind, media_id)
     outbound = queue_and_deliver(
         django_capture_on_commit_callbacks, account=account, customer=customer, agent=alice,
         msgtype=msgtype, payload=PAYLOADS[msgtype], actor=boss,

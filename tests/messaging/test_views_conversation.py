@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 
@@ -25,6 +26,7 @@ from tests.sessions_app.test_views_support import (
     waiting_customer,
     wired_account,
 )
+from tests.wechat import media_samples as samples
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("english_default")]
 
@@ -315,8 +317,10 @@ def test_the_reply_window_box_refreshes_whenever_the_timeline_changes(boss_clien
 
 def test_sending_without_htmx_redirects_to_the_message(boss_client, session, alice, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False):
-        response = boss_client.post(send_url(session), {"msgtype": "image", "as_agent": alice.pk, "media_id": "M1"})
+        picture = SimpleUploadedFile("parcel.png", samples.png(), content_type="image/png")
+        response = boss_client.post(send_url(session), {"msgtype": "image", "as_agent": alice.pk, "file": picture})
     outbound = OutboundMessage.objects.get()
+    assert outbound.media is not None and outbound.media.content_type == "image/png"
     assert response.status_code == 302
     assert response["Location"] == f"{conversation_url(session)}#o{outbound.pk}"
 

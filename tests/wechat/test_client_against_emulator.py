@@ -28,6 +28,7 @@ from kfadmin.wechat import (
     WeChatTokenError,
     WeChatTransportError,
 )
+from tests.wechat import media_samples as samples
 from tests.wechat.helpers import parse_multipart
 
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(range(256)) * 8 + b"\xff\xd9"
@@ -268,6 +269,11 @@ def test_wechat_side_session_errors_arrive_typed(emulator, wx):
 def test_it_sends_every_message_type_and_typing(emulator, wx):
     agent = emulator.bound_agent("henry")
     openid = emulator.customer()
+    for kind, media_id in (
+        ("image", "MEDIA_IMAGE"), ("voice", "MEDIA_VOICE"), ("video", "MEDIA_VIDEO"), ("thumb", "THUMB"),
+        ("thumb", "T"), ("news", "MEDIA_NEWS"), ("article", "ARTICLE_ID"),
+    ):
+        emulator.media(kind, media_id)
     sends = [
         lambda: wx.send_text_msg(openid, "您好，请问有什么可以帮您？", kf_account=agent),
         lambda: wx.send_image_msg(openid, "MEDIA_IMAGE"),
@@ -453,3 +459,61 @@ def test_a_slow_answer_times_out_as_a_transport_error(emulator):
 
     with pytest.raises(WeChatTransportError, match="timed out"):
         client.get_wait_case()
+
+
+# ------------------------------------------------------------------------ media
+
+
+def test_it_uploads_media_fetches_it_back_and_sends_it(emulator, wx):
+    picture = samples.png(32, 32)
+    uploaded = wx.upload_media("image", picture)
+    fetched = wx.get_media(uploaded.media_id)
+    openid = emulator.customer()
+    wx.send_image_msg(openid, uploaded.media_id)
+
+    assert uploaded.type == "image" and uploaded.created_at == int(emulator.state.now())
+    assert (fetched.content, fetched.content_type) == (picture, "image/png")
+    [call] = calls_to(emulator, "/cgi-bin/media/upload")
+    assert call.query["type"] == "image"
+    assert parse_multipart(call.headers["content-type"], call.body)[0][0] == "media"
+
+
+def test_an_expired_media_id_is_refused_by_the_send_and_by_get_media(emulator, wx):
+    uploaded = wx.upload_media("voice", samples.amr(2))
+    emulator.state.advance(3 * 86400 + 1)
+    openid = emulator.customer()
+
+    with pytest.raises(WeChatInvalidArgument) as on_send:
+        wx.send_voice_msg(openid, uploaded.media_id)
+    with pytest.raises(WeChatInvalidArgument) as on_get:
+        wx.get_media(uploaded.media_id)
+
+    assert on_send.value.errcode == on_get.value.errcode == 40007
+
+
+def test_it_reads_the_material_library_and_the_published_articles(emulator, wx):
+    emulator.media("image", "logo", name="logo.png")
+    emulator.media("news", "news1", title="春季新品")
+    emulator.media("article", "art1", title="会员日")
+
+    count = wx.get_material_count()
+    images = wx.batchget_material("image")
+    news = wx.batchget_material("news")
+    published = wx.batchget_freepublish()
+
+    assert (count.image_count, count.news_count, count.voice_count) == (1, 1, 0)
+    assert [(i.media_id, i.name) for i in images.item] == [("logo", "logo.png")]
+    assert news.item[0].content.news_item[0].title == "春季新品"
+    assert published.item[0].article_id == "art1"
+    assert published.item[0].content.news_item[0].content == ""  # no_content by default
+
+
+def test_an_upload_over_a_stale_token_is_resent_whole(emulator, wx):
+    wx.get_material_count()
+    emulator.state.invalidate_tokens()
+    video = samples.mp4(4096)
+
+    uploaded = wx.upload_media("video", video)
+
+    assert wx.get_media(uploaded.media_id).content == video
+    assert len(calls_to(emulator, "/cgi-bin/media/upload")) == 2
