@@ -44,6 +44,8 @@ def test_every_sync_is_scheduled_with_an_expiry_no_longer_than_its_interval():
         "accounts.tasks.sync_all_agents_task": settings.SYNC_AGENTS_SECONDS,
         "messaging.tasks.sync_all_history_task": settings.SYNC_HISTORY_SECONDS,
         "messaging.tasks.sync_all_tail_task": settings.SYNC_TAIL_SECONDS,
+        "messaging.tasks.sync_all_library_task": settings.SYNC_LIBRARY_SECONDS,
+        "messaging.tasks.fetch_media_sweep_task": 300,
         "messaging.tasks.send_outbox_sweep_task": 30,
     }
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == expected
