@@ -13,7 +13,15 @@ from django.db import models
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Agent, AgentPresence, AuditEvent, Membership, OfficialAccount, SyncState
+from accounts.models import (
+    Agent,
+    AgentPresence,
+    AlertPreference,
+    AuditEvent,
+    Membership,
+    OfficialAccount,
+    SyncState,
+)
 from kfadmin.secrets import mask
 
 _SECRET_FIELDS = ("secret", "callback_token", "encoding_aes_key")
@@ -171,10 +179,17 @@ class MembershipAdmin(admin.ModelAdmin):
 class SyncStateAdmin(ReadOnlyAdmin):
     list_display = [
         "official_account", "job", "running_since", "last_started_at", "last_success_at",
-        "last_error_at", "last_error", "cursor",
+        "last_error_at", "last_error", "cursor", "paused_until",
     ]
     list_filter = ["official_account", "job"]
     search_fields = ["last_error"]
+
+
+@admin.register(AlertPreference)
+class AlertPreferenceAdmin(ReadOnlyAdmin):
+    list_display = ["user", "title_count", "sound", "notify", "updated_at"]
+    search_fields = ["user__username"]
+    list_select_related = ["user"]
 
 
 @admin.register(AuditEvent)

@@ -390,3 +390,33 @@ class AuditFilterForm(forms.Form):
         if start and end and start > end:
             self.add_error("day_to", _("The end date is before the start date."))
         return cleaned
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+class AlertPreferenceForm(forms.Form):
+    """How this person is told that a customer waits or wrote."""
+
+    title_count = forms.BooleanField(
+        label=_("Count waiting customers and unread messages in the tab title"), required=False
+    )
+    sound = forms.BooleanField(label=_("Play a sound"), required=False)
+    notify = forms.BooleanField(
+        label=_("Show a browser notification"), required=False,
+        help_text=_("Your browser asks for permission once: use the button below."),
+    )
+
+
+class AlertThresholdsForm(forms.Form):
+    """When a customer counts as waiting too long, for this official account.
+
+    Minutes, not seconds, since that is how people think about a queue; from a
+    minute (anything shorter alerts on every customer) to a day."""
+
+    queue_wait_minutes = forms.IntegerField(
+        label=_("A customer waits in the queue longer than (minutes)"), min_value=1, max_value=1440
+    )
+    unanswered_minutes = forms.IntegerField(
+        label=_("A customer in a session waits for an answer longer than (minutes)"), min_value=1, max_value=1440
+    )

@@ -54,6 +54,16 @@ class OfficialAccount(models.Model):
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
     # WeChat's true number of waiting customers (the list itself is capped at 100).
     waiting_count = models.PositiveIntegerField(default=0)
+    # Alert thresholds (supervisors edit them): highlighted in the queue and the inbox,
+    # and alerted to supervisors.
+    alert_queue_wait_seconds = models.PositiveIntegerField(
+        _("waiting in the queue longer than (seconds)"), default=180,
+        help_text=_("A customer waiting this long for an agent is highlighted and alerted to supervisors."),
+    )
+    alert_unanswered_seconds = models.PositiveIntegerField(
+        _("unanswered longer than (seconds)"), default=120,
+        help_text=_("A customer in a session waiting this long for an answer is highlighted and alerted to supervisors."),
+    )
     is_active = models.BooleanField(_("active"), default=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -196,6 +206,7 @@ class SyncState(models.Model):
         SESSIONS = "sessions", _("Sessions")
         HISTORY = "history", _("Chat history")
         BACKFILL = "backfill", _("History backfill")
+        TAIL = "tail", _("Live messages")
         LIBRARY = "library", _("Media library")
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="sync_states")
@@ -214,6 +225,11 @@ class SyncState(models.Model):
     # History: everything before this instant is stored.
     cursor = models.DateTimeField(null=True, blank=True)
     progress = models.JSONField(default=dict, blank=True)
+    # WeChat answered 45009/45011 (a call quota used up): no run until then.
+    paused_until = models.DateTimeField(null=True, blank=True)
+    # Live tail: someone has a conversation of this account open in a browser (the
+    # conversation's poll renews it), so the tail runs even without an open session.
+    watched_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -260,3 +276,17 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target}"
+
+
+class AlertPreference(models.Model):
+    """How one person wants to be told that a customer waits or wrote: each of the
+    tab title's count, a sound and a browser notification, on or off."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alert_preference")
+    title_count = models.BooleanField(_("count in the tab title"), default=True)
+    sound = models.BooleanField(_("play a sound"), default=False)
+    notify = models.BooleanField(_("browser notification"), default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} alerts"

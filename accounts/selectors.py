@@ -18,7 +18,14 @@ from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Agent, AuditEvent, Membership, OfficialAccount, SyncState
+from accounts.models import (
+    Agent,
+    AlertPreference,
+    AuditEvent,
+    Membership,
+    OfficialAccount,
+    SyncState,
+)
 
 User = get_user_model()
 
@@ -55,6 +62,8 @@ AUDIT_ACTION_LABELS: dict[str, str | Promise] = {
     "user_deactivate": _("Deactivate user"),
     "user_password": _("Change password"),
     "sync_run": _("Start sync"),
+    "alert_settings": _("Change alert settings"),
+    "alert_thresholds": _("Change alert thresholds"),
     "session_assign": _("Assign session"),
     "auto_assign_update": _("Change auto-assignment"),
     "session_close": _("Close session"),
@@ -182,6 +191,12 @@ class SyncRow:
             return False
         started = self.state.last_started_at if self.state else None
         return started is None or started < self.requested_at
+
+    @property
+    def paused_until(self) -> datetime | None:
+        """WeChat refused a call for quota (45009/45011): the job waits until then."""
+        until = self.state.paused_until if self.state else None
+        return until if until is not None and until > self.now else None
 
     @property
     def has_error(self) -> bool:
@@ -412,3 +427,13 @@ def login_lockout_minutes_left(*, username: str, ip_address: str | None, now: da
         return max(1, math.ceil(cool_off.total_seconds() / 60))
     left = last + cool_off - (now or timezone.now())
     return max(1, math.ceil(left.total_seconds() / 60))
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def alert_preference(*, user) -> AlertPreference:
+    """The person's alert choices; the defaults (a count in the tab title, no sound,
+    no notification) until they save their own."""
+    found = AlertPreference.objects.filter(user=user).first()
+    return found if found is not None else AlertPreference(user=user)

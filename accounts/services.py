@@ -25,7 +25,7 @@ from django.utils.translation import gettext_noop
 
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
-from accounts.models import Agent, Membership, OfficialAccount, SyncState
+from accounts.models import Agent, AlertPreference, Membership, OfficialAccount, SyncState
 from accounts.selectors import SYNC_RUN_ACTION, agent_can_invite
 from accounts.sentences import wechat_error_message
 from accounts.sync import agents_sync
@@ -388,6 +388,47 @@ def sync_run(*, account: OfficialAccount, actor, job: str) -> None:
     account_id = account.pk
     transaction.on_commit(lambda: task.delay(account_id))
     audit_event_record(actor=actor, action=SYNC_RUN_ACTION, official_account=account, target=job)
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+@transaction.atomic
+def alert_preference_set(
+    *, user, account: OfficialAccount, title_count: bool, sound: bool, notify: bool
+) -> AlertPreference:
+    """A person chooses how they are alerted (audited on the account they work on)."""
+    preference, _created = AlertPreference.objects.update_or_create(
+        user=user, defaults={"title_count": title_count, "sound": sound, "notify": notify}
+    )
+    audit_event_record(
+        actor=user, action="alert_settings", official_account=account, target=user.get_username(),
+        params={"title_count": title_count, "sound": sound, "notify": notify},
+    )
+    return preference
+
+
+@transaction.atomic
+def alert_thresholds_set(
+    *, account: OfficialAccount, actor, queue_wait_seconds: int, unanswered_seconds: int
+) -> None:
+    """A supervisor sets when a waiting or unanswered customer counts as waiting too long."""
+    before = OfficialAccount.objects.filter(pk=account.pk).values(
+        "alert_queue_wait_seconds", "alert_unanswered_seconds"
+    ).get()
+    OfficialAccount.objects.filter(pk=account.pk).update(
+        alert_queue_wait_seconds=queue_wait_seconds, alert_unanswered_seconds=unanswered_seconds
+    )
+    account.alert_queue_wait_seconds = queue_wait_seconds
+    account.alert_unanswered_seconds = unanswered_seconds
+    audit_event_record(
+        actor=actor, action="alert_thresholds", official_account=account, target=account.name,
+        params={
+            "queue_wait_seconds": queue_wait_seconds,
+            "unanswered_seconds": unanswered_seconds,
+            "before": before,
+        },
+    )
 
 
 # --------------------------------------------------------------------------- catalogue

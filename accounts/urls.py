@@ -7,6 +7,7 @@ app_name = "accounts"
 urlpatterns = [
     path("account/switch/", views.account_switch, name="account_switch"),
     path("password/", views.password_change, name="password_change"),
+    path("settings/alerts/", views.alert_settings, name="alert_settings"),
     path("agents/", views.agents, name="agents"),
     path("agents/add/", views.agent_add, name="agent_add"),
     path("agents/<int:pk>/", views.agent_detail, name="agent_detail"),

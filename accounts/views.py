@@ -20,6 +20,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.contrib.messages.views import SuccessMessageMixin
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
@@ -31,12 +32,14 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import selectors, services
-from accounts.access import AUDITOR, SUPERVISOR, AccountContext, account_view, context_switch
+from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view, context_switch
 from accounts.forms import (
     AgentAddForm,
     AgentAvatarForm,
     AgentInviteForm,
     AgentNicknameForm,
+    AlertPreferenceForm,
+    AlertThresholdsForm,
     AuditFilterForm,
     UserCreateForm,
     UserRolesForm,
@@ -338,6 +341,7 @@ def _sync_context(ctx: AccountContext) -> dict[str, Any]:
         "polling": active,
         "poll_every": SYNC_POLL_ACTIVE_SECONDS if active else SYNC_POLL_IDLE_SECONDS,
         "runnable": set(services.SYNC_TASKS),
+        "tail_seconds": settings.SYNC_TAIL_SECONDS,
         "nav": "sync",
     }
 
@@ -505,3 +509,55 @@ def user_active(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpRespo
     return respond(
         request, ctx, context, page="accounts/user_active.html", fragment="accounts/_user_active_dialog.html"
     )
+
+
+# --------------------------------------------------------------------------- alert settings
+
+
+def _alert_settings_context(request: HttpRequest, ctx: AccountContext, **forms: Any) -> dict[str, Any]:
+    preference = selectors.alert_preference(user=request.user)
+    context: dict[str, Any] = {
+        "preference_form": forms.get("preference_form") or AlertPreferenceForm(
+            initial={"title_count": preference.title_count, "sound": preference.sound, "notify": preference.notify}
+        ),
+        "nav": "alert_settings",
+    }
+    if ctx.is_supervisor:
+        context["thresholds_form"] = forms.get("thresholds_form") or AlertThresholdsForm(
+            initial={
+                "queue_wait_minutes": max(1, round(ctx.account.alert_queue_wait_seconds / 60)),
+                "unanswered_minutes": max(1, round(ctx.account.alert_unanswered_seconds / 60)),
+            }
+        )
+    return context
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR, AGENT)
+def alert_settings(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """Each person's alerts (title count, sound, notification) and, for supervisors,
+    the official account's thresholds. Two forms, told apart by `form`."""
+    forms: dict[str, Any] = {}
+    if request.method == "POST":
+        which = request.POST.get("form")
+        if which == "thresholds":
+            if not ctx.is_supervisor:
+                raise PermissionDenied("Only supervisors change the thresholds.")
+            thresholds = AlertThresholdsForm(request.POST)
+            if thresholds.is_valid():
+                services.alert_thresholds_set(
+                    account=ctx.account, actor=request.user,
+                    queue_wait_seconds=thresholds.cleaned_data["queue_wait_minutes"] * 60,
+                    unanswered_seconds=thresholds.cleaned_data["unanswered_minutes"] * 60,
+                )
+                messages.success(request, _("The thresholds are saved."))
+                return redirect("accounts:alert_settings")
+            forms["thresholds_form"] = thresholds
+        else:
+            preference = AlertPreferenceForm(request.POST)
+            if preference.is_valid():
+                services.alert_preference_set(user=request.user, account=ctx.account, **preference.cleaned_data)
+                messages.success(request, _("Your alert settings are saved."))
+                return redirect("accounts:alert_settings")
+            forms["preference_form"] = preference
+    return respond(request, ctx, _alert_settings_context(request, ctx, **forms), page="accounts/alert_settings.html")

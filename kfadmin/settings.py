@@ -265,6 +265,10 @@ SYNC_QUEUE_SECONDS = env_int("SYNC_QUEUE_SECONDS", 15, minimum=5)
 SYNC_AGENTS_SECONDS = env_int("SYNC_AGENTS_SECONDS", 300, minimum=15)
 SYNC_SESSIONS_SECONDS = env_int("SYNC_SESSIONS_SECONDS", 60, minimum=15)
 SYNC_HISTORY_SECONDS = env_int("SYNC_HISTORY_SECONDS", 300, minimum=60)
+# The live tail: while an account has open sessions (or a conversation open in a
+# browser), its newest chat records are read this often, since WeChat pushes a
+# customer's in-session messages to its own kf client and not to the callback URL.
+SYNC_TAIL_SECONDS = env_int("SYNC_TAIL_SECONDS", 5, minimum=2)
 # The media library (permanent materials, published articles) changes rarely.
 SYNC_LIBRARY_SECONDS = env_int("SYNC_LIBRARY_SECONDS", 900, minimum=60)
 # How far back the first history sync of an account reaches (`manage.py backfill_history`
@@ -322,6 +326,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.export_cleanup_task",
         "schedule": 900,
         "options": {"expires": 900},
+    },
+    # Only accounts with open sessions or a watched conversation; each run claims the
+    # account's tail row, so a slow run is skipped, never doubled.
+    "sync-tail": {
+        "task": "messaging.tasks.sync_all_tail_task",
+        "schedule": SYNC_TAIL_SECONDS,
+        "options": {"expires": SYNC_TAIL_SECONDS},
     },
     "sync-library": {
         "task": "messaging.tasks.sync_all_library_task",

@@ -8,6 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from accounts.admin import ReadOnlyAdmin
 from messaging.models import (
     CallbackNonce,
+    ConversationSeen,
     LibraryItem,
     MediaFile,
     MessageRecord,
@@ -66,6 +67,14 @@ class QuickReplyAdmin(ReadOnlyAdmin):
 class QuickReplyUseAdmin(ReadOnlyAdmin):
     list_display = ["reply", "user", "count", "last_used_at"]
     list_select_related = ["reply", "user"]
+@admin.register(ConversationSeen)
+class ConversationSeenAdmin(ReadOnlyAdmin):
+    list_display = ["user", "official_account", "openid", "seen_at"]
+    list_filter = ["official_account"]
+    search_fields = ["user__username", "openid"]
+    list_select_related = ["user", "official_account"]
+
+
 @admin.register(MediaFile)
 class MediaFileAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "official_account", "customer", "kind", "direction", "state", "content_type", "size", "uploads", "expires_at"]

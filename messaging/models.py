@@ -374,6 +374,24 @@ class QuickReplyUse(models.Model):
 
     def __str__(self) -> str:
         return f"{self.reply_id} · {self.user_id} · {self.count}"
+class ConversationSeen(models.Model):
+    """When a person last looked at a customer's conversation: the inbox counts the
+    customer's messages after it as unread for them."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    openid = models.CharField(max_length=64)
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "official_account", "openid"], name="conversation_seen_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.openid} {self.seen_at:%Y-%m-%d %H:%M:%S}"
+
+
 def media_upload_to(instance: MediaFile, filename: str) -> str:
     """Where a kept file goes under MEDIA_ROOT: by account and month, under a name
     kfadmin chose (the extension of the sniffed format, never the browser's name)."""

@@ -43,10 +43,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import OperationalError, connection, transaction
 from django.db.models import (
     BooleanField,
     Count,
+    DateTimeField,
+    Exists,
     F,
     Func,
     IntegerField,
@@ -63,10 +66,11 @@ from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts.models import Agent, OfficialAccount
+from accounts.models import Agent, OfficialAccount, SyncState
 from accounts.selectors import agent_names
 from messaging.models import (
     SEND_STALE_AFTER,
+    ConversationSeen,
     ExportJob,
     MessageRecord,
     OutboundMessage,
@@ -979,3 +983,241 @@ def quick_replies_list(*, account: OfficialAccount, user, q: str = "", scope: st
 def quick_reply_get(*, account: OfficialAccount, user, reply_id: int) -> QuickReply | None:
     """One reply the person sees (shared, or their own); None otherwise."""
     return quick_replies_visible(account=account, user=user).filter(pk=reply_id).first()
+# --------------------------------------------------------------- live tail
+
+
+def tail_accounts_due(*, now: datetime | None = None) -> list[int]:
+    """Active accounts the live tail reads now: those with an open session or a
+    conversation open in a browser (`SyncState.watched_until`), less those WeChat's
+    quota refusal paused (`paused_until`). One query, every few seconds."""
+    now = now or timezone.now()
+    tail = SyncState.objects.filter(official_account=OuterRef("pk"), job=SyncState.Job.TAIL)
+    return list(
+        OfficialAccount.objects.filter(is_active=True)
+        .filter(
+            Exists(KfSession.objects.filter(official_account=OuterRef("pk"), state=KfSession.State.OPEN))
+            | Exists(tail.filter(watched_until__gt=now))
+        )
+        .exclude(Exists(tail.filter(paused_until__gt=now)))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
+@dataclass(frozen=True)
+class RecordsFreshness:
+    """Up to when kfadmin holds WeChat's records of an account (what a page may
+    claim), and whether the live tail is keeping them current."""
+
+    as_of: datetime | None
+    live: bool
+    paused_until: datetime | None = None
+
+
+def records_freshness(*, account: OfficialAccount, now: datetime | None = None) -> RecordsFreshness:
+    """The later of the tail's and the history sync's "stored up to" instants. The
+    tail counts as live when it stored within a few of its intervals."""
+    now = now or timezone.now()
+    rows = dict(
+        SyncState.objects.filter(official_account=account, job__in=(SyncState.Job.TAIL, SyncState.Job.HISTORY))
+        .values_list("job", "cursor")
+    )
+    paused = (
+        SyncState.objects.filter(official_account=account, job=SyncState.Job.TAIL, paused_until__gt=now)
+        .values_list("paused_until", flat=True)
+        .first()
+    )
+    tail, history = rows.get(SyncState.Job.TAIL), rows.get(SyncState.Job.HISTORY)
+    as_of = max((t for t in (tail, history) if t is not None), default=None)
+    live = tail is not None and now - tail <= timedelta(seconds=3 * settings.SYNC_TAIL_SECONDS + 5)
+    return RecordsFreshness(as_of=as_of, live=live and paused is None, paused_until=paused)
+
+
+# --------------------------------------------------------------- inbox
+
+INBOX_LIMIT = 100
+# The customer's unanswered messages are looked for this far back (the reply window).
+UNANSWERED_LOOKBACK = timedelta(hours=48)
+
+
+@dataclass
+class InboxRow:
+    session: KfSession
+    last_text: str
+    last_time: datetime | None
+    last_from_customer: bool
+    # The customer's first message not answered yet (None: answered, or silent).
+    waiting_since: datetime | None
+    unread: int
+    waited: timedelta | None = None
+    over: bool = False  # waited past the account's unanswered threshold
+
+
+@dataclass
+class Inbox:
+    rows: list[InboxRow]
+    total: int
+    threshold: timedelta
+
+    @property
+    def unread(self) -> int:
+        return sum(row.unread for row in self.rows)
+
+    @property
+    def over(self) -> int:
+        return sum(1 for row in self.rows if row.over)
+
+    @property
+    def more(self) -> int:
+        return self.total - len(self.rows)
+
+
+def _customer_records() -> QuerySet[MessageRecord]:
+    return MessageRecord.objects.filter(
+        official_account=OuterRef("official_account"), openid=OuterRef("customer__openid")
+    )
+
+
+def _count(qs: QuerySet) -> Coalesce:
+    return Coalesce(Subquery(qs.order_by().values("openid").annotate(n=Count("id")).values("n")), 0)
+
+
+def inbox_sessions(
+    *,
+    account: OfficialAccount,
+    user,
+    agent: Agent | None = None,
+    now: datetime | None = None,
+    limit: int = INBOX_LIMIT,
+) -> Inbox:
+    """Open sessions (of `agent`, or all), each with its last message, since when the
+    customer waits for an answer (their first message after the agents' last one),
+    and the customer's messages `user` has not seen (since they last opened the
+    conversation; never opened: those not answered yet). Who waited longest first,
+    then the answered ones, oldest session first."""
+    now = now or timezone.now()
+    records = _customer_records()
+    latest = records.filter(
+        opercode__in=MessageRecord.OperCode.CUSTOMER | MessageRecord.OperCode.AGENT
+    ).order_by("-time", "-id")
+    seen = ConversationSeen.objects.filter(
+        user=user, official_account=OuterRef("official_account"), openid=OuterRef("customer__openid")
+    ).values("seen_at")[:1]
+    sessions = KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN)
+    if agent is not None:
+        sessions = sessions.filter(agent=agent)
+    sessions = (
+        sessions.select_related("customer", "agent")
+        .only("id", "official_account_id", "state", "created_at", "accepted_at", "customer__openid",
+              "agent__kf_account", "agent__kf_nick")
+        .annotate(
+            last_text=Subquery(latest.values("text")[:1]),
+            last_time=Subquery(latest.values("time")[:1]),
+            last_opercode=Subquery(latest.values("opercode")[:1]),
+            last_reply_at=Subquery(
+                records.filter(opercode__in=MessageRecord.OperCode.AGENT).order_by("-time").values("time")[:1]
+            ),
+            seen_at=Subquery(seen),
+        )
+        .annotate(
+            waiting_since=Subquery(
+                records.filter(
+                    opercode__in=MessageRecord.OperCode.CUSTOMER,
+                    time__gt=Coalesce(
+                        OuterRef("last_reply_at"), Value(now - UNANSWERED_LOOKBACK, output_field=DateTimeField())
+                    ),
+                )
+                .order_by("time")
+                .values("time")[:1]
+            ),
+            unread=_count(
+                records.filter(
+                    opercode__in=MessageRecord.OperCode.CUSTOMER,
+                    time__gt=Coalesce(
+                        OuterRef("seen_at"), OuterRef("last_reply_at"),
+                        Value(now - UNANSWERED_LOOKBACK, output_field=DateTimeField()),
+                    ),
+                )
+            ),
+        )
+        .order_by(F("waiting_since").asc(nulls_last=True), "accepted_at", "id")
+    )
+    page = list(sessions[:limit])
+    total = len(page) if len(page) < limit else sessions.count()
+    threshold = timedelta(seconds=account.alert_unanswered_seconds)
+    rows = []
+    for s in page:
+        waited = max(now - s.waiting_since, timedelta(0)) if s.waiting_since else None
+        rows.append(
+            InboxRow(
+                session=s,
+                last_text=s.last_text or "",
+                last_time=s.last_time,
+                last_from_customer=s.last_opercode in MessageRecord.OperCode.CUSTOMER,
+                waiting_since=s.waiting_since,
+                unread=s.unread,
+                waited=waited,
+                over=waited is not None and waited >= threshold,
+            )
+        )
+    return Inbox(rows=rows, total=total, threshold=threshold)
+
+
+# --------------------------------------------------------------- alerts
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """What the alert poll tells a person's browser (static/js/alerts.js compares it
+    with the previous answer to decide what is new)."""
+
+    waiting: int
+    waiting_over: int
+    unread: int
+    unanswered_over: int
+    # The newest unread customer message in the person's conversations.
+    latest_openid: str = ""
+    latest_text: str = ""
+    latest_id: int = 0
+
+
+def alerts_state(
+    *, account: OfficialAccount, user, agent: Agent | None, supervisor: bool, now: datetime | None = None
+) -> AlertState:
+    """Waiting customers (and those past the queue threshold); an agent's unread
+    messages; for supervisors, sessions unanswered past the threshold."""
+    now = now or timezone.now()
+    waiting = KfSession.objects.filter(official_account=account, state=KfSession.State.WAITING).aggregate(
+        n=Count("id"),
+        over=Count("id", filter=Q(created_at__lte=now - timedelta(seconds=account.alert_queue_wait_seconds))),
+    )
+    unread = unanswered_over = 0
+    latest_openid = latest_text = ""
+    latest_id = 0
+    if agent is not None:
+        inbox = inbox_sessions(account=account, user=user, agent=agent, now=now)
+        unread = inbox.unread
+        unread_openids = [row.session.customer.openid for row in inbox.rows if row.unread]
+        newest = (
+            MessageRecord.objects.filter(
+                official_account=account, openid__in=unread_openids, opercode__in=MessageRecord.OperCode.CUSTOMER
+            )
+            .order_by("-time", "-id")
+            .values_list("id", "openid", "text")
+            .first()
+            if unread_openids
+            else None
+        )
+        if newest is not None:
+            latest_id, latest_openid, latest_text = newest
+    if supervisor:
+        unanswered_over = inbox_sessions(account=account, user=user, now=now).over
+    return AlertState(
+        waiting=waiting["n"],
+        waiting_over=waiting["over"],
+        unread=unread,
+        unanswered_over=unanswered_over,
+        latest_openid=latest_openid,
+        latest_text=latest_text,
+        latest_id=latest_id,
+    )

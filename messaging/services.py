@@ -43,7 +43,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
-from accounts.models import Agent, OfficialAccount
+from accounts.models import Agent, OfficialAccount, SyncState
 from kfadmin.celery import app as celery_app
 from kfadmin.wechat import WeChatError, explain
 from messaging.delivery import (
@@ -56,6 +56,7 @@ from messaging.exports import ExportRow, export_lines
 from messaging.media import MediaUpload, media_file_store
 from messaging.models import (
     SEND_STALE_AFTER,
+    ConversationSeen,
     ExportJob,
     MediaFile,
     OutboundMessage,
@@ -585,3 +586,48 @@ def quick_reply_use(*, reply: QuickReply, user) -> int:
         QuickReplyUse.objects.filter(pk=use.pk).update(count=F("count") + 1, last_used_at=timezone.now())
         use.refresh_from_db(fields=["count"])
     return use.count
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Agent):
+        return value.kf_account
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+# --------------------------------------------------------------- watching and seen
+# Neither is audited: they record that someone looked, as a login's time does, and
+# change nothing WeChat or a customer sees.
+
+# A conversation open in a browser keeps its account's live tail running this long
+# after its last poll.
+WATCH_FOR = timedelta(seconds=60)
+
+
+def conversation_watch(*, account: OfficialAccount, now: datetime | None = None) -> None:
+    """Someone has a conversation of `account` open: keep the live tail reading its
+    records for WATCH_FOR. Written at most twice a minute per account, whatever the
+    number of viewers (a conditional UPDATE, and an INSERT only the first time)."""
+    now = now or timezone.now()
+    until = now + WATCH_FOR
+    updated = (
+        SyncState.objects.filter(official_account=account, job=SyncState.Job.TAIL)
+        .filter(Q(watched_until__isnull=True) | Q(watched_until__lt=until - WATCH_FOR / 2))
+        .update(watched_until=until)
+    )
+    if not updated:
+        SyncState.objects.bulk_create(
+            [SyncState(official_account=account, job=SyncState.Job.TAIL, watched_until=until)], ignore_conflicts=True
+        )
+
+
+def conversation_seen_mark(*, account: OfficialAccount, user, openid: str, now: datetime | None = None) -> None:
+    """`user` has looked at the conversation with `openid` now: its messages so far
+    are no longer unread for them."""
+    ConversationSeen.objects.bulk_create(
+        [ConversationSeen(user=user, official_account=account, openid=openid, seen_at=now or timezone.now())],
+        update_conflicts=True,
+        unique_fields=["user", "official_account", "openid"],
+        update_fields=["seen_at"],
+    )

@@ -46,7 +46,7 @@ from django.utils import timezone
 from accounts.clients import wechat_client_for
 from accounts.models import OfficialAccount, SyncState
 from accounts.sync import SyncLeaseLost, sync_state_renew
-from kfadmin.wechat import WeChatClient
+from kfadmin.wechat import WeChatClient, WeChatError, WeChatRateLimited
 from messaging.archive import archive_changed
 from messaging.delivery import outbound_unknown_settle
 from messaging.models import MessageRecord, OutboundMessage, record_digest
@@ -947,3 +947,142 @@ def _save(
         sync_state_renew(
             account_id=state.official_account_id, job=state.job, token=lease_token, **fields
         )
+
+
+# ------------------------------------------------------------------ live tail
+#
+# While a session is open WeChat hands the customer's messages to its own kf client,
+# not to the callback URL (wechat-kf-api.md §5): kfadmin learns them only from
+# getmsglist. The tail reads, every SYNC_TAIL_SECONDS, the records from a little
+# before the newest one stored up to now, through the history sync's own storing path
+# (same natural key, reconciliation with provisional copies, reply windows), so the
+# two never store a record twice and either may run first.
+
+# Re-read this much before the newest stored record: WeChat may list a record a few
+# seconds after its time. Anything later still is the history sync's (10 min overlap).
+TAIL_OVERLAP = timedelta(seconds=30)
+# Never further back than this: the periodic history sync covers older records.
+TAIL_LOOKBACK = timedelta(minutes=15)
+# Backoff after WeChat says a call quota is used up (45011 per minute, 45009 per day):
+# the first pause, doubled for each further refusal in a row, up to the cap.
+TAIL_PAUSE = {45011: timedelta(minutes=1), 45009: timedelta(minutes=15)}
+TAIL_PAUSE_MAX = {45011: timedelta(minutes=10), 45009: timedelta(hours=2)}
+
+
+@dataclass(frozen=True)
+class TailResult:
+    window_start: datetime
+    window_end: datetime
+    pages: int = 0
+    records: int = 0
+    stored: int = 0
+    merged: int = 0
+    error: str = ""
+    paused_until: datetime | None = None
+
+    def as_json(self) -> dict:
+        return {
+            "from": self.window_start.isoformat(),
+            "until": self.window_end.isoformat(),
+            "pages": self.pages,
+            "records": self.records,
+            "stored": self.stored,
+            "merged": self.merged,
+            "error": self.error,
+        }
+
+
+def tail_window(*, account_id: int, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end] in whole seconds: from TAIL_OVERLAP before the newest record
+    WeChat's list gave us (not a provisional copy: a send from kfadmin is newer than
+    a customer message WeChat has not listed yet) to now, at most TAIL_LOOKBACK."""
+    end = _floor_second(now)
+    earliest = end - TAIL_LOOKBACK
+    newest = (
+        MessageRecord.objects.filter(
+            official_account_id=account_id, source=MessageRecord.Source.SYNC, time__gte=earliest
+        )
+        .order_by("-time")
+        .values_list("time", flat=True)
+        .first()
+    )
+    start = earliest if newest is None else max(earliest, _floor_second(newest - TAIL_OVERLAP))
+    return start, end
+
+
+def live_tail(
+    *,
+    account_id: int,
+    client: WeChatClient | None = None,
+    now: datetime | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> TailResult:
+    """Store the account's newest records (see the section's comment).
+
+    Never raises a WeChat error: the next run, seconds later, is the retry. A call
+    quota used up (45009/45011) pauses the account's tail (`SyncState.paused_until`,
+    shown on the sync page) instead of spending more of it every few seconds.
+    """
+    account = OfficialAccount.objects.get(pk=account_id)
+    now = now or timezone.now()
+    start, end = tail_window(account_id=account_id, now=now)
+    pages = records = stored = merged = 0
+    try:
+        if end > start:
+            pages_iter = (client or wechat_client_for(account)).iter_msg_record_pages(
+                math.floor(start.timestamp()), math.floor(end.timestamp()), number=PAGE_SIZE
+            )
+            seen: dict[tuple[int, bytes], int] = {}
+            for page in pages_iter:
+                rows = _page_rows(page.recordlist, seen)
+                pages += 1
+                records += len(rows)
+                if rows and not _all_stored(account_id, rows):
+                    page_stored, page_merged = _store_page(account, rows)
+                    stored += page_stored
+                    merged += page_merged
+                if heartbeat is not None:
+                    heartbeat()
+    except WeChatError as exc:
+        return _tail_failed(account_id, TailResult(start, end, pages, records, stored, merged), exc, now)
+    result = TailResult(start, end, pages, records, stored, merged)
+    SyncState.objects.filter(official_account_id=account_id, job=SyncState.Job.TAIL).update(
+        cursor=end, last_success_at=timezone.now(), last_error="", paused_until=None, progress=result.as_json()
+    )
+    return result
+
+
+def _all_stored(account_id: int, rows: Sequence[Row]) -> bool:
+    """Whether the archive holds every row under its natural key already: most tail
+    runs re-read only records stored by the run before, and one read of their keys
+    is far cheaper than the staging, insert and reconciliation of `_store_page`."""
+    lo = datetime.fromtimestamp(min(r[0] for r in rows), tz=UTC)
+    hi = datetime.fromtimestamp(max(r[0] for r in rows), tz=UTC)
+    stored = {
+        (math.floor(t.timestamp()), bytes(d), q)
+        for t, d, q in MessageRecord.objects.filter(
+            official_account_id=account_id, time__gte=lo, time__lte=hi, source=MessageRecord.Source.SYNC
+        ).values_list("time", "digest", "seq")
+    }
+    return all((r[0], r[5], r[6]) in stored for r in rows)
+
+
+def _tail_failed(account_id: int, partial: TailResult, exc: WeChatError, now: datetime) -> TailResult:
+    state = SyncState.objects.get(official_account_id=account_id, job=SyncState.Job.TAIL)
+    fields: dict = {"last_error_at": timezone.now(), "last_error": exc.explanation}
+    paused_until = None
+    if isinstance(exc, WeChatRateLimited) and exc.errcode in TAIL_PAUSE:
+        in_a_row = int((state.progress or {}).get("pauses", 0)) + 1
+        pause = min(TAIL_PAUSE[exc.errcode] * 2 ** (in_a_row - 1), TAIL_PAUSE_MAX[exc.errcode])
+        paused_until = now + pause
+        fields.update(paused_until=paused_until, progress={**partial.as_json(), "pauses": in_a_row})
+        logger.warning(
+            "Live tail of account %s paused until %s: WeChat answered %s.", account_id, paused_until, exc.errcode
+        )
+    else:
+        logger.warning("Live tail of account %s failed: %s", account_id, exc.explanation)
+    SyncState.objects.filter(pk=state.pk).update(**fields)
+    return TailResult(
+        partial.window_start, partial.window_end, partial.pages, partial.records, partial.stored, partial.merged,
+        error=exc.explanation, paused_until=paused_until,
+    )

@@ -29,8 +29,9 @@ from kfadmin.wechat import WeChatRetryableError
 # with the app's other tasks.
 from messaging.delivery import send_message_task as send_message_task
 from messaging.media import library_sync, media_fetch_overdue, media_inbound_fetch
+from messaging.selectors import tail_accounts_due
 from messaging.services import export_job_run, export_jobs_clean, outbound_sweep
-from messaging.sync import history_sync
+from messaging.sync import history_sync, live_tail
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,36 @@ def sync_history_task(self, account_id: int, after_lost_worker: bool = False) ->
 def sync_all_history_task() -> int:
     """Beat entry: one history sync per active official account."""
     return enqueue_for_active_accounts(sync_history_task, expires=settings.SYNC_HISTORY_SECONDS)
+
+
+# ------------------------------------------------------------------------ live tail
+# Every few seconds, so each piece is cheap and nothing piles up: the fan-out reads
+# the accounts due in one query; each task and fan-out `expires` after one interval
+# (a queue that fell behind drops stale runs instead of running them all); a run
+# claims the account's tail row for a short lease, so a slow run is skipped by the
+# next, never doubled. No retries: the next run is the retry. Not acks_late: a run
+# lost with its worker is repeated by the next tick anyway.
+
+
+@shared_task(queue="sync")
+def sync_tail_task(account_id: int) -> dict | None:
+    """Store one account's newest chat records (messaging.sync.live_tail)."""
+    result = sync_claimed_run(
+        account_id=account_id,
+        job=SyncState.Job.TAIL,
+        run=lambda heartbeat: live_tail(account_id=account_id, heartbeat=heartbeat),
+    )
+    return result.as_json() if result is not None else None
+
+
+@shared_task(queue="sync")
+def sync_all_tail_task() -> int:
+    """Beat entry: one tail run per account with open sessions or a watched
+    conversation, unless WeChat paused it (45009/45011)."""
+    account_ids = tail_accounts_due()
+    for account_id in account_ids:
+        sync_tail_task.apply_async(args=[account_id], expires=settings.SYNC_TAIL_SECONDS)
+    return len(account_ids)
 
 
 # Routed to the "send" queue with the sends it rescues.

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import selectors as account_selectors
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
+from accounts.models import Agent, OfficialAccount
 from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import sentence_translate, wechat_error_message
 from kfadmin.wechat import WeChatError
@@ -46,6 +47,8 @@ from messaging.services import (
     EXPORT_FILE_MISSING,
     SendAgainRefused,
     SendRefused,
+    conversation_seen_mark,
+    conversation_watch,
     export_job_create,
     export_job_download_record,
     export_job_path,
@@ -64,6 +67,9 @@ CONVERSATION_REGIONS = {
     "conversation-session": "messaging/_session_box.html",
     "composer": "messaging/_composer.html",
 }
+# Moving to another conversation from the inbox: the page, of which htmx keeps the
+# conversation region (hx-select), so the two never differ.
+CONVERSATION_SWITCH = "conversation-region"
 TIMELINE_CHANGED = "timelineChanged"
 TRANSCRIPT_LIMIT = 5000
 
@@ -112,9 +118,10 @@ def _library_pick(request: HttpRequest) -> dict:
     return {"library": picked, "media_id": picked, "article_id": picked} if picked else {}
 
 
-def _session_box_context(openid: str, customer: Customer | None) -> dict:
+def _session_box_context(openid: str, customer: Customer | None, account: OfficialAccount) -> dict:
     """What the session and reply-window box shows, stamped with the time it was read
-    (data-as-of, see static/js/fresh.js)."""
+    (data-as-of, see static/js/fresh.js), with up to when kfadmin holds WeChat's
+    records (the box never presents a stale copy as fact)."""
     stamp = as_of()
     if customer is not None:
         # Read after the stamp: the caller's copy may predate a send the worker has
@@ -128,6 +135,8 @@ def _session_box_context(openid: str, customer: Customer | None) -> dict:
         "window": selectors.customer_window(customer=customer),
         "conversation_url": reverse("messaging:conversation", args=[openid]),
         "now": timezone.now(),
+        "freshness": selectors.records_freshness(account=account),
+        "tail_seconds": settings.SYNC_TAIL_SECONDS,
     }
 
 
@@ -137,7 +146,7 @@ def _conversation_context(
     # Taken before the timeline is read: a record arriving in between changes the
     # stamp, so the next poll fetches it rather than being told nothing is new.
     stamp = selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
-    box = _session_box_context(openid, customer)
+    box = _session_box_context(openid, customer, ctx.account)
     live = box["live"]
     msgtype = form.msgtype if form is not None else request.GET.get("type")
     if form is None and ctx.can_send:
@@ -178,6 +187,8 @@ def _conversation_context(
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
     customer = _conversation_customer(ctx, openid)
+    # An open conversation keeps the account's live tail running (its poll renews it).
+    conversation_watch(account=ctx.account)
     target = region(request)
     if target == "timeline" and "stamp" in request.GET:
         # The timeline's poll: with nothing new since the copy on screen, answer 204
@@ -188,13 +199,29 @@ def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> Http
     if target == "composer" and not ctx.can_send:
         raise PermissionDenied("Your role cannot send messages.")
     context = _conversation_context(request, ctx, openid, customer)
-    # A refreshed timeline (any region but these two) brings the reply window of the
+    whole = target is None or target == CONVERSATION_SWITCH
+    if whole and ctx.can_send:
+        # Opening the conversation: what it shows now is seen; the inbox beside it.
+        conversation_seen_mark(account=ctx.account, user=request.user, openid=openid)
+        context.update(_inbox_context(request, ctx))
+    # A refreshed timeline (any region but these) brings the reply window of the
     # same moment along, so the two never disagree about what was sent.
-    context["box_oob"] = target is not None and target not in CONVERSATION_REGIONS
+    context["box_oob"] = not whole and target not in CONVERSATION_REGIONS
     return respond(
         request, ctx, context, page="messaging/conversation.html",
-        targets=CONVERSATION_REGIONS, fragment="messaging/_timeline.html",
+        targets={**CONVERSATION_REGIONS, CONVERSATION_SWITCH: "messaging/conversation.html"},
+        fragment="messaging/_timeline.html",
     )
+
+
+@require_POST
+@account_view(SUPERVISOR, AGENT)
+def seen(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    """The person is reading or answering the conversation (static/js/inbox.js tells
+    on a click or a key in it): its messages are no longer unread for them."""
+    _conversation_customer(ctx, openid)
+    conversation_seen_mark(account=ctx.account, user=request.user, openid=openid)
+    return HttpResponse(status=204)
 
 
 @require_POST
@@ -281,7 +308,9 @@ def outbound_status(request: HttpRequest, ctx: AccountContext, outbound_id: int)
         OutboundMessage.Status.SENT, OutboundMessage.Status.FAILED, OutboundMessage.Status.UNKNOWN
     ):
         # The last poll of this message: the reply window beside it changed too.
-        context.update(_session_box_context(outbound.customer.openid, outbound.customer), box_oob=True)
+        context.update(
+            _session_box_context(outbound.customer.openid, outbound.customer, ctx.account), box_oob=True
+        )
     return respond(request, ctx, context, fragment="messaging/_outbound.html")
 
 
@@ -527,6 +556,83 @@ def export_download(request: HttpRequest, ctx: AccountContext, job_id: int) -> H
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+# ------------------------------------------------------------------ inbox
+
+INBOX_AGENT_SESSION_KEY = "kfadmin_inbox_agent"
+
+
+def _inbox_agent(request: HttpRequest, ctx: AccountContext) -> tuple[Agent | None, str]:
+    """Whose open sessions the inbox lists: an agent's own; for a supervisor the agent
+    picked (`?agent=<id>`, or "all"), remembered in the session for the conversation
+    pages. Returns the agent (None: all) and the choice as the picker shows it."""
+    if ctx.is_agent:
+        return ctx.agent, ""
+    raw = request.GET.get("agent")
+    if raw is None:
+        raw = request.session.get(INBOX_AGENT_SESSION_KEY, "all")
+    elif request.session.get(INBOX_AGENT_SESSION_KEY) != raw:
+        request.session[INBOX_AGENT_SESSION_KEY] = raw
+    picked = None
+    if raw.isdigit() and len(raw) < 19:
+        picked = Agent.objects.listed().filter(official_account=ctx.account, pk=int(raw)).first()
+    return picked, str(picked.pk) if picked else "all"
+
+
+def _inbox_context(request: HttpRequest, ctx: AccountContext) -> dict:
+    agent, choice = _inbox_agent(request, ctx)
+    if ctx.is_agent and agent is None:
+        inbox = None  # an agent role without a kf account has no sessions
+    else:
+        inbox = selectors.inbox_sessions(account=ctx.account, user=request.user, agent=agent)
+    return {
+        "inbox": inbox,
+        "inbox_choice": choice,
+        "inbox_agents": (
+            list(Agent.objects.listed().filter(official_account=ctx.account).only("pk", "kf_account", "kf_nick"))
+            if ctx.is_supervisor
+            else []
+        ),
+        "inbox_as_of": as_of(),
+        "inbox_freshness": selectors.records_freshness(account=ctx.account),
+        "now": timezone.now(),
+        "poll_seconds": POLL_SECONDS,
+    }
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT)
+def inbox(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """The open conversations (an agent's own; a supervisor's pick of agent, or all),
+    who waited longest for an answer first, with their unread messages. Polled."""
+    return respond(
+        request, ctx, _inbox_context(request, ctx), page="messaging/inbox.html", fragment="messaging/_inbox.html"
+    )
+
+
+# ------------------------------------------------------------------ alerts
+
+
+@require_GET
+@account_view(SUPERVISOR, AGENT)
+def alerts(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """What static/js/alerts.js needs to count in the tab title, ring and notify:
+    polled from every page of people who serve customers."""
+    if not wants_fragment(request):
+        return redirect("accounts:alert_settings")
+    state = selectors.alerts_state(
+        account=ctx.account, user=request.user, agent=ctx.agent if ctx.is_agent else None,
+        supervisor=ctx.is_supervisor,
+    )
+    return respond(
+        request, ctx,
+        {"alerts": state, "preference": account_selectors.alert_preference(user=request.user),
+         "poll_seconds": POLL_SECONDS},
+        fragment="messaging/_alerts.html",
+    )
+
+
 # ------------------------------------------------------------------ media
 
 

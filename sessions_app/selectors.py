@@ -49,7 +49,8 @@ def session_preview_provide(subquery: Callable[[], BaseExpression]) -> None:
     _last_customer_text = subquery
 
 
-# A customer waiting longer than this is shown as waiting too long.
+# An open session held longer than this is shown as long (the queue's own threshold
+# is the account's `alert_queue_wait_seconds`, which supervisors set).
 LONG_WAIT = timedelta(minutes=5)
 
 # The queue and the sessions board show a customer by openid only. The board lists
@@ -70,14 +71,16 @@ _BOARD_CUSTOMER_DEFERRED = (
 )
 
 
-def _with_durations(sessions: list[KfSession], since_field: str, now: datetime) -> list[KfSession]:
+def _with_durations(
+    sessions: list[KfSession], since_field: str, now: datetime, long_wait: timedelta = LONG_WAIT
+) -> list[KfSession]:
     """Attach `elapsed` (a timedelta since `since_field`) and `waited_long`."""
     for session in sessions:
         since = getattr(session, since_field) or now
         # Attached for the pages, not fields of the model.
         elapsed = max(now - since, timedelta(0))
         session.elapsed = elapsed  # type: ignore[attr-defined]
-        session.waited_long = elapsed >= LONG_WAIT  # type: ignore[attr-defined]
+        session.waited_long = elapsed >= long_wait  # type: ignore[attr-defined]
     return sessions
 
 
@@ -91,7 +94,9 @@ def queue_waiting(*, account: OfficialAccount, now: datetime | None = None) -> l
         .annotate(last_text=_last_customer_text())
         .order_by("created_at", "id")
     )
-    return _with_durations(list(sessions), "created_at", now or timezone.now())
+    return _with_durations(
+        list(sessions), "created_at", now or timezone.now(), timedelta(seconds=account.alert_queue_wait_seconds)
+    )
 
 
 @dataclass

@@ -43,10 +43,11 @@ def test_every_sync_is_scheduled_with_an_expiry_no_longer_than_its_interval():
         "sessions_app.tasks.sync_all_sessions_task": settings.SYNC_SESSIONS_SECONDS,
         "accounts.tasks.sync_all_agents_task": settings.SYNC_AGENTS_SECONDS,
         "messaging.tasks.sync_all_history_task": settings.SYNC_HISTORY_SECONDS,
-        "messaging.tasks.send_outbox_sweep_task": 30,
-        "messaging.tasks.export_cleanup_task": 900,
+        "messaging.tasks.sync_all_tail_task": settings.SYNC_TAIL_SECONDS,
         "messaging.tasks.sync_all_library_task": settings.SYNC_LIBRARY_SECONDS,
         "messaging.tasks.fetch_media_sweep_task": 300,
+        "messaging.tasks.send_outbox_sweep_task": 30,
+        "messaging.tasks.export_cleanup_task": 900,
     }
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == expected
     for entry in schedule.values():

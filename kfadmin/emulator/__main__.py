@@ -9,6 +9,7 @@ import sys
 import threading
 from types import FrameType
 
+from .chatter import Chatter
 from .core import Emulator
 from .demo import DEMO_APPID, DEMO_SECRET, DEMO_WECHAT_ID
 from .server import make_server
@@ -39,6 +40,14 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds a binding invitation lasts",
     )
     parser.add_argument(
+        "--chatter",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="demo: about every SECONDS a customer writes (mostly in a session, which WeChat "
+        "does not push; now and then a newcomer joins the queue); 0 (default) keeps quiet",
+    )
+    parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
     args = parser.parse_args(argv)
@@ -51,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed == "demo":
         emulator.seed_demo(seed=args.demo_seed)
     out = logging.getLogger("kfadmin.emulator")
+    if args.chatter > 0:
+        if args.seed != "demo":
+            parser.error("--chatter needs --seed demo")
+        Chatter(emulator, appid=DEMO_APPID, every=args.chatter).start()
+        out.info("customers of the demo account write about every %.0f s", args.chatter)
     out.info("WeChat kf emulator listening on %s", server.base_url)
     if args.seed == "demo":
         out.info(

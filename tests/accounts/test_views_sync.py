@@ -205,3 +205,21 @@ def test_sync_pages_need_a_login(client):
 def test_sync_now_refuses_get_and_the_page_refuses_post(boss_client):
     assert boss_client.get(reverse("accounts:sync_run", args=["agents"])).status_code == 405
     assert boss_client.post(reverse("accounts:sync")).status_code == 405
+
+
+def test_a_live_tail_paused_by_wechat_says_until_when(boss_client, account):
+    now = timezone.now()
+    SyncStateFactory(
+        official_account=account, job="tail", last_success_at=now - timedelta(minutes=3),
+        last_error_at=now, paused_until=now + timedelta(minutes=15),
+        last_error="The daily call quota for this WeChat API is used up. Wait until tomorrow or "
+        "reset the quota in the official account platform.",
+    )
+
+    html = boss_client.get(reverse("accounts:sync")).content.decode()
+
+    row = html.split('id="sync-tail"', 1)[1].split("</tr>", 1)[0]
+    assert "Live messages" in row and "paused" in row and "the next run is after" in row
+    assert "The daily call quota for this WeChat API is used up." in row
+    assert "while a session is open" in row
+    assert "Sync now" not in row  # the tail runs by itself
