@@ -68,7 +68,7 @@ class OfficialAccountForm(forms.ModelForm):
         fields = [
             "name", "appid", "secret", "wechat_id", "original_id", "callback_token",
             "encoding_aes_key", "callback_mode", "api_base_url", "token_endpoint", "time_zone",
-            "agent_capacity", "queue_wait_alert_seconds", "is_active",
+            "agent_capacity", "alert_queue_wait_seconds", "alert_unanswered_seconds", "is_active",
         ]
 
     def __init__(self, *args, **kwargs) -> None:

@@ -45,10 +45,6 @@ class OfficialAccount(models.Model):
     agent_capacity = models.PositiveSmallIntegerField(
         _("sessions per agent"), default=5, help_text=_("How many sessions one agent can hold; drives load bars and warnings.")
     )
-    queue_wait_alert_seconds = models.PositiveIntegerField(
-        _("queue wait threshold (seconds)"), default=180,
-        help_text=_("Waits in the queue longer than this count as too long in the reports."),
-    )
     # The shared access token: one fetch for all processes, refreshed under a row lock.
     access_token = EncryptedTextField(blank=True, default="")
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
@@ -58,7 +54,10 @@ class OfficialAccount(models.Model):
     # and alerted to supervisors.
     alert_queue_wait_seconds = models.PositiveIntegerField(
         _("waiting in the queue longer than (seconds)"), default=180,
-        help_text=_("A customer waiting this long for an agent is highlighted and alerted to supervisors."),
+        help_text=_(
+            "A customer waiting this long for an agent is highlighted and alerted to supervisors; "
+            "the reports count such waits as too long."
+        ),
     )
     alert_unanswered_seconds = models.PositiveIntegerField(
         _("unanswered longer than (seconds)"), default=120,

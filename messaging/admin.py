@@ -9,6 +9,7 @@ from accounts.admin import ReadOnlyAdmin
 from messaging.models import (
     CallbackNonce,
     ConversationSeen,
+    ExportJob,
     LibraryItem,
     MediaFile,
     MessageRecord,
@@ -89,3 +90,12 @@ class LibraryItemAdmin(ReadOnlyAdmin):
     list_display = ["official_account", "kind", "title", "ident", "updated_at", "synced_at"]
     list_filter = ["official_account", "kind"]
     search_fields = ["title", "ident"]
+
+
+# Requested and downloaded from the history's exports page, where both are audited.
+@admin.register(ExportJob)
+class ExportJobAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "official_account", "requested_by", "export_format", "status", "rows_written", "expires_at"]
+    list_filter = ["official_account", "status", "export_format"]
+    date_hierarchy = "created_at"
+    list_select_related = ["official_account", "requested_by"]

@@ -273,7 +273,7 @@ def report_get(*, account: OfficialAccount, period: Period, detail: bool = True)
             figures = row(kf_account)
             figures.name, figures.agent_id = agent.display_name, agent.pk
     ordered = sorted(agents.values(), key=lambda a: (-a.accepted, -a.sent, a.name))
-    return Report(period=period, agents=ordered, team=team, threshold=account.queue_wait_alert_seconds)
+    return Report(period=period, agents=ordered, team=team, threshold=account.alert_queue_wait_seconds)
 
 
 def _volume(team: TeamFigures, hours: QuerySet[MessageHour], period: Period) -> None:
@@ -311,7 +311,7 @@ def _queue(team: TeamFigures, account: OfficialAccount, period: Period, *, detai
     team.queue = _stats_by(served.annotate(waited=_elapsed("queued_at", "ended_at")), None, "waited").get(
         "", Stat()
     )
-    threshold = timedelta(seconds=account.queue_wait_alert_seconds)
+    threshold = timedelta(seconds=account.alert_queue_wait_seconds)
     buckets = {"over": Count("id", filter=Q(wait__gt=threshold))}
     lower = timedelta(0)
     for n, upper in enumerate(WAIT_BUCKETS if detail else ()):

@@ -63,12 +63,16 @@
     if (event.target && event.target.closest && event.target.closest("#composer form")) save();
   });
 
-  document.addEventListener("htmx:afterRequest", function (event) {
-    var elt = event.detail.elt;
-    if (!elt || !elt.matches || !elt.matches("#composer form") || !event.detail.successful) return;
-    var trigger = event.detail.xhr && event.detail.xhr.getResponseHeader("HX-Trigger");
+  // Before the swap, while the form that sent is still in the page: the answer
+  // replaces it, and a detached form neither matches "#composer form" nor sends its
+  // events up to document. (beforeSwap's own elt is the target, #composer.)
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var config = event.detail.requestConfig, xhr = event.detail.xhr;
+    var form = config && config.elt;
+    if (!form || !form.matches || !form.matches("#composer form") || !xhr || xhr.status >= 400) return;
+    var trigger = xhr.getResponseHeader("HX-Trigger");
     if (trigger && trigger.indexOf("timelineChanged") !== -1) {
-      var key = keyFor(elt), s = store();
+      var key = keyFor(form), s = store();
       if (key && s) s.removeItem(key);
     }
   });

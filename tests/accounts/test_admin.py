@@ -96,7 +96,8 @@ def form_data(account: OfficialAccount, **changes) -> dict:
         "original_id": account.original_id, "callback_token": "", "encoding_aes_key": "",
         "api_base_url": account.api_base_url, "token_endpoint": account.token_endpoint,
         "time_zone": account.time_zone, "agent_capacity": account.agent_capacity, "is_active": "on",
-        "callback_mode": account.callback_mode, "queue_wait_alert_seconds": account.queue_wait_alert_seconds,
+        "callback_mode": account.callback_mode, "alert_queue_wait_seconds": account.alert_queue_wait_seconds,
+        "alert_unanswered_seconds": account.alert_unanswered_seconds,
     }
     data.update(changes)
     return data

@@ -190,9 +190,9 @@ def test_a_real_worker_prepares_the_export_and_the_requester_downloads_it(
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"].startswith('attachment; filename="kfadmin-history-')
     rows = csv_body(response)
-    assert rows[0] == ["time", "kind", "opercode", "agent", "openid", "text"]
+    assert rows[0] == ["time", "kind", "opercode", "agent", "openid", "text", "customer"]
     assert len(rows) == 2502
-    assert rows[1] == ["2025-03-01T09:00:00+08:00", "customer", "2001", "", "o_0", "退款进度 0"]
+    assert rows[1] == ["2025-03-01T09:00:00+08:00", "customer", "2001", "", "o_0", "退款进度 0", ""]
     assert rows[-1][5] == "'=SUM(A1)"  # the formula guard, as in the streamed export
     downloaded = AuditEvent.objects.get(action="history_export_download")
     assert (downloaded.actor, downloaded.target, downloaded.params["job"], downloaded.params["rows"]) == (

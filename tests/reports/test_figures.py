@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def account():
-    account = OfficialAccountFactory(time_zone="Asia/Shanghai", queue_wait_alert_seconds=180)
+    account = OfficialAccountFactory(time_zone="Asia/Shanghai", alert_queue_wait_seconds=180)
     AgentFactory(official_account=account, kf_account=f"xiaomei@{account.wechat_id}", kf_nick="小美")
     AgentFactory(official_account=account, kf_account=f"ahua@{account.wechat_id}", kf_nick="阿华")
     return account
