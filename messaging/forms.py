@@ -24,7 +24,13 @@ from accounts.models import Agent, OfficialAccount
 from accounts.sentences import sentence_translate
 from kfadmin.forms import DayField
 from kfadmin.wechat import MEDIA_RULES
-from messaging.media import MediaUpload, library_choices, media_check
+from messaging.media import (
+    QUICK_REPLY_LIBRARY_KINDS,
+    MediaUpload,
+    library_choices,
+    library_item_get,
+    media_check,
+)
 from messaging.models import QUICK_REPLY_TITLE_MAX, LibraryItem, OutboundMessage
 from messaging.selectors import RecordFilter
 from sessions_app.selectors import customer_openids_named
@@ -524,31 +530,82 @@ def _text_within_send_limit(text: str) -> str:
 
 
 class QuickReplyForm(UncutInputsMixin, forms.Form):
-    """A text quick reply. `shared` is offered to supervisors only (the view says who)."""
+    """A quick reply: a text, or an image, voice, video or published article from the
+    account's library. `shared` is offered to supervisors only (the view says who)."""
 
     title = forms.CharField(
         label=_("Title"), max_length=QUICK_REPLY_TITLE_MAX,
         help_text=_("What you type after / to find it, e.g. shipping."),
     )
+    msgtype = forms.ChoiceField(
+        label=_("Kind"), initial=MsgType.TEXT, required=False,
+        choices=[
+            (MsgType.TEXT, _("Text")), (MsgType.IMAGE, _("Image")), (MsgType.VOICE, _("Voice")),
+            (MsgType.VIDEO, _("Video")), (MsgType.MPNEWSARTICLE, _("Published article")),
+        ],
+    )
     text = forms.CharField(
-        label=_("Text"), strip=False, widget=forms.Textarea(attrs={"rows": 5}),
-        help_text=_("As long as a text message WeChat sends: up to 2048 bytes (about 680 Chinese characters)."),
+        label=_("Text"), strip=False, widget=forms.Textarea(attrs={"rows": 5}), required=False,
+        help_text=_("For a text reply. As long as a text message WeChat sends: up to 2048 bytes (about 680 Chinese characters)."),
+    )
+    library = forms.ChoiceField(
+        label=_("From the library"), required=False, choices=(),
+        help_text=_("For an image, voice, video or published article reply: an item of this account's library."),
     )
     shared = forms.BooleanField(
         label=_("Shared with every agent of this official account"), required=False,
         help_text=_("Otherwise only you see it."),
     )
 
-    def __init__(self, *args: Any, can_share: bool, **kwargs: Any):
+    def __init__(self, *args: Any, can_share: bool, account: OfficialAccount, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.account = account
         if not can_share:
             del self.fields["shared"]
+        groups: list[tuple[str, list[tuple[str, str]]]] = []
+        for msgtype, kind in QUICK_REPLY_LIBRARY_KINDS.items():
+            choices = library_choices(account=account, kinds=(kind,))
+            if choices:
+                # The value says the kind too: an image and a voice may share a media_id.
+                groups.append((str(LibraryItem.Kind(kind).label), [(f"{msgtype}:{ident}", title) for ident, title in choices]))
+        field = cast(forms.ChoiceField, self.fields["library"])
+        field.choices = [("", _("Choose one")), *groups]
+        field.error_messages["invalid_choice"] = _(
+            "That item is not in this account's library (any more). Choose one of the listed items; "
+            "the library is copied from WeChat every few minutes."
+        )
+        if not groups:
+            field.help_text = _("The library is empty. It is copied from WeChat every few minutes; a supervisor can sync it now on the Sync page.")
 
     def clean_title(self) -> str:
         return " ".join(self.cleaned_data["title"].split())
 
-    def clean_text(self) -> str:
-        return _text_within_send_limit(self.cleaned_data["text"])
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # A form posted without the kind (as before media replies) is a text reply.
+        msgtype = data["msgtype"] = data.get("msgtype") or MsgType.TEXT
+        data["library_ident"] = ""
+        if msgtype == MsgType.TEXT:
+            if "text" not in self.errors:
+                try:
+                    data["text"] = _text_within_send_limit(data.get("text") or "")
+                except ValidationError as error:
+                    self.add_error("text", error)
+        else:
+            data["text"] = ""
+            picked = data.get("library") or ""
+            kind, _sep, ident = picked.partition(":")
+            if "library" in self.errors:
+                return data
+            if not picked:
+                self.add_error("library", _("Pick the library item this reply sends."))
+            elif kind != msgtype or library_item_get(
+                account_id=self.account.pk, kinds=(QUICK_REPLY_LIBRARY_KINDS[msgtype],), ident=ident
+            ) is None:
+                self.add_error("library", _("Pick an item of the kind chosen above."))
+            else:
+                data["library_ident"] = ident
+        return data
 
 
 class QuickReplyFilterForm(UncutInputsMixin, forms.Form):

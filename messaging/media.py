@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -47,7 +48,7 @@ from kfadmin.wechat import (
     sniff_format,
 )
 from kfadmin.wechat.validation import EXTENSIONS, MAX_MATERIALS_PER_PAGE
-from messaging.models import LibraryItem, MediaFile, MessageRecord, OutboundMessage
+from messaging.models import LibraryItem, MediaFile, MessageRecord, OutboundMessage, QuickReply
 from messaging.selectors import customer_open_to_agent
 from sessions_app.models import Customer
 
@@ -303,6 +304,32 @@ def library_item_get(*, account_id: int, kinds: tuple[str, ...], ident: str) -> 
     if not ident:
         return None
     return LibraryItem.objects.filter(official_account_id=account_id, kind__in=kinds, ident=ident).first()
+
+
+# A media quick reply's message type -> the library kind it names.
+QUICK_REPLY_LIBRARY_KINDS: dict[str, str] = {
+    OutboundMessage.MsgType.IMAGE: LibraryItem.Kind.IMAGE,
+    OutboundMessage.MsgType.VOICE: LibraryItem.Kind.VOICE,
+    OutboundMessage.MsgType.VIDEO: LibraryItem.Kind.VIDEO,
+    OutboundMessage.MsgType.MPNEWSARTICLE: LibraryItem.Kind.ARTICLE,
+}
+
+
+def library_items_attach(*, account: OfficialAccount, replies: Iterable[QuickReply]) -> None:
+    """Set `library_item` on each media reply (the LibraryItem it names, None when the
+    library no longer holds it; None for text), in one query, for the picker and the
+    management list to show its kind, title and thumbnail."""
+    replies = list(replies)
+    wanted = {(QUICK_REPLY_LIBRARY_KINDS[r.msgtype], r.library_ident) for r in replies if r.msgtype in QUICK_REPLY_LIBRARY_KINDS}
+    found: dict[tuple[str, str], LibraryItem] = {}
+    if wanted:
+        rows = LibraryItem.objects.filter(
+            official_account=account, kind__in={k for k, _ in wanted}, ident__in={i for _, i in wanted}
+        )
+        found = {(item.kind, item.ident): item for item in rows}
+    for reply in replies:
+        kind = QUICK_REPLY_LIBRARY_KINDS.get(reply.msgtype)
+        reply.library_item = found.get((kind, reply.library_ident)) if kind else None  # type: ignore[attr-defined]
 
 
 def library_search(*, account: OfficialAccount, kind: str = "", query: str = "", page: int | str = 1) -> Page:

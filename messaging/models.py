@@ -328,7 +328,9 @@ class QuickReply(models.Model):
     `msgtype` and `payload` hold the wire object as an `OutboundMessage` does, so a
     reply holding an image or a published article (a library item or an uploaded
     file, by its media_id or article_id) needs no new table, only a composer that
-    sends it. Today every reply is text: `payload == {"content": "…"}`.
+    sends it. A text reply holds `{"content": "…"}`; a media reply names a library
+    item: `{"media_id": …}` (image, voice, video) or `{"article_id": …}` (a published
+    article, mpnewsarticle).
     """
 
     official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="quick_replies")
@@ -358,6 +360,12 @@ class QuickReply(models.Model):
     def text(self) -> str:
         """What the reply puts in the composer (a text reply's content)."""
         return str(self.payload.get("content", "")) if self.msgtype == OutboundMessage.MsgType.TEXT else ""
+
+    @property
+    def library_ident(self) -> str:
+        """The library item a media reply sends (its media_id or article_id); "" for text."""
+        key = "article_id" if self.msgtype == OutboundMessage.MsgType.MPNEWSARTICLE else "media_id"
+        return "" if self.msgtype == OutboundMessage.MsgType.TEXT else str(self.payload.get(key, ""))
 
 
 class QuickReplyUse(models.Model):

@@ -53,7 +53,12 @@ from messaging.delivery import (
     send_message_task,
 )
 from messaging.exports import ExportRow, export_lines
-from messaging.media import MediaUpload, media_file_store
+from messaging.media import (
+    QUICK_REPLY_LIBRARY_KINDS,
+    MediaUpload,
+    library_item_get,
+    media_file_store,
+)
 from messaging.models import (
     SEND_STALE_AFTER,
     ConversationSeen,
@@ -548,25 +553,49 @@ def export_jobs_clean(*, now: datetime | None = None) -> ExportCleanup:
 def _reply_audit(reply: QuickReply, *, action: str, actor) -> None:
     audit_event_record(
         actor=actor, action=action, official_account=reply.official_account, target=reply.title,
-        params={"reply": reply.pk, "shared": reply.is_shared},
+        params={"reply": reply.pk, "shared": reply.is_shared, "msgtype": reply.msgtype},
     )
 
 
+def _reply_message(*, account: OfficialAccount, msgtype: str, text: str, library_ident: str) -> tuple[str, dict]:
+    """(msgtype, payload) of a reply: text, or a library item of this account that
+    still exists (a form checks first and says so; this refuses whatever gets past)."""
+    if msgtype == OutboundMessage.MsgType.TEXT:
+        return msgtype, {"content": text}
+    kind = QUICK_REPLY_LIBRARY_KINDS.get(msgtype)
+    if kind is None:
+        raise ValueError(f"A quick reply cannot be a {msgtype} message.")
+    if library_item_get(account_id=account.pk, kinds=(kind,), ident=library_ident) is None:
+        raise ValueError("The library item is not in this account's library.")
+    key = "article_id" if msgtype == OutboundMessage.MsgType.MPNEWSARTICLE else "media_id"
+    return msgtype, {key: library_ident}
+
+
 @transaction.atomic
-def quick_reply_create(*, account: OfficialAccount, owner, title: str, text: str, actor) -> QuickReply:
-    """A text reply: shared by the account when `owner` is None, else `owner`'s own."""
+def quick_reply_create(
+    *, account: OfficialAccount, owner, title: str, text: str = "", msgtype: str = OutboundMessage.MsgType.TEXT,
+    library_ident: str = "", actor,
+) -> QuickReply:
+    """A reply, shared by the account when `owner` is None, else `owner`'s own: text,
+    or (`msgtype` image, voice, video, mpnewsarticle) the library item `library_ident`."""
+    msgtype, payload = _reply_message(account=account, msgtype=msgtype, text=text, library_ident=library_ident)
     reply = QuickReply.objects.create(
-        official_account=account, owner=owner, title=title, msgtype=OutboundMessage.MsgType.TEXT,
-        payload={"content": text}, created_by=actor,
+        official_account=account, owner=owner, title=title, msgtype=msgtype, payload=payload, created_by=actor,
     )
     _reply_audit(reply, action="quick_reply_create", actor=actor)
     return reply
 
 
 @transaction.atomic
-def quick_reply_update(*, reply: QuickReply, title: str, text: str, actor) -> QuickReply:
-    reply.title, reply.payload, reply.updated_at = title, {"content": text}, timezone.now()
-    reply.save(update_fields=["title", "payload", "updated_at"])
+def quick_reply_update(
+    *, reply: QuickReply, title: str, text: str = "", msgtype: str = OutboundMessage.MsgType.TEXT,
+    library_ident: str = "", actor,
+) -> QuickReply:
+    reply.msgtype, reply.payload = _reply_message(
+        account=reply.official_account, msgtype=msgtype, text=text, library_ident=library_ident
+    )
+    reply.title, reply.updated_at = title, timezone.now()
+    reply.save(update_fields=["title", "msgtype", "payload", "updated_at"])
     _reply_audit(reply, action="quick_reply_update", actor=actor)
     return reply
 

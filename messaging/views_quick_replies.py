@@ -21,6 +21,7 @@ from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
 from accounts.responses import respond
 from messaging import selectors
 from messaging.forms import QuickReplyFilterForm, QuickReplyForm
+from messaging.media import library_items_attach
 from messaging.models import QuickReply
 from messaging.services import (
     quick_reply_create,
@@ -60,6 +61,7 @@ def quick_replies(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         number = form.cleaned_data["page"] or 1
     replies = selectors.quick_replies_list(account=ctx.account, user=request.user, q=q, scope=scope)
     page = Paginator(replies, PAGE_SIZE).get_page(number)
+    library_items_attach(account=ctx.account, replies=page.object_list)
     params = request.GET.copy()
     params.pop("page", None)
     return respond(
@@ -81,12 +83,14 @@ def _form_page(request: HttpRequest, ctx: AccountContext, form: QuickReplyForm, 
 @require_http_methods(["GET", "POST"])
 @account_view(SUPERVISOR, AGENT)
 def quick_reply_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    form = QuickReplyForm(request.POST or None, can_share=ctx.is_supervisor, initial={"shared": ctx.is_supervisor})
+    form = QuickReplyForm(
+        request.POST or None, can_share=ctx.is_supervisor, account=ctx.account, initial={"shared": ctx.is_supervisor}
+    )
     if request.method == "POST" and form.is_valid():
-        shared = form.cleaned_data.get("shared", False)
+        data = form.cleaned_data
         reply = quick_reply_create(
-            account=ctx.account, owner=None if shared else request.user, title=form.cleaned_data["title"],
-            text=form.cleaned_data["text"], actor=request.user,
+            account=ctx.account, owner=None if data.get("shared", False) else request.user, title=data["title"],
+            msgtype=data["msgtype"], text=data["text"], library_ident=data["library_ident"], actor=request.user,
         )
         messages.success(request, _("The quick reply “%(title)s” is saved.") % {"title": reply.title})
         return redirect("messaging:quick_replies")
@@ -97,11 +101,17 @@ def quick_reply_add(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
 @account_view(SUPERVISOR, AGENT)
 def quick_reply_edit(request: HttpRequest, ctx: AccountContext, reply_id: int) -> HttpResponse:
     reply = _reply_editable(request, ctx, reply_id)
+    picked = f"{reply.msgtype}:{reply.library_ident}" if reply.library_ident else ""
     form = QuickReplyForm(
-        request.POST or None, can_share=False, initial={"title": reply.title, "text": reply.text}
+        request.POST or None, can_share=False, account=ctx.account,
+        initial={"title": reply.title, "msgtype": reply.msgtype, "text": reply.text, "library": picked},
     )
     if request.method == "POST" and form.is_valid():
-        quick_reply_update(reply=reply, title=form.cleaned_data["title"], text=form.cleaned_data["text"], actor=request.user)
+        data = form.cleaned_data
+        quick_reply_update(
+            reply=reply, title=data["title"], msgtype=data["msgtype"], text=data["text"],
+            library_ident=data["library_ident"], actor=request.user,
+        )
         messages.success(request, _("The quick reply “%(title)s” is saved.") % {"title": reply.title})
         return redirect("messaging:quick_replies")
     return _form_page(request, ctx, form, reply)
@@ -129,6 +139,7 @@ def quick_reply_pick(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     """The picker's options for what follows `/` (static/js/quick-replies.js asks)."""
     q = request.GET.get("q", "")[:200]
     replies = selectors.quick_replies_pick(account=ctx.account, user=request.user, q=q)
+    library_items_attach(account=ctx.account, replies=replies)
     return respond(
         request, ctx, {"replies": replies, "q": q, "manage_url": reverse("messaging:quick_replies")},
         fragment="messaging/_quick_reply_options.html",

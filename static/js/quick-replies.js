@@ -3,7 +3,11 @@
 // Ctrl+/ (or the "Quick replies" button) opens it with its own search field. ↑ ↓
 // choose, Enter inserts the reply's text (replacing "/filter", or at the caret),
 // Esc closes. Options come from the server, the person's most used first; a pick is
-// counted (POST to the option's data-used-url).
+// counted (POST to the option's data-used-url). A media reply (data-msgtype,
+// data-library: a library image, voice, video or published article) instead loads the
+// composer of that message type with the item chosen (?type=…&library=…, as the type
+// tabs and the library page do) and puts the focus on Send: one click or Ctrl+Enter
+// sends it.
 (function () {
   "use strict";
   var open = null; // {picker, text, search, list, fromSlash, index, asked}
@@ -82,8 +86,32 @@
     open = null;
   }
 
+  function count(option) {
+    fetch(option.getAttribute("data-used-url"), {
+      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true" },
+    }).catch(function () { /* counting is best effort */ });
+  }
+
+  function chooseMedia(option) {
+    var composer = open.picker.closest("[data-composer]");
+    var url = open.picker.getAttribute("data-conversation-url") + "?type=" + encodeURIComponent(option.getAttribute("data-msgtype"))
+      + "&library=" + encodeURIComponent(option.getAttribute("data-library"));
+    var text = open.text, fromSlash = open.fromSlash;
+    close();
+    if (fromSlash) {
+      text.value = ""; // the "/filter" typed to find it is no draft to keep
+      text.dispatchEvent(new Event("input", { bubbles: true }));
+    }
+    count(option);
+    window.htmx.ajax("GET", url, { target: composer, swap: "outerHTML" }).then(function () {
+      var send = document.querySelector("[data-composer] form button.primary[type=submit]");
+      if (send) send.focus();
+    });
+  }
+
   function choose(option) {
     if (!open || !option) return;
+    if (option.hasAttribute("data-library")) { chooseMedia(option); return; }
     var text = open.text;
     var reply = option.getAttribute("data-text") || "";
     var caret = reply.length;
@@ -98,9 +126,7 @@
     text.focus();
     text.setSelectionRange(caret, caret);
     text.dispatchEvent(new Event("input", { bubbles: true }));
-    fetch(option.getAttribute("data-used-url"), {
-      method: "POST", credentials: "same-origin", headers: { "X-CSRFToken": csrfToken(), "HX-Request": "true" },
-    }).catch(function () { /* counting is best effort */ });
+    count(option);
   }
 
   function slashQuery(value) {

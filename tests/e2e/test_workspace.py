@@ -1,5 +1,5 @@
 """The agent's workspace in a real browser: a quick reply picked with `/` and sent
-with Ctrl+Enter, the keyboard's way to the message box, and the customer panel
+with Ctrl+Enter (a text one, and a library picture one), the keyboard's way to the message box, and the customer panel
 (remark name, tags, notes) whose name then shows in the queue.
 
 WeChat is the emulator; a Celery worker thread on the Redis broker sends.
@@ -15,6 +15,7 @@ from django.db import connections
 from playwright.sync_api import expect
 
 from kfadmin.celery import app
+from messaging.media import library_sync
 from messaging.models import OutboundMessage, QuickReplyUse
 from messaging.services import quick_reply_create
 from sessions_app.models import Customer
@@ -124,6 +125,51 @@ def test_an_agent_sends_a_quick_reply_with_slash_and_ctrl_enter(
     expect(picker.locator("[role=option]").first).to_contain_text("发货通知")
     page.keyboard.press("Escape")
     expect(picker).to_be_hidden()
+
+
+def test_an_agent_sends_a_library_picture_quick_reply_picked_with_slash(
+    page, live_server, login, screenshot, shop, emulator, mei, agent, send_worker
+):
+    session = served_customer(shop, mei, emulator, text="你们店在哪里？", archived=False)
+    archive(shop, session.customer.openid, "你们店在哪里？")
+    emulator.media("image", "img_map", name="门店地图.jpg")
+    emulator.media("article", "art_refund", title="如何申请退换货")
+    library_sync(account_id=shop.pk)
+    boss = supervisor(shop)
+    quick_reply_create(account=shop, owner=None, title="门店地图", msgtype="image", library_ident="img_map", actor=boss)
+    quick_reply_create(account=shop, owner=None, title="退货说明", msgtype="mpnewsarticle", library_ident="art_refund", actor=boss)
+    quick_reply_create(account=shop, owner=None, title="营业时间", text="我们每天 9:00–21:00 在线。", actor=boss)
+    english(page, live_server)
+    login(agent, PASSWORD)
+    page.goto(f"{live_server.url}/conversations/{session.customer.openid}/")
+    text = page.locator("#composer textarea[name=content]")
+    text.click()
+
+    # The picker says what each reply sends: the picture's kind, title and thumbnail.
+    page.keyboard.type("/门店")
+    picker = page.locator("[data-quick-replies]")
+    option = picker.locator("[role=option]")
+    expect(option).to_have_count(1)
+    expect(option).to_contain_text("Image")
+    expect(option).to_contain_text("门店地图.jpg")
+    expect(option.locator("img.qr-thumb")).to_be_visible()
+    page.set_viewport_size({"width": 1280, "height": 900})
+    screenshot("quick-replies-media")
+
+    # Enter switches the composer to Image with the library item chosen, focus on Send.
+    page.keyboard.press("Enter")
+    composer = page.locator("#composer")
+    expect(composer.locator("input[name=msgtype]")).to_have_value("image")
+    expect(composer.locator("select[name=library]")).to_have_value("img_map")
+    expect(composer.locator("button.primary[type=submit]")).to_be_focused()
+
+    # One Ctrl+Enter sends it by its media_id; the use is counted.
+    page.keyboard.press("Control+Enter")
+    expect(page.locator(".outbound .send-status").first).to_contain_text("sent")
+    sends = [c.json for c in emulator.calls if c.path == "/cgi-bin/message/custom/send"]
+    assert [(s["msgtype"], s["image"]["media_id"]) for s in sends] == [("image", "img_map")]
+    assert OutboundMessage.objects.get().payload == {"media_id": "img_map"}
+    assert QuickReplyUse.objects.get(user=agent).reply.title == "门店地图"
 
 
 def test_an_agent_names_the_customer_and_sees_the_name_in_the_queue(

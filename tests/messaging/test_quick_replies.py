@@ -80,7 +80,7 @@ def test_a_reply_is_a_text_message_payload_and_its_creation_is_audited(account, 
     )
     event = AuditEvent.objects.get(action="quick_reply_create")
     assert (event.actor, event.official_account, event.target, event.params) == (
-        boss, account, "发货", {"reply": shared.pk, "shared": True}
+        boss, account, "发货", {"reply": shared.pk, "shared": True, "msgtype": "text"}
     )
 
 
@@ -133,18 +133,18 @@ def test_the_management_list_shows_shared_first_and_filters_by_scope(account, ag
 # ------------------------------------------------------------------ forms
 
 
-def test_the_text_may_be_as_long_as_wechat_sends_and_no_longer():
+def test_the_text_may_be_as_long_as_wechat_sends_and_no_longer(account):
     longest = "好" * (TEXT_MAX_BYTES // 3)  # 3 bytes each in UTF-8
-    assert QuickReplyForm({"title": "长", "text": longest}, can_share=False).is_valid()
-    form = QuickReplyForm({"title": "长", "text": longest + "好"}, can_share=False)
+    assert QuickReplyForm({"title": "长", "text": longest}, can_share=False, account=account).is_valid()
+    form = QuickReplyForm({"title": "长", "text": longest + "好"}, can_share=False, account=account)
     assert not form.is_valid()
     assert "2049 bytes; WeChat sends at most 2048 bytes" in str(form.errors["text"])
 
 
-def test_only_supervisors_get_the_shared_box_and_blank_texts_are_refused():
-    assert "shared" not in QuickReplyForm(can_share=False).fields
-    assert "shared" in QuickReplyForm(can_share=True).fields
-    form = QuickReplyForm({"title": "  ", "text": "  \n"}, can_share=False)
+def test_only_supervisors_get_the_shared_box_and_blank_texts_are_refused(account):
+    assert "shared" not in QuickReplyForm(can_share=False, account=account).fields
+    assert "shared" in QuickReplyForm(can_share=True, account=account).fields
+    form = QuickReplyForm({"title": "  ", "text": "  \n"}, can_share=False, account=account)
     assert not form.is_valid() and set(form.errors) == {"title", "text"}
 
 
