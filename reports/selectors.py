@@ -33,7 +33,14 @@ from django.db.models.functions import Extract
 from django.utils import timezone
 
 from accounts.models import Agent, AgentPresence, OfficialAccount
-from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
+from reports.models import (
+    MessageHour,
+    PendingCustomer,
+    PendingHour,
+    QueueFact,
+    ResponseFact,
+    SessionFact,
+)
 
 # Queue waits, bucketed for the distribution chart: (upper bound in seconds, or None).
 WAIT_BUCKETS: tuple[int | None, ...] = (30, 60, 120, 300, 600, 1800, None)
@@ -328,6 +335,29 @@ def _queue(team: TeamFigures, account: OfficialAccount, period: Period, *, detai
         waiting=Count("id", filter=Q(outcome=QueueFact.Outcome.WAITING)),
     )
     team.queue_left, team.queue_waiting = rest["left"], rest["waiting"]
+
+
+# ------------------------------------------------------------------ freshness
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What stored records the rollups have not counted yet (the sync queue's
+    catch-up derives them, normally within seconds)."""
+
+    customers: int
+    hours: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.customers or self.hours)
+
+
+def rollups_pending(*, account: OfficialAccount) -> Pending:
+    """The customers and hours still waiting for the rollups' catch-up."""
+    customers = PendingCustomer.objects.filter(official_account=account).values("openid").distinct().count()
+    hours = PendingHour.objects.filter(official_account=account).values("hour").distinct().count()
+    return Pending(customers=customers, hours=hours)
 
 
 # ------------------------------------------------------------------ presence
