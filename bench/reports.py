@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     parser.add_argument("--rebuild", action="store_true", help="with --reuse: derive the rollups again")
     parser.add_argument("--skip-sync", action="store_true", help="skip the storing path's on/off ratio")
+    parser.add_argument("--skip-pages", action="store_true", help="skip the pages and the baseline")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
         parser.error("the database name must start with kfadmin_bench (it is dropped)")
@@ -319,7 +320,8 @@ def main() -> None:
         rebuild(OfficialAccount.objects.get(appid=APPIDS[0]).pk)
     account = OfficialAccount.objects.get(appid=APPIDS[0])
     try:
-        measure_pages(account, args)
+        if not args.skip_pages:
+            measure_pages(account, args)
         if not args.skip_sync:
             measure_sync(account, args)
     finally:
