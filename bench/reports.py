@@ -21,7 +21,9 @@ rollups on and off.
 4. The history sync's storing path (`messaging.sync._store_page`, the same as a sync
    or the live tail runs: COPY into the archive, reply windows, rollups) on pages of
    10,000 new records appended after the archive's end, alternately with the rollups
-   on and off; the ratio of records per second. Target ≥ 0.9. It measures the
+   on and off; the ratio of records per second. Target ≥ 0.9. With the rollups on, the
+   storing path only notes what changed; the deferred catch-up (`rollups_catch_up`, what
+   the sync queue runs) is then timed in process too, and storing + catch-up reported. It measures the
    database side only (the sync fetches and parses the next page meanwhile), so it is
    the harshest form of the ratio.
 
@@ -196,14 +198,17 @@ def measure_sync(account, args) -> None:
     from django.db import connection
 
     from messaging import archive, sync
+    from reports import services
 
     listeners = list(archive._listeners)
+    # The catch-up is timed here, in process, rather than handed to a worker.
+    services.rollups_enqueue = lambda *, account_id: True
     with connection.cursor() as cursor:
         cursor.execute(f'SELECT extract(epoch FROM max("time"))::bigint FROM {TABLE}')
         end = cursor.fetchone()[0] + 60
     stream = sync_pages(account, pages=2 * args.sync_rounds * args.sync_pages, page_size=10_000,
                         seed=args.seed, agents=args.agents, start=end)
-    rates = {"off": [], "on": []}
+    rates = {"off": [], "on": [], "total": []}
     for n in range(2 * args.sync_rounds):
         mode = "off" if n % 2 == 0 else "on"
         archive._listeners[:] = listeners if mode == "on" else []
@@ -212,13 +217,23 @@ def measure_sync(account, args) -> None:
         began = time.perf_counter()
         for page in pages:
             sync._store_page(account, page)
-        rate = records / (time.perf_counter() - began)
-        rates[mode].append(rate)
-        print(f"  store {args.sync_pages} pages, rollups {mode:3}: {rate:,.0f} records/s", flush=True)
+        stored = time.perf_counter() - began
+        rates[mode].append(records / stored)
+        line = f"  store {args.sync_pages} pages, rollups {mode:3}: {records / stored:,.0f} records/s"
+        if mode == "on":
+            began = time.perf_counter()
+            customers = services.rollups_catch_up(account_id=account.pk)
+            derived = time.perf_counter() - began
+            rates["total"].append(records / (stored + derived))
+            line += (f" | catch-up: {customers:,} customers in {derived:.1f} s; storing + catch-up "
+                     f"{records / (stored + derived):,.0f} records/s")
+        print(line, flush=True)
     archive._listeners[:] = listeners
     on, off = sum(rates["on"]) / len(rates["on"]), sum(rates["off"]) / len(rates["off"])
+    total = sum(rates["total"]) / len(rates["total"])
     print(f"sync storing path: rollups off {off:,.0f} records/s, on {on:,.0f} records/s, "
-          f"ratio {on / off:.2f} (target >= 0.9) {'PASS' if on / off >= 0.9 else 'FAIL'}", flush=True)
+          f"ratio {on / off:.2f} (target >= 0.9) {'PASS' if on / off >= 0.9 else 'FAIL'}; "
+          f"with the deferred catch-up counted too {total:,.0f} records/s, ratio {total / off:.2f}", flush=True)
 
 
 # ------------------------------------------------------------------ the page
@@ -274,6 +289,7 @@ def main() -> None:
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     parser.add_argument("--rebuild", action="store_true", help="with --reuse: derive the rollups again")
     parser.add_argument("--skip-sync", action="store_true", help="skip the storing path's on/off ratio")
+    parser.add_argument("--skip-pages", action="store_true", help="skip the pages and the baseline")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
         parser.error("the database name must start with kfadmin_bench (it is dropped)")
@@ -304,7 +320,8 @@ def main() -> None:
         rebuild(OfficialAccount.objects.get(appid=APPIDS[0]).pk)
     account = OfficialAccount.objects.get(appid=APPIDS[0])
     try:
-        measure_pages(account, args)
+        if not args.skip_pages:
+            measure_pages(account, args)
         if not args.skip_sync:
             measure_sync(account, args)
     finally:

@@ -321,6 +321,13 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": SYNC_HISTORY_SECONDS,
         "options": {"expires": SYNC_HISTORY_SECONDS},
     },
+    # The reports' rollups: each stored page enqueues its own catch-up; this catches up
+    # what an unreachable broker left pending.
+    "sync-rollups": {
+        "task": "reports.tasks.sync_rollups_sweep_task",
+        "schedule": 60,
+        "options": {"expires": 60},
+    },
     # Exports past their keeping time lose their file; jobs whose worker died are failed.
     "export-cleanup": {
         "task": "messaging.tasks.export_cleanup_task",

@@ -2,8 +2,9 @@
 records (sessions, answers, queue waits) and message counts per hour.
 
 Every row here is a function of the archive (reports/facts.py says how), kept in step
-by `reports.services.rollups_follow_archive` whenever messaging stores or deletes
-records, and rebuilt from scratch by `manage.py reports_rebuild`. Times are WeChat's
+whenever messaging stores or deletes records (`reports.services.rollups_follow_archive`
+notes the change in PendingCustomer / PendingHour, `rollups_catch_up` on the sync
+queue derives it), and rebuilt from scratch by `manage.py reports_rebuild`. Times are WeChat's
 whole seconds, so every duration is a whole number of seconds and the medians and
 percentiles computed from these rows are exact. `origin_time` / `origin_id` name the
 record a fact came from (its first record): a refresh of a customer from a given
@@ -136,3 +137,35 @@ class MessageHour(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H} {self.worker} {self.messages_in}/{self.messages_out}"
+
+
+class PendingCustomer(models.Model):
+    """A customer whose facts a change of the archive made stale from `since` on.
+
+    The storing path only appends these (one bulk insert per page, never a conflict
+    or a lock); `reports.services.rollups_catch_up`, on the sync queue, derives the
+    customers again and deletes exactly the rows it read. Duplicates are harmless:
+    deriving again is a recomputation."""
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    openid = models.CharField(max_length=64)
+    since = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["official_account", "id"], name="pendingcustomer_order")]
+
+    def __str__(self) -> str:
+        return f"{self.openid} since {self.since:%Y-%m-%d %H:%M:%S}"
+
+
+class PendingHour(models.Model):
+    """A UTC hour whose message counts a change of the archive made stale."""
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["official_account", "id"], name="pendinghour_order")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}"

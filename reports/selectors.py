@@ -33,7 +33,14 @@ from django.db.models.functions import Extract
 from django.utils import timezone
 
 from accounts.models import Agent, AgentPresence, OfficialAccount
-from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
+from reports.models import (
+    MessageHour,
+    PendingCustomer,
+    PendingHour,
+    QueueFact,
+    ResponseFact,
+    SessionFact,
+)
 
 # Queue waits, bucketed for the distribution chart: (upper bound in seconds, or None).
 WAIT_BUCKETS: tuple[int | None, ...] = (30, 60, 120, 300, 600, 1800, None)
@@ -186,8 +193,11 @@ class TeamFigures:
     duration: Stat = field(default_factory=Stat)
     # (local day, in, out) for every day of the period
     daily: list[tuple[date, int, int]] = field(default_factory=list)
-    # (local hour start, in, out) for every hour of the period
-    hourly: list[tuple[datetime, int, int]] = field(default_factory=list)
+    # (UTC hour, in, out) of the hours with messages, and the period they cover: the
+    # hourly series is built only when read (a year has 8,760 hours; the page shows
+    # them only for a week or less, the hourly CSV always)
+    by_hour: dict[datetime, tuple[int, int]] = field(default_factory=dict)
+    period: Period | None = None
     # customer messages by weekday (0 = Monday) and local hour
     heat: list[list[int]] = field(default_factory=lambda: [[0] * 24 for _ in range(7)])
     queue: Stat = field(default_factory=Stat)
@@ -196,6 +206,20 @@ class TeamFigures:
     queue_waiting: int = 0
     # (upper bound seconds or None, served waits in the bucket)
     wait_buckets: list[tuple[int | None, int]] = field(default_factory=list)
+
+    @property
+    def hourly(self) -> list[tuple[datetime, int, int]]:
+        """(local hour start, in, out) for every hour of the period."""
+        if self.period is None:
+            return []
+        zone, end, step = self.period.zone, self.period.end, timedelta(hours=1)
+        hour = datetime.fromtimestamp(math.floor(self.period.start.timestamp() / 3600) * 3600, tz=UTC)
+        series = []
+        while hour < end:
+            n_in, n_out = self.by_hour.get(hour, (0, 0))
+            series.append((hour.astimezone(zone), n_in, n_out))
+            hour += step
+        return series
 
     @property
     def queue_over_share(self) -> float | None:
@@ -291,14 +315,7 @@ def _volume(team: TeamFigures, hours: QuerySet[MessageHour], period: Period) -> 
             daily[local.date()][1] += n_out
         team.heat[local.weekday()][local.hour] += n_in
     team.daily = [(day, counts[0], counts[1]) for day, counts in daily.items()]
-    hour = datetime.fromtimestamp(math.floor(period.start.timestamp() / 3600) * 3600, tz=UTC)
-    step = timedelta(hours=1)
-    series = []
-    while hour < period.end:
-        n_in, n_out = by_hour.get(hour, (0, 0))
-        series.append((hour.astimezone(zone), n_in, n_out))
-        hour += step
-    team.hourly = series
+    team.by_hour, team.period = by_hour, period
 
 
 def _queue(team: TeamFigures, account: OfficialAccount, period: Period, *, detail: bool) -> None:
@@ -328,6 +345,29 @@ def _queue(team: TeamFigures, account: OfficialAccount, period: Period, *, detai
         waiting=Count("id", filter=Q(outcome=QueueFact.Outcome.WAITING)),
     )
     team.queue_left, team.queue_waiting = rest["left"], rest["waiting"]
+
+
+# ------------------------------------------------------------------ freshness
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What stored records the rollups have not counted yet (the sync queue's
+    catch-up derives them, normally within seconds)."""
+
+    customers: int
+    hours: int
+
+    @property
+    def any(self) -> bool:
+        return bool(self.customers or self.hours)
+
+
+def rollups_pending(*, account: OfficialAccount) -> Pending:
+    """The customers and hours still waiting for the rollups' catch-up."""
+    customers = PendingCustomer.objects.filter(official_account=account).values("openid").distinct().count()
+    hours = PendingHour.objects.filter(official_account=account).values("hour").distinct().count()
+    return Pending(customers=customers, hours=hours)
 
 
 # ------------------------------------------------------------------ presence

@@ -1,27 +1,47 @@
 """Keeping the rollups in step with the archive, and rebuilding them.
 
-`rollups_follow_archive` is the archive listener (messaging.archive): for every
-customer a change touched, it finds the customer's last close (1004) before the
-change, deletes the facts that came from records after it and derives them again
-from the archive (reports.facts), and it recounts the messages of every UTC hour the
-change touched. Both are recomputations from the archive, not increments, so telling
-it twice about the same records (a resynced window, a redelivered push) changes
-nothing, and a provisional record replaced by WeChat's copy leaves no trace.
+`rollups_follow_archive` is the archive listener (messaging.archive). It only notes,
+inside the storing transaction, which customers and which UTC hours a change touched
+(two bulk inserts into PendingCustomer / PendingHour, no conflict, no lock), and after
+the commit asks the sync queue to run `rollups_catch_up`. That task, one worker per
+account at a time (a transaction-scoped advisory lock), takes the pending rows in
+batches: for every customer it finds the customer's last close (1004) before the
+change, deletes the facts that came from records after it and derives them again from
+the archive (reports.facts); it recounts the messages of every pending hour; and it
+deletes exactly the pending rows it read, in the same transaction. Both are
+recomputations from the archive, not increments, so telling it twice about the same
+records (a resynced window, a redelivered push) changes nothing, and a provisional
+record replaced by WeChat's copy leaves no trace. A beat entry runs the same catch-up
+every minute for the case where the broker could not be reached; the reports page says
+how many customers are still being counted (`reports.selectors.rollups_pending`).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from django.db import connection, transaction
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 
+from kfadmin.celery import app as celery_app
 from messaging.models import MessageRecord
+from messaging.services import BROKER_ERRORS
 from reports import facts as F
-from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
+from reports.models import (
+    MessageHour,
+    PendingCustomer,
+    PendingHour,
+    QueueFact,
+    ResponseFact,
+    SessionFact,
+)
+
+logger = logging.getLogger(__name__)
 
 # A customer's place in the archive: records after (time, id) are re-derived.
 Anchor = tuple[datetime, int]
@@ -29,20 +49,100 @@ _BEGINNING: Anchor = (datetime(1970, 1, 1, tzinfo=UTC), 0)
 _FACT_MODELS = (SessionFact, ResponseFact, QueueFact)
 _BATCH = 2000
 _CUSTOMER = sorted(F.CUSTOMER)
+# The first key of the catch-up's advisory lock (the second is the account's id).
+_LOCK_CLASS = 7301
 
 
 def rollups_follow_archive(account_id: int, changes: list[tuple[str, datetime]]) -> None:
-    """The archive listener: refresh the facts of the customers and the message counts
-    of the hours that `changes` (records stored or deleted) touched."""
+    """The archive listener: note the customers and hours that `changes` (records
+    stored or deleted) touched, and have the sync queue derive them after the commit."""
     earliest: dict[str, datetime] = {}
     hours: set[datetime] = set()
     for openid, at in changes:
         if openid not in earliest or at < earliest[openid]:
             earliest[openid] = at
         hours.add(_hour(at))
-    with transaction.atomic():
-        customers_refresh(account_id=account_id, earliest=earliest)
-        hours_refresh(account_id=account_id, hours=hours)
+    rollups_mark(account_id=account_id, earliest=earliest, hours=hours)
+    transaction.on_commit(partial(rollups_enqueue, account_id=account_id))
+
+
+def rollups_mark(*, account_id: int, earliest: dict[str, datetime], hours: Iterable[datetime]) -> None:
+    """Append the customers (stale from their time on) and hours to the pending rows."""
+    openids, hour_list = sorted(earliest), sorted(set(hours))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            if openids:
+                cursor.execute(
+                    f"INSERT INTO {PendingCustomer._meta.db_table} (official_account_id, openid, since) "
+                    "SELECT %s, a.openid, a.since FROM unnest(%s::text[], %s::timestamptz[]) AS a(openid, since)",
+                    [account_id, openids, [earliest[o] for o in openids]],
+                )
+            if hour_list:
+                cursor.execute(
+                    f"INSERT INTO {PendingHour._meta.db_table} (official_account_id, hour) "
+                    "SELECT %s, h FROM unnest(%s::timestamptz[]) AS h",
+                    [account_id, hour_list],
+                )
+        return
+    PendingCustomer.objects.bulk_create(
+        [PendingCustomer(official_account_id=account_id, openid=o, since=earliest[o]) for o in openids]
+    )
+    PendingHour.objects.bulk_create([PendingHour(official_account_id=account_id, hour=h) for h in hour_list])
+
+
+def rollups_enqueue(*, account_id: int) -> bool:
+    """Ask the sync queue to catch the account's rollups up; when the broker cannot be
+    reached the beat's sweep does it within a minute, so this only logs."""
+    try:
+        celery_app.send_task("reports.tasks.sync_rollups_task", args=(account_id,))
+    except BROKER_ERRORS as exc:
+        logger.warning("Could not enqueue the rollups of account %s (%s: %s).", account_id, type(exc).__name__, exc)
+        return False
+    return True
+
+
+def rollups_catch_up(*, account_id: int, batch: int = _BATCH) -> int:
+    """Derive the pending customers and recount the pending hours of the account, a
+    batch per transaction, until none is left. Returns the customers derived; 0 at
+    once when another worker holds the account (it keeps going until none is left)."""
+    derived = 0
+    while True:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, account_id])
+                    if not cursor.fetchone()[0]:
+                        return derived
+            customers = list(
+                PendingCustomer.objects.filter(official_account_id=account_id)
+                .order_by("id")
+                .values_list("id", "openid", "since")[:batch]
+            )
+            hours = list(
+                PendingHour.objects.filter(official_account_id=account_id)
+                .order_by("id")
+                .values_list("id", "hour")[: batch * 4]
+            )
+            if not customers and not hours:
+                return derived
+            earliest: dict[str, datetime] = {}
+            for _, openid, since in customers:
+                if openid not in earliest or since < earliest[openid]:
+                    earliest[openid] = since
+            # The archive is read after the pending rows: every row read was committed
+            # with its records, so the derivation sees them.
+            customers_refresh(account_id=account_id, earliest=earliest)
+            hours_refresh(account_id=account_id, hours={hour for _, hour in hours})
+            PendingCustomer.objects.filter(id__in=[row[0] for row in customers]).delete()
+            PendingHour.objects.filter(id__in=[row[0] for row in hours]).delete()
+            derived += len(earliest)
+
+
+def rollups_sweep() -> dict[int, int]:
+    """Catch up every account with pending rows (the beat's safety net)."""
+    account_ids = set(PendingCustomer.objects.values_list("official_account_id", flat=True).distinct())
+    account_ids |= set(PendingHour.objects.values_list("official_account_id", flat=True).distinct())
+    return {account_id: rollups_catch_up(account_id=account_id) for account_id in sorted(account_ids)}
 
 
 def _hour(at: datetime) -> datetime:

@@ -15,7 +15,7 @@ from accounts.models import Agent
 from accounts.responses import respond
 from messaging.exports import EchoWriter, csv_safe
 from reports.forms import PeriodForm
-from reports.selectors import period_default, presence_get, report_get
+from reports.selectors import period_default, presence_get, report_get, rollups_pending
 from reports.tables import TABLES, presence_table, report_table
 
 
@@ -40,6 +40,7 @@ def reports(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         "query": f"first={period.first.isoformat()}&last={period.last.isoformat()}",
         "by_hour": period.days <= 7,
         "hours": range(24),
+        "pending": rollups_pending(account=ctx.account),
     }
     return respond(request, ctx, context, page="reports/reports.html")
 

@@ -15,6 +15,7 @@ from accounts.sync import agents_sync, online_sync
 from kfadmin.emulator import DEMO_APPID, DEMO_NAME, DEMO_SECRET, DEMO_WECHAT_ID
 from messaging.sync import history_backfill
 from reports.models import SessionFact
+from reports.services import rollups_catch_up
 from tests.factories import PASSWORD, OfficialAccountFactory, supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,6 +39,7 @@ def demo(emulator):
     agents_sync(account_id=account.pk)
     online_sync(account_id=account.pk)
     history_backfill(account_id=account.pk, days=8)
+    rollups_catch_up(account_id=account.pk)  # what the sync queue does after each page
     # A week of the online sync's presence rows for one agent: on duty 09:00-18:00.
     mei = Agent.objects.get(official_account=account, kf_account=f"xiaomei@{DEMO_WECHAT_ID}")
     today = timezone.now().astimezone(account.zone).date()

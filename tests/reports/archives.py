@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from messaging.archive import archive_changed
 from messaging.models import MessageRecord, record_digest
 from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
+from reports.services import rollups_catch_up
 
 DAY = date(2026, 3, 2)  # a Monday; 10:00 UTC is 18:00 in Asia/Shanghai
 
@@ -63,11 +64,14 @@ def store(account, rows, *, source: str = MessageRecord.Source.SYNC, tell: bool 
         )
         if tell:
             archive_changed(account_id=account.pk, changes=[(openid, at)])
+    if tell:
+        rollups_catch_up(account_id=account.pk)  # what the sync queue runs after the commit
     return stored
 
 
 def rollups(account) -> dict[str, set[tuple]]:
-    """Every rollup row of the account, without ids."""
+    """Every rollup row of the account, without ids (after the pending catch-up)."""
+    rollups_catch_up(account_id=account.pk)
     of = {"official_account": account}
     return {
         "sessions": set(

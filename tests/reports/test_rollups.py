@@ -9,10 +9,19 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from messaging import sync
+from messaging.archive import archive_changed
 from messaging.models import MessageRecord, record_digest
 from messaging.sync import records_sync_window
-from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
-from reports.services import rollups_rebuild
+from reports.models import (
+    MessageHour,
+    PendingCustomer,
+    PendingHour,
+    QueueFact,
+    ResponseFact,
+    SessionFact,
+)
+from reports.selectors import rollups_pending
+from reports.services import rollups_catch_up, rollups_rebuild, rollups_sweep
 from tests.factories import OfficialAccountFactory
 from tests.messaging import test_callback as push
 from tests.messaging.history_helpers import at, now_s
@@ -22,6 +31,7 @@ pytestmark = pytest.mark.django_db
 
 
 def ids(account) -> dict[str, set[int]]:
+    rollups_catch_up(account_id=account.pk)
     return {
         model.__name__: set(model.objects.filter(official_account=account).values_list("pk", flat=True))
         for model in (SessionFact, ResponseFact, QueueFact, MessageHour)
@@ -82,7 +92,7 @@ def test_provisional_records_replaced_by_wechats_copies_leave_no_trace():
     assert len(followed["sessions"]) == 4
 
 
-def test_a_pushed_message_is_counted_at_once_and_a_redelivery_changes_nothing(client, monkeypatch):
+def test_a_pushed_message_is_counted_by_the_catch_up_and_a_redelivery_changes_nothing(client, monkeypatch):
     account = OfficialAccountFactory(
         appid="wx1def0e9e5891b338", wechat_id="shop", callback_token=push.TOKEN,
         encoding_aes_key=push.AES_KEY, original_id=push.ORIGINAL_ID,
@@ -113,3 +123,45 @@ def test_the_rebuild_command_derives_the_rollups_again(tmp_path):
         call_command("reports_rebuild", "--account", "wxnothere", stdout=out)
     with pytest.raises(CommandError, match="YYYY-MM-DD"):
         call_command("reports_rebuild", "--account", account.appid, "--since", "yesterday", stdout=out)
+
+
+def test_storing_only_notes_the_change_and_the_catch_up_on_the_sync_queue_derives_it(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    account = OfficialAccountFactory()
+    sent = []
+    monkeypatch.setattr("reports.services.celery_app.send_task", lambda name, args: sent.append((name, args)))
+    with django_capture_on_commit_callbacks(execute=True):
+        store(account, example(account.wechat_id), tell=False)
+        rows = [(r.openid, r.time) for r in MessageRecord.objects.filter(official_account=account)]
+        archive_changed(account_id=account.pk, changes=rows)
+
+    assert not SessionFact.objects.filter(official_account=account).exists()
+    pending = rollups_pending(account=account)
+    assert pending.any and pending.customers == len({openid for openid, _ in rows})
+    assert sent == [("reports.tasks.sync_rollups_task", (account.pk,))]
+
+    assert rollups_catch_up(account_id=account.pk) == pending.customers
+    assert not rollups_pending(account=account).any
+    assert not PendingCustomer.objects.exists() and not PendingHour.objects.exists()
+    followed = rollups(account)
+    rollups_rebuild(account_id=account.pk)
+    assert rollups(account) == followed
+
+
+def test_the_catch_up_works_in_batches_and_the_sweep_finds_what_no_task_took():
+    small, swept = OfficialAccountFactory(), OfficialAccountFactory()
+    for account in (small, swept):
+        store(account, example(account.wechat_id), tell=False)
+        for record in MessageRecord.objects.filter(official_account=account):
+            # Told twice: a customer noted twice is derived again, harmlessly.
+            archive_changed(account_id=account.pk, changes=[(record.openid, record.time)] * 2)
+    customers = set(MessageRecord.objects.filter(official_account=small).values_list("openid", flat=True))
+
+    assert rollups_catch_up(account_id=small.pk, batch=3) >= len(customers)
+    assert rollups_sweep() == {swept.pk: len(customers)}
+    for account in (small, swept):
+        assert not rollups_pending(account=account).any
+        followed = rollups(account)
+        rollups_rebuild(account_id=account.pk)
+        assert rollups(account) == followed

@@ -7,6 +7,8 @@ from datetime import timedelta
 import pytest
 
 from accounts.models import AgentPresence
+from messaging.archive import archive_changed
+from reports.services import rollups_catch_up
 from tests.factories import (
     AgentFactory,
     OfficialAccountFactory,
@@ -136,3 +138,13 @@ def test_the_overview_links_each_online_agent_to_their_presence(boss_client, acc
     html = boss_client.get("/").content.decode()
 
     assert f"/reports/agents/{agent.pk}/presence/" in html
+
+
+def test_the_page_says_how_many_customers_are_still_being_counted(boss_client, account):
+    archive_changed(account_id=account.pk, changes=[("oA", utc(9, 0, 0)), ("oB", utc(9, 0, 0))])
+
+    html = boss_client.get("/reports/", PERIOD).content.decode()
+    assert "The records of 2 customers are still being counted" in html
+
+    rollups_catch_up(account_id=account.pk)
+    assert "still being counted" not in boss_client.get("/reports/", PERIOD).content.decode()
