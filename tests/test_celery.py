@@ -48,6 +48,7 @@ def test_every_sync_is_scheduled_with_an_expiry_no_longer_than_its_interval():
         "messaging.tasks.fetch_media_sweep_task": 300,
         "messaging.tasks.send_outbox_sweep_task": 30,
         "messaging.tasks.export_cleanup_task": 900,
+        "reports.tasks.sync_rollups_sweep_task": 60,
     }
     assert {entry["task"]: entry["schedule"] for entry in schedule.values()} == expected
     for entry in schedule.values():
