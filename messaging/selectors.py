@@ -64,6 +64,7 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
+from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from accounts.models import Agent, OfficialAccount, SyncState
@@ -1130,13 +1131,19 @@ def inbox_sessions(
                 .order_by("time")
                 .values("time")[:1]
             ),
+            # Once opened: the customer's messages kfadmin stored after that moment
+            # (their `time` has whole seconds only, so one written in the second the
+            # page opened would hide behind it). Never opened: those not answered yet.
             unread=_count(
-                records.filter(
-                    opercode__in=MessageRecord.OperCode.CUSTOMER,
-                    time__gt=Coalesce(
-                        OuterRef("seen_at"), OuterRef("last_reply_at"),
-                        Value(now - UNANSWERED_LOOKBACK, output_field=DateTimeField()),
-                    ),
+                records.filter(opercode__in=MessageRecord.OperCode.CUSTOMER).filter(
+                    Q(IsNull(OuterRef("seen_at"), False), created_at__gt=OuterRef("seen_at"))
+                    | Q(
+                        IsNull(OuterRef("seen_at"), True),
+                        time__gt=Coalesce(
+                            OuterRef("last_reply_at"),
+                            Value(now - UNANSWERED_LOOKBACK, output_field=DateTimeField()),
+                        ),
+                    )
                 )
             ),
         )

@@ -63,6 +63,7 @@ def archive(account: OfficialAccount, openid: str, text: str, *, opercode: int =
     return MessageRecord.objects.create(
         official_account=account, time=at, worker=worker, openid=openid, opercode=opercode, text=text,
         digest=record_digest(worker, openid, opercode, text), seq=0, source=MessageRecord.Source.CALLBACK,
+        created_at=at,  # pushed, so stored as it happened
     )
 
 
