@@ -72,3 +72,12 @@ def login(page, live_server, django_user_model):
         return page
 
     return do_login
+
+
+@pytest.fixture
+def send_worker():
+    """A real Celery worker thread sending on the test broker, its queue emptied first."""
+    from tests.e2e.support import worker_running
+
+    with worker_running("send", purge=True):
+        yield

@@ -18,6 +18,7 @@ from playwright.sync_api import expect
 
 from accounts.models import Agent, AuditEvent
 from accounts.sync import agents_sync, online_sync
+from tests.e2e.support import english
 from tests.factories import (
     PASSWORD,
     AuditEventFactory,
@@ -29,10 +30,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
 
 
 def write_jpeg(path, size=(640, 640)) -> str:

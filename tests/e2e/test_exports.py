@@ -4,19 +4,15 @@ Screenshot: docs/screenshots/export-job.png."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import AuditEvent
-from kfadmin.celery import app
 from messaging.models import ExportJob, MessageRecord, record_digest
+from tests.e2e.support import worker_running
 from tests.factories import PASSWORD, AgentFactory, OfficialAccountFactory, supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,19 +41,6 @@ def shop(settings, tmp_path):
     return account
 
 
-@contextmanager
-def export_worker_running() -> Iterator[None]:
-    """A real Celery worker on the default queue (where exports go) for the block."""
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_declare(queue="celery", durable=True, auto_delete=False)
-    try:
-        with start_worker(app, pool="solo", concurrency=1, queues=["celery"], perform_ping_check=False,
-                          loglevel="WARNING"):
-            yield
-    finally:
-        connections.close_all()
-
-
 def test_a_large_export_is_prepared_in_the_background_and_downloads_whole(
     page, live_server, login, screenshot, shop, tmp_path
 ):
@@ -73,7 +56,7 @@ def test_a_large_export_is_prepared_in_the_background_and_downloads_whole(
     row = page.locator("#export-jobs tbody tr").first
     expect(row).to_contain_text("waiting for a worker")  # no worker runs yet: the page says so
 
-    with export_worker_running():
+    with worker_running("celery"):
         # The page polls every 2 s and shows the file once the worker has written it.
         expect(row).to_contain_text("ready", timeout=60_000)
     expect(row).to_contain_text(f"{RECORDS:,} records")

@@ -11,14 +11,11 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import AuditEvent
+from tests.e2e.support import english
 from tests.factories import PASSWORD, AgentFactory, OfficialAccountFactory, agent_user, supervisor
 from tests.sessions_app.test_views_support import archive
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
 
 
 @pytest.fixture

@@ -13,30 +13,21 @@ import threading
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.conf import settings
-from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import AlertPreference
-from kfadmin.celery import app
 from messaging.tasks import sync_all_tail_task
+from tests.e2e.support import NEEDS_BROKER, english, pushing_account, worker_running
 from tests.factories import PASSWORD, agent_user, supervisor
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
     served_customer,
-    wired_account,
 )
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")),
-        reason="the live tail runs on a real broker: set CELERY_BROKER_URL=redis://…",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_BROKER]
 
 # Records every notification the page creates (the browser's own would show nowhere
 # in a headless run), leaving the real Notification in place.
@@ -58,19 +49,12 @@ RECORD_NOTIFICATIONS = """
 
 @pytest.fixture
 def shop(emulator, live_server):
-    account = wired_account(
-        emulator, name="小鹿杂货铺", original_id=emulator.original_id,
-        callback_token=emulator.callback_token, encoding_aes_key=emulator.encoding_aes_key,
-    )
-    emulator.control("set_callback", appid=emulator.appid, url=f"{live_server.url}/wechat/callback/{emulator.appid}/")
-    return account
+    return pushing_account(emulator, live_server)
 
 
 @pytest.fixture
 def tail_running():
     """A sync worker and a stand-in for beat queueing the tail's fan-out."""
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("sync")
     stop = threading.Event()
 
     def beat():
@@ -79,17 +63,12 @@ def tail_running():
 
     ticker = threading.Thread(target=beat, daemon=True)
     try:
-        with start_worker(app, pool="solo", concurrency=1, queues=["sync"], perform_ping_check=False, loglevel="WARNING"):
+        with worker_running("sync", purge=True):
             ticker.start()
             yield
     finally:
         stop.set()
         ticker.join(timeout=10)
-        connections.close_all()
-
-
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
 
 
 def test_a_customer_writes_in_a_session_and_the_agent_sees_it_live_with_an_alert(

@@ -8,23 +8,16 @@ from __future__ import annotations
 import base64
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import expect
 
 from messaging.media import library_sync
 from messaging.models import MediaFile, OutboundMessage
-from tests.e2e.test_queue_and_send import english, send_worker, shop  # noqa: F401 (fixtures)
+from tests.e2e.support import NEEDS_BROKER, english, pushing_account
 from tests.factories import PASSWORD, agent_user
 from tests.sessions_app.test_views_support import emulated_agent, served_customer
 from tests.wechat import media_samples as samples
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")),
-        reason="sending needs a real broker: set CELERY_BROKER_URL=redis://…",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_BROKER]
 
 SEND = "/cgi-bin/message/custom/send"
 
@@ -40,8 +33,9 @@ PASTE = """([target, b64]) => {
 
 
 def test_an_agent_pastes_a_picture_and_sees_it_sent_then_picks_an_article_from_the_library(
-    page, live_server, login, screenshot, shop, emulator, send_worker  # noqa: F811
+    page, live_server, login, screenshot, emulator, send_worker
 ):
+    shop = pushing_account(emulator, live_server, agent_capacity=4)
     mei = emulated_agent(shop, emulator, "mei", nick="小美")
     session = served_customer(shop, mei, emulator, text="能发一下包裹的照片吗？", archived=False)
     openid = session.customer.openid

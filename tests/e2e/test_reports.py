@@ -16,6 +16,7 @@ from kfadmin.emulator import DEMO_APPID, DEMO_NAME, DEMO_SECRET, DEMO_WECHAT_ID
 from messaging.sync import history_backfill
 from reports.models import SessionFact
 from reports.services import rollups_catch_up
+from tests.e2e.support import english
 from tests.factories import PASSWORD, OfficialAccountFactory, supervisor
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,10 +52,6 @@ def demo(emulator):
                 online_status=status, accepted_case=load,
             )
     return account
-
-
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
 
 
 def test_a_supervisor_reads_the_last_7_days_downloads_a_csv_and_opens_a_timeline(

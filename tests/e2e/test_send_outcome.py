@@ -7,38 +7,18 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.conf import settings
-from django.db import connections
 from playwright.sync_api import expect
 
-from kfadmin.celery import app
 from messaging.delivery import outbound_unknown_settle
 from messaging.models import OutboundMessage
 from messaging.sync import history_sync
+from tests.e2e.support import NEEDS_BROKER, english
 from tests.factories import PASSWORD, supervisor
 from tests.sessions_app.test_views_support import emulated_agent, served_customer, wired_account
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")),
-        reason="sending needs a real broker: set CELERY_BROKER_URL=redis://…",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_BROKER]
 
 SEND = "/cgi-bin/message/custom/send"
-
-
-@pytest.fixture
-def send_worker():
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("send")
-    try:
-        with start_worker(app, pool="solo", concurrency=1, queues=["send"], perform_ping_check=False, loglevel="WARNING"):
-            yield
-    finally:
-        connections.close_all()
 
 
 def test_an_unknown_send_is_settled_by_the_history_and_a_lost_one_is_sent_again(
@@ -48,7 +28,7 @@ def test_an_unknown_send_is_settled_by_the_history_and_a_lost_one_is_sent_again(
     shop = wired_account(emulator, name="小鹿杂货铺")
     mei = emulated_agent(shop, emulator, "mei", nick="小美")
     session = served_customer(shop, mei, emulator, text="到哪了？", archived=False)
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
+    english(page, live_server)
     login(supervisor(shop), PASSWORD)
     page.goto(f"{live_server.url}/conversations/{session.customer.openid}/")
     composer = page.locator("#composer")

@@ -9,16 +9,13 @@ Screenshots go to docs/screenshots/.
 from __future__ import annotations
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.conf import settings
-from django.db import connections
 from playwright.sync_api import expect
 
-from kfadmin.celery import app
 from messaging.media import library_sync
 from messaging.models import OutboundMessage, QuickReplyUse
 from messaging.services import quick_reply_create
 from sessions_app.models import Customer
+from tests.e2e.support import NEEDS_BROKER, english
 from tests.factories import PASSWORD, agent_user, supervisor
 from tests.sessions_app.test_views_support import (
     archive,
@@ -27,13 +24,7 @@ from tests.sessions_app.test_views_support import (
     wired_account,
 )
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")),
-        reason="sending needs a real broker: set CELERY_BROKER_URL=redis://…",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_BROKER]
 
 SHIPPING = "您的包裹已从杭州仓发出，预计 2 天内送达。物流单号稍后发您，请留意短信。"
 
@@ -44,17 +35,6 @@ def shop(emulator):
 
 
 @pytest.fixture
-def send_worker():
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("send")
-    try:
-        with start_worker(app, pool="solo", concurrency=1, queues=["send"], perform_ping_check=False, loglevel="WARNING"):
-            yield
-    finally:
-        connections.close_all()
-
-
-@pytest.fixture
 def mei(shop, emulator):
     return emulated_agent(shop, emulator, "mei", nick="小美")
 
@@ -62,10 +42,6 @@ def mei(shop, emulator):
 @pytest.fixture
 def agent(shop, mei):
     return agent_user(shop, agent=mei, username="mei")
-
-
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
 
 
 def test_an_agent_sends_a_quick_reply_with_slash_and_ctrl_enter(
