@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, time, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -35,6 +35,9 @@ from messaging.models import QUICK_REPLY_TITLE_MAX, LibraryItem, OutboundMessage
 from messaging.selectors import RecordFilter
 from sessions_app.selectors import customer_openids_named
 
+if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise
+
 MsgType = OutboundMessage.MsgType
 
 # WeChat rejects longer texts with 45002; 2048 bytes is the limit SDKs document.
@@ -44,6 +47,17 @@ TITLE_MAX = 64
 DESCRIPTION_MAX = 512
 MENU_TEXT_MAX = 256
 MENU_OPTIONS_MAX = 10
+
+
+def text_for_wechat(text: str, *, blank: _StrOrPromise, too_long: _StrOrPromise) -> str:
+    """A text WeChat will take: not blank, at most TEXT_MAX_BYTES of UTF-8 (45002).
+    `too_long` may name the %(size)s and %(limit)s in bytes."""
+    if not text.strip():
+        raise ValidationError(blank)
+    size = len(text.encode("utf-8"))
+    if size > TEXT_MAX_BYTES:
+        raise ValidationError(too_long, params={"size": size, "limit": TEXT_MAX_BYTES})
+    return text
 
 
 class HttpURLField(forms.URLField):
@@ -178,16 +192,11 @@ class TextForm(PayloadForm):
     payload_fields = ("content",)
 
     def clean_content(self) -> str:
-        content = self.cleaned_data["content"]
-        if not content.strip():
-            raise ValidationError(_("Write a message first."))
-        size = len(content.encode("utf-8"))
-        if size > TEXT_MAX_BYTES:
-            raise ValidationError(
-                _("The message is %(size)s bytes; WeChat accepts at most %(limit)s bytes (about 680 Chinese characters). Shorten it."),
-                params={"size": size, "limit": TEXT_MAX_BYTES},
-            )
-        return content
+        return text_for_wechat(
+            self.cleaned_data["content"],
+            blank=_("Write a message first."),
+            too_long=_("The message is %(size)s bytes; WeChat accepts at most %(limit)s bytes (about 680 Chinese characters). Shorten it."),
+        )
 
 
 class MediaForm(PayloadForm):
@@ -517,16 +526,11 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
 
 
 def _text_within_send_limit(text: str) -> str:
-    """A text WeChat will take: not blank, at most TEXT_MAX_BYTES of UTF-8 (45002)."""
-    if not text.strip():
-        raise ValidationError(_("Write the reply's text."))
-    size = len(text.encode("utf-8"))
-    if size > TEXT_MAX_BYTES:
-        raise ValidationError(
-            _("The text is %(size)s bytes; WeChat sends at most %(limit)s bytes (about 680 Chinese characters). Shorten it."),
-            params={"size": size, "limit": TEXT_MAX_BYTES},
-        )
-    return text
+    return text_for_wechat(
+        text,
+        blank=_("Write the reply's text."),
+        too_long=_("The text is %(size)s bytes; WeChat sends at most %(limit)s bytes (about 680 Chinese characters). Shorten it."),
+    )
 
 
 class QuickReplyForm(UncutInputsMixin, forms.Form):
