@@ -21,8 +21,9 @@ class PeriodForm(forms.Form):
     def __init__(self, *args, default: Period, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.default = default
-        self.fields["first"].widget.attrs["placeholder"] = default.first.isoformat()
-        self.fields["last"].widget.attrs["placeholder"] = default.last.isoformat()
+        # The days shown are the days reported: the default period, or the side a
+        # person left empty filled in as the report fills it.
+        self.initial = {"first": default.first, "last": default.last}
 
     def clean(self) -> dict:
         data = super().clean() or {}
@@ -44,6 +45,9 @@ class PeriodForm(forms.Form):
                 _("A report covers at most %(days)s days; pick a shorter period."), params={"days": MAX_DAYS}
             )
         data["period"] = Period(first, last, self.default.zone)
+        shown = dict(self.data.items())
+        shown["first"], shown["last"] = first.isoformat(), last.isoformat()
+        self.data = shown
         return data
 
     @property

@@ -75,6 +75,19 @@ def test_a_period_ending_before_it_starts_says_so_and_shows_the_default(boss_cli
     assert "The period ends before it starts" in page.content.decode()
 
 
+def test_the_day_fields_show_the_days_reported(boss_client, account):
+    from reports.selectors import period_default
+
+    default = period_default(account=account)
+    shown = boss_client.get("/reports/").content.decode()
+    assert f'name="first" value="{default.first.isoformat()}"' in shown
+    assert f'name="last" value="{default.last.isoformat()}"' in shown
+
+    # One side given: the other is filled in as the report fills it.
+    one_side = boss_client.get("/reports/", {"first": "2026-03-01"}).content.decode()
+    assert 'name="last" value="2026-03-07"' in one_side
+
+
 def test_a_day_that_is_not_a_date_is_refused(boss_client):
     page = boss_client.get("/reports/", {"first": "yesterday"})
     assert page.status_code == 200 and "Enter a valid date" in page.content.decode()
