@@ -21,3 +21,22 @@
     }
   });
 })();
+
+// The header's folded menu (<details data-navmore>) closes on a click elsewhere or
+// Escape, as a menu does; without JavaScript it opens and closes on its summary.
+(function () {
+  function closeMenus(except) {
+    document.querySelectorAll("details[data-navmore][open]").forEach((menu) => {
+      if (menu !== except) menu.open = false;
+    });
+  }
+  document.addEventListener("click", (event) => closeMenus(event.target.closest("details[data-navmore]")));
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    const open = document.querySelector("details[data-navmore][open]");
+    if (open) {
+      open.open = false;
+      open.querySelector("summary").focus();
+    }
+  });
+})();

@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 
 from accounts.models import Membership
+from tests.e2e.support import english
 from tests.factories import (
     PASSWORD,
     AgentFactory,
@@ -19,10 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 NEW_PASSWORD = "noodles-at-noon-42"
 
 
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
-
-
 def test_a_supervisor_creates_an_auditor_who_cannot_reach_agent_management(
     page, live_server, login, screenshot, django_user_model
 ):
@@ -31,6 +28,7 @@ def test_a_supervisor_creates_an_auditor_who_cannot_reach_agent_management(
     english(page, live_server)
     login(supervisor(account), PASSWORD)
 
+    page.get_by_role("navigation", name="Main").get_by_text("Administration").click()
     page.click("nav.mainnav >> text=Users")
     page.get_by_role("link", name="Add a user").click()
     page.fill("#id_username", "reviewer")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import Agent
-from tests.e2e.test_history import english
+from tests.e2e.support import english
 from tests.factories import PASSWORD, AgentFactory, OfficialAccountFactory, supervisor
 from tests.sessions_app.test_views_support import archive
 
@@ -137,3 +137,34 @@ def test_the_agent_heading_follows_a_rename(page, live_server, login, kf_account
     expect(page.locator("#agent-head h1")).not_to_contain_text("小美")
     expect(page.locator("h1")).to_have_count(1)
     shot(page, "agent-renamed")
+
+
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_a_supervisors_header_fits_one_line_and_folds_the_admin_pages(page, live_server, login, shop, language):
+    page.set_viewport_size({"width": 1280, "height": 800})
+    page.context.add_cookies([{"name": "django_language", "value": language, "url": live_server.url}])
+    login(supervisor(shop), PASSWORD)
+
+    page.goto(f"{live_server.url}/")
+    nav = page.locator("nav.mainnav")
+    links = nav.locator(":scope > a")
+    tops = {round(box["y"]) for box in (links.nth(i).bounding_box() for i in range(links.count()))}
+    assert len(tops) == 1, f"the main links sit on {len(tops)} lines"
+    menu = nav.locator("details[data-navmore]")
+    audit = menu.locator("a[href='/audit/']")
+    expect(audit).to_be_hidden()
+
+    menu.locator("summary").click()
+    expect(audit).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(audit).to_be_hidden()
+    expect(menu.locator("summary")).to_be_focused()
+
+    menu.locator("summary").click()
+    page.mouse.click(640, 700)  # a click elsewhere closes it
+    expect(audit).to_be_hidden()
+
+    menu.locator("summary").click()
+    audit.click()
+    expect(page).to_have_url(re.compile(r"/audit/$"))
+    expect(page.locator("nav.mainnav details[data-navmore] summary")).to_have_class(re.compile(r"\bcurrent\b"))
