@@ -11,60 +11,26 @@ from __future__ import annotations
 import re
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.conf import settings
-from django.db import connections
 from playwright.sync_api import expect
 
-from kfadmin.celery import app
 from messaging.models import MediaFile, OutboundMessage
 from sessions_app.models import KfSession
 from sessions_app.sync import queue_sync
+from tests.e2e.support import NEEDS_BROKER, csp_recorder, english, pushing_account
 from tests.factories import PASSWORD, auditor, supervisor
 from tests.sessions_app.test_views_support import (
     archive,
     emulated_agent,
     served_customer,
-    wired_account,
 )
 from tests.wechat import media_samples as samples
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(
-        not settings.CELERY_BROKER_URL.startswith(("redis://", "amqp://")),
-        reason="sending needs a real broker: set CELERY_BROKER_URL=redis://…",
-    ),
-]
+pytestmark = [pytest.mark.django_db(transaction=True), NEEDS_BROKER]
 
 
 @pytest.fixture
 def shop(emulator, live_server):
-    account = wired_account(
-        emulator,
-        name="小鹿杂货铺",
-        original_id=emulator.original_id,
-        callback_token=emulator.callback_token,
-        encoding_aes_key=emulator.encoding_aes_key,
-        agent_capacity=4,
-    )
-    emulator.control("set_callback", appid=emulator.appid, url=f"{live_server.url}/wechat/callback/{emulator.appid}/")
-    return account
-
-
-@pytest.fixture
-def send_worker():
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge("send")
-    try:
-        with start_worker(app, pool="solo", concurrency=1, queues=["send"], perform_ping_check=False, loglevel="WARNING"):
-            yield
-    finally:
-        connections.close_all()
-
-
-def english(page, live_server) -> None:
-    page.context.add_cookies([{"name": "django_language", "value": "en", "url": live_server.url}])
+    return pushing_account(emulator, live_server, agent_capacity=4)
 
 
 def customer_writes(emulator, shop, text: str) -> str:
@@ -84,6 +50,7 @@ def test_a_customer_writes_is_assigned_gets_a_text_and_an_image_and_the_session_
     bob = emulated_agent(shop, emulator, "bob", nick="Bob", online=False)
     served_customer(shop, lei, emulator, text="发票什么时候开？", archived=False)
     english(page, live_server)
+    csp_violations = csp_recorder(page)
     login(supervisor(shop), PASSWORD)
 
     page.get_by_role("link", name="Queue & sessions").click()
@@ -156,6 +123,7 @@ def test_a_customer_writes_is_assigned_gets_a_text_and_an_image_and_the_session_
     assert [(s["msgtype"], s["customservice"]["kf_account"]) for s in sends] == [("text", mei.kf_account), ("image", mei.kf_account)]
     assert sends[1]["image"] == {"media_id": MediaFile.objects.get().media_id}
     assert set(OutboundMessage.objects.values_list("status", flat=True)) == {"sent"}
+    assert csp_violations() == []  # the sends' swaps included
     screenshot("conversation")
 
     # Close, after confirming.
