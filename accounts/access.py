@@ -71,7 +71,7 @@ def accounts_for_user(user) -> QuerySet[OfficialAccount]:
 # values with no conversion. The rest (secrets, timestamps) is loaded on first access,
 # as with QuerySet.only().
 _ACCOUNT_READ = {"id", "name", "appid", "wechat_id", "original_id", "api_base_url", "token_endpoint",
-                 "time_zone", "agent_capacity", "waiting_count"}
+                 "time_zone", "agent_capacity", "waiting_count", "alert_queue_wait_seconds", "alert_unanswered_seconds"}
 _AGENT_READ = {"id", "official_account_id", "kf_account", "kf_id", "kf_nick", "kf_headimgurl", "kf_wx",
                "invite_wx", "invite_status", "online_status", "accepted_case"}
 

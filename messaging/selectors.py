@@ -1110,7 +1110,7 @@ def inbox_sessions(
     sessions = (
         sessions.select_related("customer", "agent")
         .only("id", "official_account_id", "state", "created_at", "accepted_at", "customer__openid",
-              "agent__kf_account", "agent__kf_nick")
+              "customer__remark_name", "agent__kf_account", "agent__kf_nick")
         .annotate(
             last_text=Subquery(latest.values("text")[:1]),
             last_time=Subquery(latest.values("time")[:1]),
@@ -1170,6 +1170,35 @@ def inbox_sessions(
     return Inbox(rows=rows, total=total, threshold=threshold)
 
 
+def unanswered_over_count(*, account: OfficialAccount, now: datetime | None = None) -> int:
+    """How many open sessions have a customer waiting for an answer for at least the
+    account's threshold: the inbox's `over`, counted for every session (not only the
+    inbox's first page) without building the rows."""
+    now = now or timezone.now()
+    records = _customer_records()
+    cutoff = now - timedelta(seconds=account.alert_unanswered_seconds)
+    return (
+        KfSession.objects.filter(official_account=account, state=KfSession.State.OPEN)
+        .annotate(
+            last_reply_at=Subquery(
+                records.filter(opercode__in=MessageRecord.OperCode.AGENT).order_by("-time").values("time")[:1]
+            )
+        )
+        .filter(
+            Exists(
+                records.filter(
+                    opercode__in=MessageRecord.OperCode.CUSTOMER,
+                    time__gt=Coalesce(
+                        OuterRef("last_reply_at"), Value(now - UNANSWERED_LOOKBACK, output_field=DateTimeField())
+                    ),
+                    time__lte=cutoff,
+                )
+            )
+        )
+        .count()
+    )
+
+
 # --------------------------------------------------------------- alerts
 
 
@@ -1218,7 +1247,7 @@ def alerts_state(
         if newest is not None:
             latest_id, latest_openid, latest_text = newest
     if supervisor:
-        unanswered_over = inbox_sessions(account=account, user=user, now=now).over
+        unanswered_over = unanswered_over_count(account=account, now=now)
     return AlertState(
         waiting=waiting["n"],
         waiting_over=waiting["over"],

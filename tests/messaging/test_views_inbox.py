@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from accounts.models import AlertPreference, AuditEvent, SyncState
 from messaging.models import ConversationSeen
-from messaging.selectors import inbox_sessions
+from messaging.selectors import inbox_sessions, unanswered_over_count
 from sessions_app.models import KfSession
 from tests.factories import AgentFactory, agent_user, auditor, outsider, sent_to_login
 from tests.sessions_app.test_views_support import (
@@ -229,6 +229,36 @@ def test_supervisors_are_alerted_past_the_thresholds(boss_client, account, alice
     body = boss_client.get(ALERTS, **htmx("alerts")).content.decode()
 
     assert 'data-waiting-over="1"' in body and 'data-unanswered-over="1"' in body and 'data-supervisor="1"' in body
+
+
+def test_the_unanswered_count_covers_every_session_not_only_the_inbox_page(account, alice, boss):
+    for n in range(4):
+        _served(account, alice, f"o_over_{n}", wrote_minutes_ago=5 + n)
+    _served(account, alice, "o_recent", wrote_minutes_ago=1)
+    _served(account, alice, "o_answered", wrote_minutes_ago=9, replied_minutes_ago=8)
+
+    assert unanswered_over_count(account=account) == 4  # past the 2-minute default
+    assert inbox_sessions(account=account, user=boss).over == 4  # the same sessions as the inbox says
+    assert inbox_sessions(account=account, user=boss, limit=2).over == 2  # the page alone would undercount
+
+
+def test_the_inbox_poll_reads_a_fixed_number_of_queries_whatever_the_rows(alice_client, account, alice):
+    def poll_queries() -> int:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as queries:
+            assert alice_client.get(INBOX, **htmx("inbox")).status_code == 200
+        return len(queries)
+
+    _served(account, alice, "o_first", wrote_minutes_ago=3)
+    poll_queries()  # the first request of a session reads more (the login's session row)
+    one = poll_queries()
+    for n in range(6):
+        session = _served(account, alice, f"o_more_{n}", wrote_minutes_ago=2)
+        session.customer.remark_name = f"老客户 {n}"
+        session.customer.save()
+    assert poll_queries() == one
 
 
 def test_the_alert_poll_without_htmx_goes_to_the_settings(boss_client):
