@@ -33,7 +33,7 @@ from messaging.media import (
 )
 from messaging.models import QUICK_REPLY_TITLE_MAX, LibraryItem, OutboundMessage
 from messaging.selectors import RecordFilter
-from sessions_app.selectors import customer_openids_named
+from sessions_app.selectors import customer_known, customer_openids_named
 
 if TYPE_CHECKING:
     from django.utils.functional import _StrOrPromise
@@ -487,10 +487,13 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
             field.queryset = agents
 
     def clean_openid(self) -> str:
-        """An openid, or the remark name of one customer (then their openid)."""
+        """An openid, or the remark name of one customer (then their openid). An
+        openid the account knows wins over a remark name spelled the same."""
         value = (self.cleaned_data.get("openid") or "").strip()
         if not value:
             return ""
+        if customer_known(account=self.account, openid=value):
+            return value
         named = customer_openids_named(account=self.account, name=value)
         if len(named) > 1:
             raise ValidationError(_("More than one customer is named “%(name)s”; search by openid."), params={"name": value})

@@ -294,6 +294,11 @@ def customer_openids_named(*, account: OfficialAccount, name: str, limit: int = 
     )
 
 
+def customer_known(*, account: OfficialAccount, openid: str) -> bool:
+    """Whether kfadmin has seen a customer with this exact openid on the account."""
+    return Customer.objects.filter(official_account=account, openid=openid).exists()
+
+
 NOTES_SHOWN = 20
 
 

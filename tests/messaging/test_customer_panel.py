@@ -277,6 +277,15 @@ def test_a_remark_name_shared_by_two_customers_asks_for_the_openid(boss_client, 
     assert "More than one customer is named “王女士”; search by openid." in body
 
 
+def test_an_exact_openid_wins_over_a_remark_name_spelled_the_same(boss_client, account, customer):
+    CustomerFactory(official_account=account, openid="o_impostor", remark_name=customer.openid)
+    archive(account, "o_impostor", "冒名的消息", at=aware(2025, 3, 1, 9, 0))
+
+    body = boss_client.get(reverse("messaging:history"), {"openid": customer.openid}).content.decode()
+
+    assert "快递到哪了？" in body and "冒名的消息" not in body
+
+
 def test_the_transcript_names_the_customer(boss_client, customer):
     Customer.objects.filter(pk=customer.pk).update(remark_name="王女士")
     body = boss_client.get(url("transcript")).content.decode()
