@@ -645,7 +645,7 @@ def conversation_watch(*, account: OfficialAccount, now: datetime | None = None)
         .filter(Q(watched_until__isnull=True) | Q(watched_until__lt=until - WATCH_FOR / 2))
         .update(watched_until=until)
     )
-    if not updated:
+    if not updated and not SyncState.objects.filter(official_account=account, job=SyncState.Job.TAIL).exists():
         SyncState.objects.bulk_create(
             [SyncState(official_account=account, job=SyncState.Job.TAIL, watched_until=until)], ignore_conflicts=True
         )

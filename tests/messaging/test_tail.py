@@ -8,7 +8,8 @@ import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import AgentPresence, SyncState
@@ -171,9 +172,11 @@ def test_watching_writes_at_most_twice_a_minute(kf_account_row):
     conversation_watch(account=kf_account_row, now=now)
     first = SyncState.objects.get(official_account=kf_account_row, job=SyncState.Job.TAIL).watched_until
 
-    conversation_watch(account=kf_account_row, now=now + timedelta(seconds=10))
+    with CaptureQueriesContext(connection) as queries:
+        conversation_watch(account=kf_account_row, now=now + timedelta(seconds=10))
 
     assert SyncState.objects.get(official_account=kf_account_row, job=SyncState.Job.TAIL).watched_until == first
+    assert [q["sql"].split()[0] for q in queries] == ["UPDATE", "SELECT"]  # no INSERT that conflicts
 
 
 @pytest.mark.parametrize("errcode,pause", [(45009, timedelta(minutes=15)), (45011, timedelta(minutes=1))])
