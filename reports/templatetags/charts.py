@@ -220,6 +220,10 @@ def presence_chart(presence: Presence) -> SafeString:
     def x(at: datetime) -> float:
         return left + plot_w * max(0.0, min(1.0, (at - start).total_seconds() / span))
 
+    def when(at: datetime) -> str:
+        # date_format() does not convert: the stored times are UTC, the page's the account's.
+        return date_format(at.astimezone(presence.period.zone), "SHORT_DATETIME_FORMAT")
+
     parts = [_legend(left, 16, [(_("online"), "bar-out"), (_("offline"), "presence-off")])]
     parts.append(f'<rect x="{left}" y="{top}" width="{plot_w}" height="{band}" class="presence-off"/>')
     for s in presence.segments:
@@ -229,7 +233,7 @@ def presence_chart(presence: Presence) -> SafeString:
             kind, what = "bar-out", _("online")
         else:
             continue
-        tip = f"{date_format(s.start, 'SHORT_DATETIME_FORMAT')} – {date_format(s.end, 'SHORT_DATETIME_FORMAT')} · {what}"
+        tip = f"{when(s.start)} – {when(s.end)} · {what}"
         parts.append(
             f'<rect x="{x(s.start):.1f}" y="{top}" width="{max(x(s.end) - x(s.start), 0.5):.1f}" height="{band}" '
             f'class="{kind}" {_fill(kind)}><title>{escape(tip)}</title></rect>'
@@ -246,7 +250,7 @@ def presence_chart(presence: Presence) -> SafeString:
         else:
             lane_end[lane] = finish
         lanes = max(lanes, lane + 1)
-        tip = f"{fact.openid} · {date_format(fact.started_at, 'SHORT_DATETIME_FORMAT')} · {duration(finish - fact.started_at)}"
+        tip = f"{fact.openid} · {when(fact.started_at)} · {duration(finish - fact.started_at)}"
         parts.append(
             f'<rect x="{x(fact.started_at):.1f}" y="{rows_top + lane * 8}" width="{max(x(finish) - x(fact.started_at), 1.5):.1f}" '
             f'height="6" class="session-bar"><title>{escape(tip)}</title></rect>'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -135,6 +136,8 @@ def test_the_presence_timeline_adds_up_the_online_time(boss_client, account):
     assert page.status_code == 200 and "<svg" in html
     assert "1\xa0hour, 30\xa0minutes" in html  # total online
     assert "oA" in html and "oB" in html  # the sessions held
+    tips = re.findall(r"<title>([^<]*online)</title>", html)
+    assert tips and tips[0].split(" – ")[0].endswith("5 p.m.")  # the chart speaks the account's time, not UTC's 9 a.m.
     csv = b"".join(boss_client.get(f"/reports/agents/{agent.pk}/presence/", {**PERIOD, "format": "csv"}).streaming_content).decode()
     lines = csv.splitlines()
     assert lines[0] == "\ufefffrom,until,state,sessions_held,seconds"
