@@ -369,6 +369,31 @@ class UserRolesForm(RolesFieldsMixin, forms.Form):
 # --------------------------------------------------------------------------- audit log
 
 
+class AgentListForm(UncutInputsMixin, forms.Form):
+    """The agents table's search, status filter and page (all in the query string)."""
+
+    q = forms.CharField(
+        label=_("Search"), required=False, max_length=64, strip=True,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("kf account or nickname")}),
+    )
+    status = forms.ChoiceField(
+        label=_("Show"), required=False,
+        choices=[("", _("All agents")), ("online", _("Online")), ("offline", _("Offline")),
+                 ("unbound", _("Not bound to WeChat"))],
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class UserListForm(UncutInputsMixin, forms.Form):
+    """The users table's search and page."""
+
+    q = forms.CharField(
+        label=_("Search"), required=False, max_length=150, strip=True,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("User name")}),
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
 class AuditFilterForm(forms.Form):
     actor = forms.TypedChoiceField(label=_("Person"), required=False, coerce=int, empty_value=None)
     action = forms.ChoiceField(label=_("Action"), required=False)

@@ -101,6 +101,26 @@ def agent_list(*, account: OfficialAccount) -> QuerySet[Agent]:
     return Agent.objects.listed().filter(official_account=account).order_by("kf_account")
 
 
+AGENT_STATUSES = ("online", "offline", "unbound")
+
+
+def agent_search(*, account: OfficialAccount, q: str = "", status: str = "") -> QuerySet[Agent]:
+    """The listed agents whose kf account or nickname contains `q` (any case), in
+    the agents table's order; `status`: only the online, the offline or the agents
+    not bound to a WeChat user yet ("" for all)."""
+    agents = agent_list(account=account)
+    q = q.strip()
+    if q:
+        agents = agents.filter(Q(kf_account__icontains=q) | Q(kf_nick__icontains=q))
+    if status == "online":
+        agents = agents.filter(online_status__gt=0)
+    elif status == "offline":
+        agents = agents.filter(online_status=0)
+    elif status == "unbound":
+        agents = agents.filter(kf_wx="")
+    return agents
+
+
 def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:
     """'bound', 'waiting', 'expired', 'rejected' or 'none'.
 
@@ -389,15 +409,18 @@ def supervised_accounts(*, user) -> QuerySet[OfficialAccount]:
     ).distinct().order_by("name", "id")
 
 
-def managed_users(*, user) -> QuerySet:
-    """Users with a role on an account `user` supervises, with those memberships."""
+def managed_users(*, user, q: str = "") -> QuerySet:
+    """Users with a role on an account `user` supervises, with those memberships;
+    with `q`, those whose user name contains it (any case)."""
     accounts = supervised_accounts(user=user)
     memberships = Membership.objects.filter(official_account__in=accounts).select_related(
         "official_account", "agent"
     ).order_by("official_account__name", "official_account_id")
+    users = User.objects.filter(memberships__official_account__in=accounts)
+    if q.strip():
+        users = users.filter(username__icontains=q.strip())
     return (
-        User.objects.filter(memberships__official_account__in=accounts)
-        .distinct()
+        users.distinct()
         .prefetch_related(Prefetch("memberships", queryset=memberships, to_attr="managed_memberships"))
         .order_by("-is_active", "username")
     )
