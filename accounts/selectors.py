@@ -13,7 +13,7 @@ from axes.helpers import get_cool_off
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Max, Prefetch, Q, QuerySet
+from django.db.models import Case, Max, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -119,6 +119,31 @@ def agent_search(*, account: OfficialAccount, q: str = "", status: str = "") -> 
     elif status == "unbound":
         agents = agents.filter(kf_wx="")
     return agents
+
+
+def agent_suggestions(*, account: OfficialAccount, q: str, scope: str) -> QuerySet[Agent]:
+    """The agents an agent field suggests for `q` (kf account or nickname containing it,
+    any case), those whose kf account starts with it first. `scope`: "bound" (listed and
+    bound to a WeChat user, online first: who can take customers and send), "listed",
+    or "any" (every agent the account had, for history)."""
+    agents: QuerySet[Agent]
+    if scope == "any":
+        agents = Agent.objects.filter(official_account=account)
+    else:
+        agents = agent_list(account=account)
+        if scope == "bound":
+            agents = agents.exclude(kf_wx="")
+    q = q.strip()
+    order: list = []
+    if q:
+        agents = agents.filter(Q(kf_account__icontains=q) | Q(kf_nick__icontains=q))
+        agents = agents.annotate(
+            starts=Case(When(kf_account__istartswith=q, then=Value(0)), default=Value(1))
+        )
+        order.append("starts")
+    if scope == "bound":
+        order.append("-online_status")
+    return agents.order_by(*order, "kf_account")
 
 
 def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:

@@ -33,8 +33,18 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import selectors, services
-from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view, context_switch
+from accounts.access import (
+    AGENT,
+    ALL_ROLES,
+    AUDITOR,
+    SUPERVISOR,
+    AccountContext,
+    account_view,
+    context_switch,
+)
 from accounts.forms import (
+    AGENT_SCOPES,
+    AGENT_SUGGESTIONS,
     AgentAddForm,
     AgentAvatarForm,
     AgentInviteForm,
@@ -175,6 +185,25 @@ def agents(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     if not wants_fragment(request):
         context["add_form"] = AgentAddForm(account=ctx.account)
     return respond(request, ctx, context, page="accounts/agents.html", fragment="accounts/_agent_table.html")
+
+
+@require_GET
+@account_view(*ALL_ROLES)
+def agent_options(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """The suggestions of a large team's agent field (forms.AgentPicker): at most
+    AGENT_SUGGESTIONS <option>s for its <datalist>, matching what is typed in the field
+    `field` names. `scope`: the bound agents (online first), the listed ones, or any
+    the account ever had (history). The agent role is only ever offered its own agent."""
+    scope = request.GET.get("scope", "")
+    if scope not in AGENT_SCOPES:
+        return HttpResponse(_("Unknown list of agents."), status=400, content_type="text/plain; charset=utf-8")
+    q = request.GET.get(request.GET.get("field", ""), "")[:64]
+    agents = selectors.agent_suggestions(account=ctx.account, q=q, scope=scope)
+    if ctx.is_agent:
+        agents = agents.filter(pk=ctx.agent.pk) if ctx.agent else agents.none()
+    return render(request, "accounts/_agent_options.html", {
+        "agents": agents[:AGENT_SUGGESTIONS], "presence": scope == "bound",
+    })
 
 
 @require_http_methods(["GET", "POST"])
