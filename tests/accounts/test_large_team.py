@@ -243,3 +243,22 @@ def test_suggestions_need_a_login_and_stay_in_ones_account(client, account, team
     assert anonymous.status_code in (302, 401, 403)
     client.force_login(outsider())
     assert options(client, "listed", "agent") == []
+
+
+# --------------------------------------------------------------------------- the roles form
+
+
+def test_the_add_user_form_of_a_large_team_takes_the_kf_account_typed(boss_client, account, team):
+    url = reverse("accounts:user_add")
+    page = boss_client.get(url).content.decode()
+    password = "tea-and-dumplings-77"
+    post = {"username": "xiaoming", "password1": password, "password2": password, f"role_{account.pk}": "agent"}
+
+    refused = boss_client.post(url, {**post, f"agent_{account.pk}": "agent12345@nowhere"}).content.decode()
+    created = boss_client.post(url, {**post, f"agent_{account.pk}": team[42].kf_account})
+
+    assert page.count("<option") < 10 and f'list="id_agent_{account.pk}-options"' in page
+    assert "Select a valid choice" in refused and 'value="agent12345@nowhere"' in refused
+    assert created.status_code == 302
+    membership = Membership.objects.get(user__username="xiaoming")
+    assert (membership.role, membership.agent) == ("agent", team[42])
