@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.forms import UsernameField
 from django.db.models import QuerySet
+from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from PIL import Image, UnidentifiedImageError
 
@@ -40,20 +43,96 @@ Image.MAX_IMAGE_PIXELS = AVATAR_MAX_PIXELS
 JPEG_MAGIC = b"\xff\xd8\xff"
 
 
+# The agent lists the search-as-you-type field suggests from (accounts.views.agent_options).
+AGENT_SCOPES = ("bound", "listed", "any")
+AGENT_SUGGESTIONS = 20
+
+
+def agent_label(agent: Agent, *, presence: bool = False) -> str:
+    label = f"{agent.display_name} ({agent.kf_account})"
+    if presence:
+        label += f" · {_('online') if agent.is_online else _('offline')}"
+    return label
+
+
+class AgentPicker(forms.Select):
+    """A drop-down for a small team; above settings.AGENT_SELECT_MAX agents a text field
+    (accounts/_agent_picker.html) whose <datalist> htmx fills with at most
+    AGENT_SUGGESTIONS matches of what is typed. Without JavaScript it is a plain field
+    that takes a kf account. One COUNT decides; the large form never lists every agent."""
+
+    def __init__(self, *args, scope: str = "listed", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scope = scope
+
+    def is_large(self) -> bool:
+        queryset = getattr(self.choices, "queryset", None)
+        return queryset is not None and queryset.count() > settings.AGENT_SELECT_MAX
+
+    def render(self, name, value, attrs=None, renderer=None):
+        if not self.is_large():
+            return super().render(name, value, attrs, renderer)
+        final = self.build_attrs(self.attrs, attrs)
+        final.pop("required", None)  # the server says what is missing, in words
+        element_id = final.get("id") or f"id_{name}"
+        final["id"] = element_id
+        final["aria-describedby"] = " ".join(filter(None, [final.get("aria-describedby"), f"{element_id}-hint"]))
+        return render_to_string("accounts/_agent_picker.html", {
+            "name": name,
+            "value": self._shown_value(value),
+            "attrs": final,
+            "id": element_id,
+            "options_url": reverse("accounts:agent_options"),
+            "scope": self.scope,
+            "placeholder": _("Type a name or kf account"),
+        })
+
+    def _shown_value(self, value) -> str:
+        """The kf account for an agent's id (an initial value, a chosen agent); what
+        was typed, as typed, otherwise."""
+        if isinstance(value, (list, tuple)):
+            value = value[0] if value else ""
+        if isinstance(value, Agent):
+            return value.kf_account
+        text = "" if value is None else str(value)
+        if text.isdigit() and len(text) < 19:
+            found = Agent.objects.filter(pk=int(text)).values_list("kf_account", flat=True).first()
+            return found or ""
+        return text
+
+
 class AgentChoiceField(forms.ModelChoiceField):
     """A choice among the account's kf accounts, each shown by name and kf account;
-    with `presence`, also whether the agent is online (who can take a customer now)."""
+    with `presence`, also whether the agent is online (who can take a customer now).
 
-    def __init__(self, *args, presence: bool = False, **kwargs):
+    Takes an agent's id (the drop-down) or its kf account (the search-as-you-type
+    field of a large team; any text with an '@'), and either only within the queryset.
+    `scope` names the list the large field suggests from (AGENT_SCOPES)."""
+
+    widget = AgentPicker
+
+    def __init__(self, *args, presence: bool = False, scope: str = "listed", **kwargs):
         kwargs.setdefault("queryset", Agent.objects.none())
         super().__init__(*args, **kwargs)
         self.presence = presence
+        assert scope in AGENT_SCOPES
+        self.widget.scope = scope
 
     def label_from_instance(self, obj: Agent) -> str:
-        label = f"{obj.display_name} ({obj.kf_account})"
-        if self.presence:
-            label += f" · {_('online') if obj.is_online else _('offline')}"
-        return label
+        return agent_label(obj, presence=self.presence)
+
+    def to_python(self, value):
+        text = value.strip() if isinstance(value, str) else value
+        if isinstance(text, str) and "@" in text:
+            queryset = self.queryset
+            assert queryset is not None
+            try:
+                return queryset.get(kf_account=text)
+            except (Agent.DoesNotExist, Agent.MultipleObjectsReturned):
+                raise forms.ValidationError(
+                    self.error_messages["invalid_choice"], code="invalid_choice", params={"value": text}
+                ) from None
+        return super().to_python(text)
 
 
 def bound_agents(account: OfficialAccount, *, only: Agent | None = None) -> QuerySet[Agent]:
@@ -367,6 +446,31 @@ class UserRolesForm(RolesFieldsMixin, forms.Form):
 
 
 # --------------------------------------------------------------------------- audit log
+
+
+class AgentListForm(UncutInputsMixin, forms.Form):
+    """The agents table's search, status filter and page (all in the query string)."""
+
+    q = forms.CharField(
+        label=_("Search"), required=False, max_length=64, strip=True,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("kf account or nickname")}),
+    )
+    status = forms.ChoiceField(
+        label=_("Show"), required=False,
+        choices=[("", _("All agents")), ("online", _("Online")), ("offline", _("Offline")),
+                 ("unbound", _("Not bound to WeChat"))],
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
+
+
+class UserListForm(UncutInputsMixin, forms.Form):
+    """The users table's search and page."""
+
+    q = forms.CharField(
+        label=_("Search"), required=False, max_length=150, strip=True,
+        widget=forms.TextInput(attrs={"type": "search", "placeholder": _("User name")}),
+    )
+    page = forms.IntegerField(required=False, min_value=1, widget=forms.HiddenInput)
 
 
 class AuditFilterForm(forms.Form):

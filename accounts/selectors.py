@@ -13,7 +13,7 @@ from axes.helpers import get_cool_off
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Max, Prefetch, Q, QuerySet
+from django.db.models import Case, Max, Prefetch, Q, QuerySet, Value, When
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
@@ -99,6 +99,51 @@ def audit_action_label(action: str) -> str:
 def agent_list(*, account: OfficialAccount) -> QuerySet[Agent]:
     """The account's kf accounts WeChat still lists."""
     return Agent.objects.listed().filter(official_account=account).order_by("kf_account")
+
+
+AGENT_STATUSES = ("online", "offline", "unbound")
+
+
+def agent_search(*, account: OfficialAccount, q: str = "", status: str = "") -> QuerySet[Agent]:
+    """The listed agents whose kf account or nickname contains `q` (any case), in
+    the agents table's order; `status`: only the online, the offline or the agents
+    not bound to a WeChat user yet ("" for all)."""
+    agents = agent_list(account=account)
+    q = q.strip()
+    if q:
+        agents = agents.filter(Q(kf_account__icontains=q) | Q(kf_nick__icontains=q))
+    if status == "online":
+        agents = agents.filter(online_status__gt=0)
+    elif status == "offline":
+        agents = agents.filter(online_status=0)
+    elif status == "unbound":
+        agents = agents.filter(kf_wx="")
+    return agents
+
+
+def agent_suggestions(*, account: OfficialAccount, q: str, scope: str) -> QuerySet[Agent]:
+    """The agents an agent field suggests for `q` (kf account or nickname containing it,
+    any case), those whose kf account starts with it first. `scope`: "bound" (listed and
+    bound to a WeChat user, online first: who can take customers and send), "listed",
+    or "any" (every agent the account had, for history)."""
+    agents: QuerySet[Agent]
+    if scope == "any":
+        agents = Agent.objects.filter(official_account=account)
+    else:
+        agents = agent_list(account=account)
+        if scope == "bound":
+            agents = agents.exclude(kf_wx="")
+    q = q.strip()
+    order: list = []
+    if q:
+        agents = agents.filter(Q(kf_account__icontains=q) | Q(kf_nick__icontains=q))
+        agents = agents.annotate(
+            starts=Case(When(kf_account__istartswith=q, then=Value(0)), default=Value(1))
+        )
+        order.append("starts")
+    if scope == "bound":
+        order.append("-online_status")
+    return agents.order_by(*order, "kf_account")
 
 
 def agent_invite_state(agent: Agent, *, now: datetime | None = None) -> str:
@@ -389,15 +434,18 @@ def supervised_accounts(*, user) -> QuerySet[OfficialAccount]:
     ).distinct().order_by("name", "id")
 
 
-def managed_users(*, user) -> QuerySet:
-    """Users with a role on an account `user` supervises, with those memberships."""
+def managed_users(*, user, q: str = "") -> QuerySet:
+    """Users with a role on an account `user` supervises, with those memberships;
+    with `q`, those whose user name contains it (any case)."""
     accounts = supervised_accounts(user=user)
     memberships = Membership.objects.filter(official_account__in=accounts).select_related(
         "official_account", "agent"
     ).order_by("official_account__name", "official_account_id")
+    users = User.objects.filter(memberships__official_account__in=accounts)
+    if q.strip():
+        users = users.filter(username__icontains=q.strip())
     return (
-        User.objects.filter(memberships__official_account__in=accounts)
-        .distinct()
+        users.distinct()
         .prefetch_related(Prefetch("memberships", queryset=memberships, to_attr="managed_memberships"))
         .order_by("-is_active", "username")
     )

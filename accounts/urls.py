@@ -10,6 +10,7 @@ urlpatterns = [
     path("settings/alerts/", views.alert_settings, name="alert_settings"),
     path("agents/", views.agents, name="agents"),
     path("agents/add/", views.agent_add, name="agent_add"),
+    path("agents/options/", views.agent_options, name="agent_options"),
     path("agents/<int:pk>/", views.agent_detail, name="agent_detail"),
     path("agents/<int:pk>/nickname/", views.agent_nickname, name="agent_nickname"),
     path("agents/<int:pk>/avatar/", views.agent_avatar, name="agent_avatar"),

@@ -21,27 +21,40 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.forms import AuthenticationForm, SetPasswordForm
 from django.contrib.messages.views import SuccessMessageMixin
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Page, Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from accounts import selectors, services
-from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view, context_switch
+from accounts.access import (
+    AGENT,
+    ALL_ROLES,
+    AUDITOR,
+    SUPERVISOR,
+    AccountContext,
+    account_view,
+    context_switch,
+)
 from accounts.forms import (
+    AGENT_SCOPES,
+    AGENT_SUGGESTIONS,
     AgentAddForm,
     AgentAvatarForm,
     AgentInviteForm,
+    AgentListForm,
     AgentNicknameForm,
     AlertPreferenceForm,
     AlertThresholdsForm,
     AuditFilterForm,
     UserCreateForm,
+    UserListForm,
     UserRolesForm,
 )
 from accounts.models import Agent, SyncState
@@ -124,21 +137,73 @@ def _agent_for(ctx: AccountContext, pk: int) -> Agent:
     return get_object_or_404(selectors.agent_list(account=ctx.account), pk=pk)
 
 
-def _agents_context(ctx: AccountContext) -> dict[str, Any]:
+# Rows a page of the agents and users tables shows: a team of 1000 stays one small,
+# quick fragment (the agents table is polled).
+PAGE_SIZE = 50
+
+
+def _list_state(form: AgentListForm | UserListForm, names: tuple[str, ...]) -> tuple[dict[str, Any], int]:
+    """The valid filters of a list form (a bad value falls back to its default, and the
+    form shows why) and the page number asked for."""
+    form.is_valid()
+    data = getattr(form, "cleaned_data", {})
+    filters = {name: data.get(name) or "" for name in names}
+    return filters, data.get("page") or 1
+
+
+def _list_context(page: Page, filters: dict[str, Any]) -> dict[str, Any]:
+    """What the paginated tables share: the page, the query string of the filters (for
+    the pager's links) and of the page shown (for its poll and the address bar)."""
+    shown = {k: v for k, v in filters.items() if v}
+    here = dict(shown, page=page.number) if page.number > 1 else shown
+    return {
+        "page": page,
+        "filter_query": urlencode(shown),
+        "page_query": urlencode(here),
+        "searched": bool(shown),
+    }
+
+
+def _agents_context(request: HttpRequest, ctx: AccountContext) -> dict[str, Any]:
     now = timezone.now()
-    agents = list(selectors.agent_list(account=ctx.account))
-    for agent in agents:
+    form = AgentListForm(request.GET)
+    filters, number = _list_state(form, ("q", "status"))
+    agents = selectors.agent_search(account=ctx.account, q=filters["q"], status=filters["status"])
+    page = Paginator(agents, PAGE_SIZE).get_page(number)
+    for agent in page.object_list:
         agent.invite_state = selectors.agent_invite_state(agent, now=now)  # type: ignore[attr-defined]  # for the page, not a field
-    return {"agents": agents, "now": now, "nav": "agents"}
+    return {
+        "agents": page.object_list, "list_form": form, **_list_context(page, filters),
+        "now": now, "nav": "agents",
+    }
 
 
 @require_GET
 @account_view(SUPERVISOR)
 def agents(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    context = _agents_context(ctx)
+    context = _agents_context(request, ctx)
     if not wants_fragment(request):
         context["add_form"] = AgentAddForm(account=ctx.account)
     return respond(request, ctx, context, page="accounts/agents.html", fragment="accounts/_agent_table.html")
+
+
+@require_GET
+@account_view(*ALL_ROLES)
+def agent_options(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
+    """The suggestions of a large team's agent field (forms.AgentPicker): at most
+    AGENT_SUGGESTIONS <option>s for its <datalist>, matching what is typed in the field
+    `field` names. `scope`: the bound agents (online first), the listed ones, or any
+    the account ever had (history). The agent role is only ever offered its own agent."""
+    scope = request.GET.get("scope", "")
+    if scope not in AGENT_SCOPES:
+        return HttpResponse(_("Unknown list of agents."), status=400, content_type="text/plain; charset=utf-8")
+    q = request.GET.get(request.GET.get("field", ""), "")[:64]
+    agents = selectors.agent_suggestions(account=ctx.account, q=q, scope=scope)
+    if ctx.is_agent:
+        agents = agents.filter(pk=ctx.agent.pk) if ctx.agent else agents.none()
+    return render(request, "accounts/_agent_options.html", {
+        "agents": agents[:AGENT_SUGGESTIONS], "presence": scope == "bound",
+    })
 
 
 @require_http_methods(["GET", "POST"])
@@ -380,11 +445,14 @@ def _managed_user(request: HttpRequest, pk: int):
 
 def _users_context(request: HttpRequest, ctx: AccountContext) -> dict[str, Any]:
     accounts = list(selectors.supervised_accounts(user=request.user))
+    form = UserListForm(request.GET)
+    filters, number = _list_state(form, ("q",))
+    page = Paginator(selectors.managed_users(user=request.user, q=filters["q"]), PAGE_SIZE).get_page(number)
     rows = []
-    for person in selectors.managed_users(user=request.user):
+    for person in page.object_list:
         held = {m.official_account_id: m for m in person.managed_memberships}
         rows.append({"person": person, "roles": [(account, held.get(account.pk)) for account in accounts]})
-    return {"rows": rows, "accounts": accounts, "nav": "users"}
+    return {"rows": rows, "accounts": accounts, "list_form": form, **_list_context(page, filters), "nav": "users"}
 
 
 @require_GET

@@ -177,6 +177,9 @@ SESSION_ENGINE = (
 # How long a polled fragment (overview, queue, sessions board) is reused for other
 # viewers of the same thing; 0 renders every poll (accounts/live.py).
 FRAGMENT_CACHE_SECONDS = env_int("FRAGMENT_CACHE_SECONDS", 2, minimum=0)
+# Up to this many agents an agent field is a plain drop-down; with more, a text field
+# that suggests matching agents as one types (and accepts a kf account typed out).
+AGENT_SELECT_MAX = env_int("AGENT_SELECT_MAX", 50, minimum=0)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 

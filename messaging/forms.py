@@ -123,7 +123,7 @@ class PayloadForm(UncutInputsMixin, forms.Form):
     msgtype: str = ""
     label: str | Promise = ""
     as_agent = AgentChoiceField(
-        label=_("Send as"), empty_label=None,
+        label=_("Send as"), empty_label=None, scope="bound",
         help_text=_("The customer sees this agent's name and avatar."),
     )
 
@@ -466,7 +466,7 @@ class HistoryFilterForm(UncutInputsMixin, forms.Form):
 
     q = forms.CharField(label=_("Text"), required=False, max_length=200, strip=True,
                         widget=forms.TextInput(attrs={"type": "search", "placeholder": _("Words in the message, e.g. 退款")}))
-    agent = AgentChoiceField(required=False, label=_("Agent"), empty_label=_("Any agent"))
+    agent = AgentChoiceField(required=False, label=_("Agent"), empty_label=_("Any agent"), scope="any")
     openid = forms.CharField(label=_("Customer (openid or remark name)"), required=False, max_length=64)
     kinds = forms.MultipleChoiceField(choices=KIND_CHOICES, required=False, widget=forms.CheckboxSelectMultiple, label=_("Kind"))
     since = DayField(label=_("From"), required=False)

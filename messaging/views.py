@@ -575,9 +575,30 @@ def _inbox_agent(request: HttpRequest, ctx: AccountContext) -> tuple[Agent | Non
     elif request.session.get(INBOX_AGENT_SESSION_KEY) != raw:
         request.session[INBOX_AGENT_SESSION_KEY] = raw
     picked = None
+    listed = Agent.objects.listed().filter(official_account=ctx.account)
+    raw = raw.strip()
     if raw.isdigit() and len(raw) < 19:
-        picked = Agent.objects.listed().filter(official_account=ctx.account, pk=int(raw)).first()
+        picked = listed.filter(pk=int(raw)).first()
+    elif "@" in raw:  # a large team's field takes the kf account
+        picked = listed.filter(kf_account=raw).first()
     return picked, str(picked.pk) if picked else "all"
+
+
+def _inbox_agents(ctx: AccountContext) -> list[Agent] | None:
+    """The supervisor's drop-down of agents; None for a team larger than
+    settings.AGENT_SELECT_MAX, which gets a search-as-you-type field instead."""
+    if not ctx.is_supervisor:
+        return []
+    listed = Agent.objects.listed().filter(official_account=ctx.account)
+    agents = list(listed.only("pk", "kf_account", "kf_nick")[: settings.AGENT_SELECT_MAX + 1])
+    return None if len(agents) > settings.AGENT_SELECT_MAX else agents
+
+
+def _inbox_unknown(request: HttpRequest, picked: Agent | None) -> str:
+    """What a supervisor typed that names no listed agent ("" when it does, or when
+    they asked for everyone), so the inbox says it shows everyone instead."""
+    raw = (request.GET.get("agent") or "").strip()
+    return raw[:64] if picked is None and raw not in ("", "all") else ""
 
 
 def _inbox_context(request: HttpRequest, ctx: AccountContext) -> dict:
@@ -589,11 +610,9 @@ def _inbox_context(request: HttpRequest, ctx: AccountContext) -> dict:
     return {
         "inbox": inbox,
         "inbox_choice": choice,
-        "inbox_agents": (
-            list(Agent.objects.listed().filter(official_account=ctx.account).only("pk", "kf_account", "kf_nick"))
-            if ctx.is_supervisor
-            else []
-        ),
+        "inbox_agents": _inbox_agents(ctx),
+        "inbox_picked": agent,
+        "inbox_unknown": _inbox_unknown(request, agent),
         "inbox_as_of": as_of(),
         "inbox_freshness": selectors.records_freshness(account=ctx.account),
         "now": timezone.now(),

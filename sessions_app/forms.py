@@ -14,7 +14,7 @@ class AssignForm(forms.Form):
     """Hand a customer to an agent. `confirm` is set by the "assign anyway" button
     after kfadmin warned that the agent is offline or full."""
 
-    agent = AgentChoiceField(label=_("Agent"), empty_label=None, presence=True)
+    agent = AgentChoiceField(label=_("Agent"), empty_label=None, presence=True, scope="bound")
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, account: OfficialAccount, only: Agent | None = None, **kwargs):
@@ -29,7 +29,7 @@ class AssignForm(forms.Form):
 
 
 class TransferForm(forms.Form):
-    to_agent = AgentChoiceField(label=_("New agent"), empty_label=None, presence=True)
+    to_agent = AgentChoiceField(label=_("New agent"), empty_label=None, presence=True, scope="bound")
     confirm = forms.BooleanField(required=False, widget=forms.HiddenInput)
 
     def __init__(self, *args, account: OfficialAccount, current: Agent | None, **kwargs):

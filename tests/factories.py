@@ -243,3 +243,23 @@ def sent_to_login(response, *, htmx: bool = False) -> bool:
     if htmx:
         return response.status_code == 200 and response.get("HX-Redirect", "").startswith("/login/")
     return response.status_code == 302 and response["Location"].startswith("/login/")
+
+
+def agents_bulk(account: OfficialAccount, count: int, *, online_every: int = 3, unbound_every: int = 10) -> list[Agent]:
+    """`count` listed agents of `account` in one INSERT (a large team): kf accounts
+    agent0000@…, agent0001@…, nicknames 客服0000…; every `online_every`th online,
+    every `unbound_every`th not bound to a WeChat user."""
+    now = timezone.now()
+    agents = [
+        Agent(
+            official_account=account,
+            kf_account=f"agent{i:04d}@{account.wechat_id}",
+            kf_id=str(5000 + i),
+            kf_nick=f"客服{i:04d}",
+            kf_wx="" if i % unbound_every == 0 else f"wx_agent{i}",
+            online_status=1 if i % online_every == 0 else 0,
+            last_listed_at=now,
+        )
+        for i in range(count)
+    ]
+    return Agent.objects.bulk_create(agents)

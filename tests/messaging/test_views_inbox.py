@@ -358,3 +358,22 @@ def test_the_conversation_says_up_to_when_it_holds_wechats_records(boss_client, 
     )
     stale = boss_client.get(url, **htmx("conversation-session")).content.decode()
     assert "read from WeChat every few minutes while no session is open" in stale
+
+
+# ------------------------------------------------------------------ a large team
+
+
+def test_a_large_teams_inbox_picker_is_a_search_field_that_takes_a_kf_account(boss_client, account, alice, bob, settings):
+    settings.AGENT_SELECT_MAX = 1
+    _served(account, alice, "o_alice_customer", wrote_minutes_ago=3)
+    _served(account, bob, "o_bob_customer", wrote_minutes_ago=2)
+
+    everyone = boss_client.get(INBOX, **htmx("inbox")).content.decode()
+    picked = boss_client.get(INBOX, {"agent": "bob@test_oa"}, **htmx("inbox")).content.decode()
+    unknown = boss_client.get(INBOX, {"agent": "carol@test_oa"}, **htmx("inbox")).content.decode()
+
+    assert '<select id="inbox-agent"' not in everyone and 'list="inbox-agent-options"' in everyone
+    assert "o_alice_customer" in everyone and "o_bob_customer" in everyone
+    assert 'value="bob@test_oa"' in picked and "o_alice_customer" not in picked and "o_bob_customer" in picked
+    assert f"?agent={bob.pk}" in picked  # the poll keeps the choice
+    assert "No listed agent has the kf account “carol@test_oa”" in unknown and "o_alice_customer" in unknown
