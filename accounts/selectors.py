@@ -76,6 +76,7 @@ AUDIT_ACTION_LABELS: dict[str, str | Promise] = {
     "history_export_download": _("Download export"),
     "customer_update": _("Change customer's name or tags"),
     "customer_note_add": _("Add note about customer"),
+    "customer_note_delete": _("Remove note about customer"),
     "quick_reply_create": _("Add quick reply"),
     "quick_reply_update": _("Change quick reply"),
     "quick_reply_delete": _("Delete quick reply"),

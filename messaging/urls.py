@@ -23,6 +23,8 @@ urlpatterns = [
     path("conversations/<openid:openid>/customer/", views_customer.customer_panel, name="customer_panel"),
     path("conversations/<openid:openid>/customer/profile/", views_customer.customer_profile, name="customer_profile"),
     path("conversations/<openid:openid>/customer/notes/", views_customer.customer_note, name="customer_note"),
+    path("conversations/<openid:openid>/customer/notes/<int:note_id>/delete/", views_customer.customer_note_remove,
+         name="customer_note_delete"),
     path("conversations/<openid:openid>/jump/", views_customer.conversation_jump, name="conversation_jump"),
     # Quick replies: the management page and the composer's picker.
     path("quick-replies/", views_quick_replies.quick_replies, name="quick_replies"),

@@ -13,11 +13,12 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
 from accounts.responses import respond, wants_fragment
@@ -26,8 +27,8 @@ from messaging.forms import ConversationFindForm
 from messaging.views import _conversation_customer
 from sessions_app import selectors as session_selectors
 from sessions_app.forms import CustomerNoteForm, CustomerProfileForm
-from sessions_app.models import Customer
-from sessions_app.services import customer_note_add, customer_profile_update
+from sessions_app.models import Customer, CustomerNote
+from sessions_app.services import customer_note_add, customer_note_delete, customer_profile_update
 
 PANEL_PAGE = "messaging/customer.html"
 PANEL = "messaging/_customer_panel.html"
@@ -119,6 +120,33 @@ def customer_note(request: HttpRequest, ctx: AccountContext, openid: str) -> Htt
     if not wants_fragment(request):
         return redirect(f"{reverse('messaging:conversation', args=[openid])}#customer-notes")
     return _answer(request, ctx, customer_panel_context(request, ctx, openid, customer))
+
+
+@require_http_methods(["GET", "POST"])
+@account_view(SUPERVISOR, AGENT)
+def customer_note_remove(request: HttpRequest, ctx: AccountContext, openid: str, note_id: int) -> HttpResponse:
+    """GET asks for a confirmation; POST removes the note. Its author or a supervisor
+    may; anyone else of the account gets 403, another account's note does not exist."""
+    customer = _editable_customer(ctx, openid)
+    note = CustomerNote.objects.filter(pk=note_id, customer=customer).first()
+    if note is None:
+        raise Http404("no such note about this customer")
+    if not (ctx.is_supervisor or note.author_id == request.user.pk):
+        raise PermissionDenied("Only the note's author or a supervisor may remove it.")
+    conversation_url = reverse("messaging:conversation", args=[openid])
+    if request.method == "POST":
+        customer_note_delete(note=note, actor=request.user)
+        messages.success(request, _("The note is removed."))
+        if not wants_fragment(request):
+            return redirect(f"{conversation_url}#customer-notes")
+        return respond(
+            request, ctx, customer_panel_context(request, ctx, openid, customer),
+            page=PANEL_PAGE, fragment="messaging/_customer_panel_note_removed.html",
+        )
+    return respond(
+        request, ctx, {"note": note, "openid": openid, "conversation_url": conversation_url},
+        page="messaging/customer_note_delete.html", fragment="messaging/_customer_note_delete.html",
+    )
 
 
 @require_GET

@@ -538,6 +538,17 @@ def customer_profile_update(*, customer: Customer, remark_name: str, tags: list[
 
 
 @transaction.atomic
+def customer_note_delete(*, note: CustomerNote, actor) -> None:
+    """Remove a note (its author's or a supervisor's decision, checked by the view);
+    the audit log keeps that it existed, who wrote and who removed it, not its text."""
+    customer = note.customer
+    audit_event_record(
+        actor=actor, action="customer_note_delete", official_account=customer.official_account,
+        target=customer.openid, params={"note": note.pk, "author": note.author_label, "length": len(note.text)},
+    )
+    note.delete()
+
+
 def customer_note_add(*, customer: Customer, text: str, actor) -> CustomerNote:
     """Keep a note about the customer, with its author and time; audited."""
     note = CustomerNote.objects.create(customer=customer, author=actor, author_label=actor.get_username(), text=text)

@@ -1,5 +1,5 @@
 // Keeps what the person typed in the composer per customer (the region's
-// data-draft-key: "<account>:<openid>") and message type, in localStorage, so moving
+// data-draft-key: "<user>:<account>:<openid>"; logout.js forgets them all) and message type, in localStorage, so moving
 // to another conversation and back, or reloading, loses nothing. Restored into
 // empty fields only; cleared when kfadmin accepted the message for sending (the
 // send answers with the timelineChanged event).

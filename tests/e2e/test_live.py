@@ -163,3 +163,8 @@ def test_the_inbox_moves_between_conversations_and_keeps_a_draft_per_customer(
     # A real link all the same: opened afresh, the draft is still there.
     page.reload()
     expect(page.locator("#composer").get_by_label("Message", exact=True)).to_have_value("稍等，我查一下开票进度")
+
+    # Logging out forgets it: the next person at this computer finds an empty composer.
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(re.compile(r"/login/"))
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('kfadmin:draft:'))") == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
@@ -200,6 +201,61 @@ def test_an_empty_note_is_refused(boss_client, customer):
     response = boss_client.post(url("customer_note"), {"text": " "}, **htmx("customer-panel"))
     assert response.status_code == 422 and "Write the note first." in response.content.decode()
     assert not CustomerNote.objects.exists()
+
+
+def _note_delete_url(note):
+    return reverse("messaging:customer_note_delete", args=[note.customer.openid, note.pk])
+
+
+def test_a_note_is_removed_by_its_author_after_a_confirmation(client, account, customer, alice):
+    person = agent_user(account, agent=alice)
+    client.force_login(person)
+    client.post(url("customer_note"), {"text": "电话 138 0000 0000"})
+    note = CustomerNote.objects.get()
+
+    panel = client.get(url("customer_panel")).content.decode()
+    assert _note_delete_url(note) in panel
+    asked = client.get(_note_delete_url(note), **htmx("modal"))
+    assert asked.status_code == 200 and "Remove this note?" in asked.content.decode() and "<dialog" in asked.content.decode()
+    assert CustomerNote.objects.exists()  # asking removes nothing
+
+    removed = client.post(_note_delete_url(note), **htmx("customer-panel"))
+
+    body = removed.content.decode()
+    assert removed.status_code == 200 and "138 0000 0000" not in body and "No notes yet." in body
+    assert '<div id="modal" data-modal-host hx-swap-oob="true"></div>' in body  # the dialog closes
+    assert not CustomerNote.objects.exists()
+    event = AuditEvent.objects.get(action="customer_note_delete")
+    assert event.target == OPENID and "138" not in str(event.params)  # the text is not kept
+
+
+def test_a_supervisor_may_remove_anyones_note_and_another_agent_may_not(client, account, customer, alice):
+    author = agent_user(account, agent=alice)
+    note = CustomerNote.objects.create(customer=customer, author=author, author_label=author.username, text="VIP")
+    bob = AgentFactory(official_account=account)
+    KfSessionFactory(official_account=account, customer=customer, agent=bob, state=KfSession.State.OPEN)
+    client.force_login(agent_user(account, agent=bob, username="bob"))  # serves the customer now
+
+    assert _note_delete_url(note) not in client.get(url("customer_panel")).content.decode()
+    assert client.post(_note_delete_url(note)).status_code == 403
+    assert CustomerNote.objects.exists()
+
+    reader = Client()
+    reader.force_login(auditor(account))
+    assert reader.post(_note_delete_url(note)).status_code == 403
+    boss = Client()
+    boss.force_login(supervisor(account))
+    assert boss.post(_note_delete_url(note)).status_code == 302  # without htmx: back to the conversation
+    assert not CustomerNote.objects.exists()
+
+
+def test_a_note_of_another_account_or_customer_is_not_found(client, account, customer):
+    elsewhere = CustomerFactory(official_account=OfficialAccountFactory(), openid=OPENID)
+    note = CustomerNote.objects.create(customer=elsewhere, author_label="x", text="secret")
+    client.force_login(supervisor(account))
+    assert client.post(_note_delete_url(note)).status_code == 404
+    assert client.get(_note_delete_url(note)).status_code == 404
+    assert CustomerNote.objects.exists()
 
 
 def test_a_customer_only_the_archive_knows_cannot_be_named(boss_client, account):
