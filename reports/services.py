@@ -25,20 +25,22 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour
 
 from kfadmin.celery import app as celery_app
 from messaging.models import MessageRecord
 from messaging.services import BROKER_ERRORS
 from reports import facts as F
 from reports.models import (
+    MessageDay,
     MessageHour,
     PendingCustomer,
     PendingHour,
     QueueFact,
     ResponseFact,
     SessionFact,
+    TeamHour,
 )
 
 logger = logging.getLogger(__name__)
@@ -305,8 +307,11 @@ def _facts_write(account_id: int, derived: Iterable[tuple[str, F.Facts]]) -> int
 
 
 def hours_refresh(*, account_id: int, hours: Iterable[datetime]) -> None:
-    """Count again the messages of each UTC hour given (in, out, per worker)."""
+    """Count again the messages of each UTC hour given (in, out, per worker), then
+    sum again the team's hours and the UTC days that contain them."""
+    days: set[datetime] = set()
     for start, end in _spans(sorted(set(hours))):
+        days.update(_days_between(start, end))
         MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end).delete()
         counts = (
             MessageRecord.objects.filter(
@@ -331,11 +336,61 @@ def hours_refresh(*, account_id: int, hours: Iterable[datetime]) -> None:
             ],
             batch_size=1000,
         )
+        _team_hours_refresh(account_id, start, end)
+    for start, end in _spans(sorted(days), step=timedelta(days=1)):
+        _days_refresh(account_id, start, end)
 
 
-def _spans(hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
-    """Contiguous runs of hours as [start, end) spans."""
-    step = timedelta(hours=1)
+def _team_hours_refresh(account_id: int, start: datetime, end: datetime) -> None:
+    """The team's hours of [start, end): the sums of the counted hours."""
+    TeamHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end).delete()
+    sums = (
+        MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end)
+        .values("hour").annotate(n_in=Sum("messages_in"), n_out=Sum("messages_out")).order_by()
+    )
+    TeamHour.objects.bulk_create(
+        [
+            TeamHour(official_account_id=account_id, hour=row["hour"], messages_in=row["n_in"], messages_out=row["n_out"])
+            for row in sums
+        ],
+        batch_size=1000,
+    )
+
+
+def _days_refresh(account_id: int, start: datetime, end: datetime) -> None:
+    """The UTC days of [start, end) (midnights): the sums of their counted hours."""
+    MessageDay.objects.filter(official_account_id=account_id, day__gte=start, day__lt=end).delete()
+    sums = (
+        MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end)
+        .annotate(at=TruncDay("hour", tzinfo=UTC))
+        .values("at", "worker").annotate(n_in=Sum("messages_in"), n_out=Sum("messages_out")).order_by()
+    )
+    MessageDay.objects.bulk_create(
+        [
+            MessageDay(
+                official_account_id=account_id, day=row["at"], worker=row["worker"],
+                messages_in=row["n_in"], messages_out=row["n_out"],
+            )
+            for row in sums
+        ],
+        batch_size=1000,
+    )
+
+
+def _day(at: datetime) -> datetime:
+    return datetime.fromtimestamp(math.floor(at.timestamp() / 86400) * 86400, tz=UTC)
+
+
+def _days_between(start: datetime, end: datetime) -> Iterator[datetime]:
+    """The UTC midnights of the days that [start, end) touches."""
+    day = _day(start)
+    while day < end:
+        yield day
+        day += timedelta(days=1)
+
+
+def _spans(hours: Sequence[datetime], step: timedelta = timedelta(hours=1)) -> Iterator[tuple[datetime, datetime]]:
+    """Contiguous runs of hours (or days, with `step`) as [start, end) spans."""
     start = end = None
     for hour in hours:
         if end is not None and hour == end:
@@ -362,7 +417,7 @@ def rollups_rebuild(*, account_id: int, since: datetime | None = None) -> tuple[
     written = 0
     with transaction.atomic():
         if since is None:
-            for model in (*_FACT_MODELS, MessageHour):
+            for model in (*_FACT_MODELS, MessageHour, MessageDay, TeamHour):
                 model.objects.filter(official_account_id=account_id).delete()
             written = _facts_write_batched(account_id, _all_records(account_id))
         else:
@@ -396,10 +451,9 @@ def _facts_write_batched(account_id: int, records: Iterable[tuple[str, F.Rec]]) 
 
 
 def hours_refresh_span(*, account_id: int, start: datetime, end: datetime) -> None:
-    """Recount every hour of [start, end), a day at a time."""
-    day = timedelta(days=1)
+    """Recount every hour of [start, end), a UTC day at a time."""
     while start < end:
-        stop = min(start + day, end)
+        stop = min(_day(start) + timedelta(days=1), end)
         hours_refresh(account_id=account_id, hours=_hours_between(start, stop))
         start = stop
 
