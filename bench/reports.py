@@ -275,6 +275,43 @@ def measure_pages(account, args) -> None:
         )
 
 
+def profile_pages(account, args) -> None:
+    """Where one page's time goes: its SQL (statements and time) and a cProfile of
+    the whole request, for 30 and 365 days."""
+    import cProfile
+    import pstats
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import Membership
+    from reports.selectors import Period
+
+    user, _ = get_user_model().objects.get_or_create(username="bench_supervisor")
+    Membership.objects.get_or_create(user=user, official_account=account, defaults={"role": "supervisor"})
+    client = Client()
+    client.force_login(user)
+    today = datetime.now(tz=account.zone).date()
+    for days in (30, 365):
+        period = Period(today - timedelta(days=days - 1), today, account.zone)
+        query = {"first": period.first.isoformat(), "last": period.last.isoformat()}
+        client.get("/reports/", query)
+        with CaptureQueriesContext(connection) as queries:
+            began = time.perf_counter()
+            client.get("/reports/", query)
+            took = time.perf_counter() - began
+        sql = sorted(((float(q["time"]), q["sql"]) for q in queries.captured_queries), reverse=True)
+        print(f"{days} days: {took * 1000:,.0f} ms, {len(sql)} statements taking {sum(t for t, _ in sql) * 1000:,.0f} ms; "
+              "the slowest:", flush=True)
+        for seconds, statement in sql[:6]:
+            print(f"  {seconds * 1000:7.1f} ms  {statement[:160]}")
+        profiler = cProfile.Profile()
+        profiler.runcall(client.get, "/reports/", query)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -290,6 +327,7 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="with --reuse: derive the rollups again")
     parser.add_argument("--skip-sync", action="store_true", help="skip the storing path's on/off ratio")
     parser.add_argument("--skip-pages", action="store_true", help="skip the pages and the baseline")
+    parser.add_argument("--profile", action="store_true", help="only profile one page of 30 and of 365 days")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
         parser.error("the database name must start with kfadmin_bench (it is dropped)")
@@ -320,6 +358,9 @@ def main() -> None:
         rebuild(OfficialAccount.objects.get(appid=APPIDS[0]).pk)
     account = OfficialAccount.objects.get(appid=APPIDS[0])
     try:
+        if args.profile:
+            profile_pages(account, args)
+            return
         if not args.skip_pages:
             measure_pages(account, args)
         if not args.skip_sync:
