@@ -60,12 +60,15 @@ def rollups_follow_archive(account_id: int, changes: list[tuple[str, datetime]])
     """The archive listener: note the customers and hours that `changes` (records
     stored or deleted) touched, and have the sync queue derive them after the commit."""
     earliest: dict[str, datetime] = {}
-    hours: set[datetime] = set()
+    hours: set[int] = set()  # hours since the epoch
     for openid, at in changes:
-        if openid not in earliest or at < earliest[openid]:
+        seen = earliest.get(openid)
+        if seen is None or at < seen:
             earliest[openid] = at
-        hours.add(_hour(at))
-    rollups_mark(account_id=account_id, earliest=earliest, hours=hours)
+        hours.add(math.floor(at.timestamp() / 3600))
+    rollups_mark(
+        account_id=account_id, earliest=earliest, hours=[datetime.fromtimestamp(h * 3600, tz=UTC) for h in hours]
+    )
     transaction.on_commit(partial(rollups_enqueue, account_id=account_id))
 
 
@@ -73,18 +76,16 @@ def rollups_mark(*, account_id: int, earliest: dict[str, datetime], hours: Itera
     """Append the customers (stale from their time on) and hours to the pending rows."""
     openids, hour_list = sorted(earliest), sorted(set(hours))
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            if openids:
+        if openids or hour_list:
+            # One statement (one round trip) for both.
+            with connection.cursor() as cursor:
                 cursor.execute(
-                    f"INSERT INTO {PendingCustomer._meta.db_table} (official_account_id, openid, since) "
-                    "SELECT %s, a.openid, a.since FROM unnest(%s::text[], %s::timestamptz[]) AS a(openid, since)",
-                    [account_id, openids, [earliest[o] for o in openids]],
-                )
-            if hour_list:
-                cursor.execute(
+                    f"WITH customers AS (INSERT INTO {PendingCustomer._meta.db_table} "
+                    "(official_account_id, openid, since) "
+                    "SELECT %s, a.openid, a.since FROM unnest(%s::text[], %s::timestamptz[]) AS a(openid, since)) "
                     f"INSERT INTO {PendingHour._meta.db_table} (official_account_id, hour) "
                     "SELECT %s, h FROM unnest(%s::timestamptz[]) AS h",
-                    [account_id, hour_list],
+                    [account_id, openids, [earliest[o] for o in openids], account_id, hour_list],
                 )
         return
     PendingCustomer.objects.bulk_create(
