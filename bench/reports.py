@@ -312,6 +312,57 @@ def profile_pages(account, args) -> None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
 
 
+def compare_sums(account, args) -> None:
+    """The page's message sums read as before (every agent's hours: per agent and per
+    hour, two passes over MessageHour) and as now (MessageDay for the whole UTC days
+    plus the edge hours, and TeamHour), alternately in the same run: the medians and
+    their ratio, and a check that both give the same figures."""
+    import statistics
+
+    from django.db.models import Sum
+
+    from reports.models import MessageHour, TeamHour
+    from reports.selectors import Period, _sent_by_worker
+
+    today = datetime.now(tz=account.zone).date()
+    for days in (30, 365):
+        period = Period(today - timedelta(days=days - 1), today, account.zone)
+        start, end = period.start, period.end
+
+        def before(start=start, end=end):
+            hours = MessageHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
+            sent = {
+                r["worker"]: r["out"]
+                for r in hours.exclude(worker="").values("worker").annotate(out=Sum("messages_out")).order_by()
+                if r["out"]
+            }
+            series = {
+                r["hour"]: (r["i"], r["o"])
+                for r in hours.values("hour").annotate(i=Sum("messages_in"), o=Sum("messages_out")).order_by("hour")
+            }
+            return sent, series
+
+        def after(start=start, end=end):
+            sent = {w: n for w, n in _sent_by_worker(account, start, end).items() if n}
+            series = {
+                h: (i, o)
+                for h, i, o in TeamHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
+                .values_list("hour", "messages_in", "messages_out")
+            }
+            return sent, series
+
+        same = before() == after()
+        times: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(args.runs):
+            for name, read in (("before", before), ("after", after)):
+                began = time.perf_counter()
+                read()
+                times[name].append((time.perf_counter() - began) * 1000)
+        b, a = statistics.median(times["before"]), statistics.median(times["after"])
+        print(f"{days:3} days: message sums before {b:,.1f} ms, after {a:,.1f} ms (medians of {args.runs}): "
+              f"x{b / a:,.1f} | figures {'identical' if same else 'DIFFER'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -328,6 +379,8 @@ def main() -> None:
     parser.add_argument("--skip-sync", action="store_true", help="skip the storing path's on/off ratio")
     parser.add_argument("--skip-pages", action="store_true", help="skip the pages and the baseline")
     parser.add_argument("--profile", action="store_true", help="only profile one page of 30 and of 365 days")
+    parser.add_argument("--compare-sums", action="store_true",
+                        help="only time the message sums read from the hours (before) and the days (now)")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
         parser.error("the database name must start with kfadmin_bench (it is dropped)")
@@ -365,6 +418,9 @@ def main() -> None:
     try:
         if args.profile:
             profile_pages(account, args)
+            return
+        if args.compare_sums:
+            compare_sums(account, args)
             return
         if not args.skip_pages:
             measure_pages(account, args)
