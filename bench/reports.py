@@ -275,6 +275,94 @@ def measure_pages(account, args) -> None:
         )
 
 
+def profile_pages(account, args) -> None:
+    """Where one page's time goes: its SQL (statements and time) and a cProfile of
+    the whole request, for 30 and 365 days."""
+    import cProfile
+    import pstats
+
+    from django.contrib.auth import get_user_model
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.models import Membership
+    from reports.selectors import Period
+
+    user, _ = get_user_model().objects.get_or_create(username="bench_supervisor")
+    Membership.objects.get_or_create(user=user, official_account=account, defaults={"role": "supervisor"})
+    client = Client()
+    client.force_login(user)
+    today = datetime.now(tz=account.zone).date()
+    for days in (30, 365):
+        period = Period(today - timedelta(days=days - 1), today, account.zone)
+        query = {"first": period.first.isoformat(), "last": period.last.isoformat()}
+        client.get("/reports/", query)
+        with CaptureQueriesContext(connection) as queries:
+            began = time.perf_counter()
+            client.get("/reports/", query)
+            took = time.perf_counter() - began
+        sql = sorted(((float(q["time"]), q["sql"]) for q in queries.captured_queries), reverse=True)
+        print(f"{days} days: {took * 1000:,.0f} ms, {len(sql)} statements taking {sum(t for t, _ in sql) * 1000:,.0f} ms; "
+              "the slowest:", flush=True)
+        for seconds, statement in sql[:6]:
+            print(f"  {seconds * 1000:7.1f} ms  {statement[:160]}")
+        profiler = cProfile.Profile()
+        profiler.runcall(client.get, "/reports/", query)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+
+
+def compare_sums(account, args) -> None:
+    """The page's message sums read as before (every agent's hours: per agent and per
+    hour, two passes over MessageHour) and as now (MessageDay for the whole UTC days
+    plus the edge hours, and TeamHour), alternately in the same run: the medians and
+    their ratio, and a check that both give the same figures."""
+    import statistics
+
+    from django.db.models import Sum
+
+    from reports.models import MessageHour, TeamHour
+    from reports.selectors import Period, _sent_by_worker
+
+    today = datetime.now(tz=account.zone).date()
+    for days in (30, 365):
+        period = Period(today - timedelta(days=days - 1), today, account.zone)
+        start, end = period.start, period.end
+
+        def before(start=start, end=end):
+            hours = MessageHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
+            sent = {
+                r["worker"]: r["out"]
+                for r in hours.exclude(worker="").values("worker").annotate(out=Sum("messages_out")).order_by()
+                if r["out"]
+            }
+            series = {
+                r["hour"]: (r["i"], r["o"])
+                for r in hours.values("hour").annotate(i=Sum("messages_in"), o=Sum("messages_out")).order_by("hour")
+            }
+            return sent, series
+
+        def after(start=start, end=end):
+            sent = {w: n for w, n in _sent_by_worker(account, start, end).items() if n}
+            series = {
+                h: (i, o)
+                for h, i, o in TeamHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
+                .values_list("hour", "messages_in", "messages_out")
+            }
+            return sent, series
+
+        same = before() == after()
+        times: dict[str, list[float]] = {"before": [], "after": []}
+        for _ in range(args.runs):
+            for name, read in (("before", before), ("after", after)):
+                began = time.perf_counter()
+                read()
+                times[name].append((time.perf_counter() - began) * 1000)
+        b, a = statistics.median(times["before"]), statistics.median(times["after"])
+        print(f"{days:3} days: message sums before {b:,.1f} ms, after {a:,.1f} ms (medians of {args.runs}): "
+              f"x{b / a:,.1f} | figures {'identical' if same else 'DIFFER'}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -290,6 +378,9 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="with --reuse: derive the rollups again")
     parser.add_argument("--skip-sync", action="store_true", help="skip the storing path's on/off ratio")
     parser.add_argument("--skip-pages", action="store_true", help="skip the pages and the baseline")
+    parser.add_argument("--profile", action="store_true", help="only profile one page of 30 and of 365 days")
+    parser.add_argument("--compare-sums", action="store_true",
+                        help="only time the message sums read from the hours (before) and the days (now)")
     args = parser.parse_args()
     if not args.database.startswith("kfadmin_bench"):
         parser.error("the database name must start with kfadmin_bench (it is dropped)")
@@ -307,10 +398,15 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.db import connection
 
     from accounts.models import OfficialAccount
 
     call_command("migrate", verbosity=0)
+    if args.reuse:
+        # Tables a migration just filled have no statistics until autovacuum passes.
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM (ANALYZE) reports_messageday, reports_teamhour")
     if not args.reuse:
         print(f"loading {args.rows:,} records, {args.agents} agents ...", flush=True)
         began = time.perf_counter()
@@ -320,13 +416,17 @@ def main() -> None:
         rebuild(OfficialAccount.objects.get(appid=APPIDS[0]).pk)
     account = OfficialAccount.objects.get(appid=APPIDS[0])
     try:
+        if args.profile:
+            profile_pages(account, args)
+            return
+        if args.compare_sums:
+            compare_sums(account, args)
+            return
         if not args.skip_pages:
             measure_pages(account, args)
         if not args.skip_sync:
             measure_sync(account, args)
     finally:
-        from django.db import connection
-
         connection.close()
         if args.drop:
             with psycopg.connect(f"{args.server}/postgres", autocommit=True) as conn:

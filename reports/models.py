@@ -139,6 +139,56 @@ class MessageHour(models.Model):
         return f"{self.hour:%Y-%m-%d %H} {self.worker} {self.messages_in}/{self.messages_out}"
 
 
+class MessageDay(models.Model):
+    """Messages of one UTC day by one worker: the sum of the day's MessageHour rows.
+
+    A period of the account's local days is a run of whole UTC days plus the hours at
+    its edges (in Asia/Shanghai, 8 hours before the first whole day and 16 after the
+    last), so the per-agent sums read a day row instead of 24 hour rows."""
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    day = models.DateTimeField()  # 00:00 UTC
+    worker = models.CharField(max_length=64, blank=True)
+    messages_in = models.PositiveIntegerField(default=0)
+    messages_out = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["official_account", "day", "worker"], name="messageday_key"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["official_account", "day", "worker", "messages_in", "messages_out"],
+                name="messageday_sums",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.worker} {self.messages_in}/{self.messages_out}"
+
+
+class TeamHour(models.Model):
+    """Messages of one UTC hour, all workers together: the sum of the hour's
+    MessageHour rows (the page's series, days and heat map read these; a year is
+    8,760 rows instead of one per worker and hour)."""
+
+    official_account = models.ForeignKey(OfficialAccount, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    messages_in = models.PositiveIntegerField(default=0)
+    messages_out = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["official_account", "hour"], name="teamhour_key"),
+        ]
+        indexes = [
+            models.Index(fields=["official_account", "hour", "messages_in", "messages_out"], name="teamhour_sums"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H} {self.messages_in}/{self.messages_out}"
+
+
 class PendingCustomer(models.Model):
     """A customer whose facts a change of the archive made stale from `since` on.
 

@@ -34,12 +34,14 @@ from django.utils import timezone
 
 from accounts.models import Agent, AgentPresence, OfficialAccount
 from reports.models import (
+    MessageDay,
     MessageHour,
     PendingCustomer,
     PendingHour,
     QueueFact,
     ResponseFact,
     SessionFact,
+    TeamHour,
 )
 
 # Queue waits, bucketed for the distribution chart: (upper bound in seconds, or None).
@@ -272,10 +274,9 @@ def report_get(*, account: OfficialAccount, period: Period, detail: bool = True)
         row(worker).first_response = stat
     for worker, stat in _stats_by(responses, "worker", "seconds", Q(first=False)).items():
         row(worker).reply = stat
-    hours = MessageHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
-    for sent in hours.exclude(worker="").values("worker").annotate(out=Sum("messages_out")).order_by():
-        if sent["out"]:
-            row(sent["worker"]).sent = sent["out"]
+    for worker, out in _sent_by_worker(account, start, end).items():
+        if out:
+            row(worker).sent = out
 
     team = TeamFigures()
     team.accepted = sum(a.accepted for a in agents.values())
@@ -284,6 +285,7 @@ def report_get(*, account: OfficialAccount, period: Period, detail: bool = True)
     team.first_response = _stats_by(responses, None, "seconds", Q(first=True)).get("", Stat())
     team.reply = _stats_by(responses, None, "seconds", Q(first=False)).get("", Stat())
     team.duration = _stats_by(held, None, "held").get("", Stat())
+    hours = TeamHour.objects.filter(official_account=account, hour__gte=start, hour__lt=end)
     if detail:
         _volume(team, hours, period)
     else:
@@ -300,11 +302,40 @@ def report_get(*, account: OfficialAccount, period: Period, detail: bool = True)
     return Report(period=period, agents=ordered, team=team, threshold=account.alert_queue_wait_seconds)
 
 
-def _volume(team: TeamFigures, hours: QuerySet[MessageHour], period: Period) -> None:
+def _sent_by_worker(account: OfficialAccount, start: datetime, end: datetime) -> dict[str, int]:
+    """Agents' messages in [start, end), per worker: the whole UTC days inside it from
+    MessageDay, the hours before the first and after the last of them from MessageHour
+    (together exactly the hours of MessageHour in [start, end))."""
+    first_day, last_day = _midnight_after(start), _midnight_before(end)
+    parts: list[QuerySet] = []
+    if first_day < last_day:
+        parts.append(MessageDay.objects.filter(official_account=account, day__gte=first_day, day__lt=last_day))
+        edges = Q(hour__gte=start, hour__lt=first_day) | Q(hour__gte=last_day, hour__lt=end)
+    else:
+        edges = Q(hour__gte=start, hour__lt=end)
+    parts.append(MessageHour.objects.filter(edges, official_account=account))
+    sent: dict[str, int] = defaultdict(int)
+    for qs in parts:
+        for worker, out in qs.exclude(worker="").values_list("worker").annotate(out=Sum("messages_out")).order_by():
+            sent[worker] += out or 0
+    return sent
+
+
+def _midnight_before(at: datetime) -> datetime:
+    """The UTC midnight at or before `at`."""
+    return datetime.fromtimestamp(math.floor(at.timestamp() / 86400) * 86400, tz=UTC)
+
+
+def _midnight_after(at: datetime) -> datetime:
+    """The UTC midnight at or after `at`."""
+    return datetime.fromtimestamp(math.ceil(at.timestamp() / 86400) * 86400, tz=UTC)
+
+
+def _volume(team: TeamFigures, hours: QuerySet[TeamHour], period: Period) -> None:
     zone = period.zone
-    by_hour: dict[datetime, tuple[int, int]] = {}
-    for r in hours.values("hour").annotate(i=Sum("messages_in"), o=Sum("messages_out")).order_by("hour"):
-        by_hour[r["hour"]] = (r["i"] or 0, r["o"] or 0)
+    by_hour: dict[datetime, tuple[int, int]] = {
+        hour: (n_in, n_out) for hour, n_in, n_out in hours.values_list("hour", "messages_in", "messages_out")
+    }
     daily = {day: [0, 0] for day in period.dates()}
     for at, (n_in, n_out) in by_hour.items():
         local = at.astimezone(zone)

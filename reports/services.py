@@ -23,22 +23,25 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Q
-from django.db.models.functions import TruncHour
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDay, TruncHour
 
 from kfadmin.celery import app as celery_app
 from messaging.models import MessageRecord
 from messaging.services import BROKER_ERRORS
 from reports import facts as F
 from reports.models import (
+    MessageDay,
     MessageHour,
     PendingCustomer,
     PendingHour,
     QueueFact,
     ResponseFact,
     SessionFact,
+    TeamHour,
 )
 
 logger = logging.getLogger(__name__)
@@ -57,12 +60,15 @@ def rollups_follow_archive(account_id: int, changes: list[tuple[str, datetime]])
     """The archive listener: note the customers and hours that `changes` (records
     stored or deleted) touched, and have the sync queue derive them after the commit."""
     earliest: dict[str, datetime] = {}
-    hours: set[datetime] = set()
+    hours: set[int] = set()  # hours since the epoch
     for openid, at in changes:
-        if openid not in earliest or at < earliest[openid]:
+        seen = earliest.get(openid)
+        if seen is None or at < seen:
             earliest[openid] = at
-        hours.add(_hour(at))
-    rollups_mark(account_id=account_id, earliest=earliest, hours=hours)
+        hours.add(math.floor(at.timestamp() / 3600))
+    rollups_mark(
+        account_id=account_id, earliest=earliest, hours=[datetime.fromtimestamp(h * 3600, tz=UTC) for h in hours]
+    )
     transaction.on_commit(partial(rollups_enqueue, account_id=account_id))
 
 
@@ -70,18 +76,16 @@ def rollups_mark(*, account_id: int, earliest: dict[str, datetime], hours: Itera
     """Append the customers (stale from their time on) and hours to the pending rows."""
     openids, hour_list = sorted(earliest), sorted(set(hours))
     if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            if openids:
+        if openids or hour_list:
+            # One statement (one round trip) for both.
+            with connection.cursor() as cursor:
                 cursor.execute(
-                    f"INSERT INTO {PendingCustomer._meta.db_table} (official_account_id, openid, since) "
-                    "SELECT %s, a.openid, a.since FROM unnest(%s::text[], %s::timestamptz[]) AS a(openid, since)",
-                    [account_id, openids, [earliest[o] for o in openids]],
-                )
-            if hour_list:
-                cursor.execute(
+                    f"WITH customers AS (INSERT INTO {PendingCustomer._meta.db_table} "
+                    "(official_account_id, openid, since) "
+                    "SELECT %s, a.openid, a.since FROM unnest(%s::text[], %s::timestamptz[]) AS a(openid, since)) "
                     f"INSERT INTO {PendingHour._meta.db_table} (official_account_id, hour) "
                     "SELECT %s, h FROM unnest(%s::timestamptz[]) AS h",
-                    [account_id, hour_list],
+                    [account_id, openids, [earliest[o] for o in openids], account_id, hour_list],
                 )
         return
     PendingCustomer.objects.bulk_create(
@@ -264,40 +268,66 @@ def _derive(records: Iterable[tuple[str, F.Rec]]) -> Iterator[tuple[str, F.Facts
     return F.facts_by_customer(records)
 
 
+# The facts' columns and their types for the binary COPY (PostgreSQL).
+_SESSION_COLUMNS = (
+    ("official_account_id", "int8"), ("openid", "text"), ("worker", "text"), ("origin_time", "timestamptz"),
+    ("origin_id", "int8"), ("start_code", "int2"), ("started_at", "timestamptz"), ("queued_at", "timestamptz"),
+    ("asked_at", "timestamptz"), ("first_reply_at", "timestamptz"), ("ended_at", "timestamptz"),
+    ("end_code", "int2"), ("messages_in", "int4"), ("messages_out", "int4"),
+)
+_RESPONSE_COLUMNS = (
+    ("official_account_id", "int8"), ("openid", "text"), ("worker", "text"), ("origin_time", "timestamptz"),
+    ("origin_id", "int8"), ("asked_at", "timestamptz"), ("answered_at", "timestamptz"), ("seconds", "int4"),
+    ("first", "bool"),
+)
+_QUEUE_COLUMNS = (
+    ("official_account_id", "int8"), ("openid", "text"), ("worker", "text"), ("origin_time", "timestamptz"),
+    ("origin_id", "int8"), ("queued_at", "timestamptz"), ("ended_at", "timestamptz"), ("outcome", "text"),
+)
+
+
 def _facts_write(account_id: int, derived: Iterable[tuple[str, F.Facts]]) -> int:
-    sessions: list[SessionFact] = []
-    responses: list[ResponseFact] = []
-    queue: list[QueueFact] = []
+    """Write the derived facts: a binary COPY per table on PostgreSQL, else bulk inserts."""
+    sessions: list[tuple] = []
+    responses: list[tuple] = []
+    queue: list[tuple] = []
     for openid, found in derived:
         sessions += [
-            SessionFact(
-                official_account_id=account_id, openid=openid, worker=s.worker,
-                origin_time=s.origin_time, origin_id=s.origin_id, start_code=s.start_code,
-                started_at=s.started_at, queued_at=s.queued_at, asked_at=s.asked_at,
-                first_reply_at=s.first_reply_at, ended_at=s.ended_at, end_code=s.end_code,
-                messages_in=s.messages_in, messages_out=s.messages_out,
+            (
+                account_id, openid, s.worker, s.origin_time, s.origin_id, s.start_code, s.started_at,
+                s.queued_at, s.asked_at, s.first_reply_at, s.ended_at, s.end_code, s.messages_in, s.messages_out,
             )
             for s in found.sessions
         ]
         responses += [
-            ResponseFact(
-                official_account_id=account_id, openid=openid, worker=r.worker,
-                origin_time=r.origin_time, origin_id=r.origin_id, asked_at=r.asked_at,
-                answered_at=r.answered_at, seconds=r.seconds, first=r.first,
-            )
+            (account_id, openid, r.worker, r.origin_time, r.origin_id, r.asked_at, r.answered_at, r.seconds, r.first)
             for r in found.responses
         ]
         queue += [
-            QueueFact(
-                official_account_id=account_id, openid=openid, worker=q.worker,
-                origin_time=q.origin_time, origin_id=q.origin_id, queued_at=q.queued_at,
-                ended_at=q.ended_at, outcome=q.outcome,
-            )
+            (account_id, openid, q.worker, q.origin_time, q.origin_id, q.queued_at, q.ended_at, q.outcome)
             for q in found.queue
         ]
-    SessionFact.objects.bulk_create(sessions, batch_size=1000)
-    ResponseFact.objects.bulk_create(responses, batch_size=1000)
-    QueueFact.objects.bulk_create(queue, batch_size=1000)
+    tables: list[tuple[Any, tuple[tuple[str, str], ...], list[tuple]]] = [
+        (SessionFact, _SESSION_COLUMNS, sessions),
+        (ResponseFact, _RESPONSE_COLUMNS, responses),
+        (QueueFact, _QUEUE_COLUMNS, queue),
+    ]
+    for model, columns, rows in tables:
+        if not rows:
+            continue
+        if connection.vendor == "postgresql":
+            names = ", ".join(f'"{name}"' for name, _ in columns)
+            with connection.cursor() as cursor, cursor.copy(
+                f"COPY {model._meta.db_table} ({names}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types([kind for _, kind in columns])
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            model.objects.bulk_create(
+                [model(**{name: value for (name, _), value in zip(columns, row, strict=True)}) for row in rows],
+                batch_size=1000,
+            )
     return len(sessions) + len(responses) + len(queue)
 
 
@@ -305,8 +335,11 @@ def _facts_write(account_id: int, derived: Iterable[tuple[str, F.Facts]]) -> int
 
 
 def hours_refresh(*, account_id: int, hours: Iterable[datetime]) -> None:
-    """Count again the messages of each UTC hour given (in, out, per worker)."""
+    """Count again the messages of each UTC hour given (in, out, per worker), then
+    sum again the team's hours and the UTC days that contain them."""
+    days: set[datetime] = set()
     for start, end in _spans(sorted(set(hours))):
+        days.update(_days_between(start, end))
         MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end).delete()
         counts = (
             MessageRecord.objects.filter(
@@ -331,11 +364,61 @@ def hours_refresh(*, account_id: int, hours: Iterable[datetime]) -> None:
             ],
             batch_size=1000,
         )
+        _team_hours_refresh(account_id, start, end)
+    for start, end in _spans(sorted(days), step=timedelta(days=1)):
+        _days_refresh(account_id, start, end)
 
 
-def _spans(hours: Sequence[datetime]) -> Iterator[tuple[datetime, datetime]]:
-    """Contiguous runs of hours as [start, end) spans."""
-    step = timedelta(hours=1)
+def _team_hours_refresh(account_id: int, start: datetime, end: datetime) -> None:
+    """The team's hours of [start, end): the sums of the counted hours."""
+    TeamHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end).delete()
+    sums = (
+        MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end)
+        .values("hour").annotate(n_in=Sum("messages_in"), n_out=Sum("messages_out")).order_by()
+    )
+    TeamHour.objects.bulk_create(
+        [
+            TeamHour(official_account_id=account_id, hour=row["hour"], messages_in=row["n_in"], messages_out=row["n_out"])
+            for row in sums
+        ],
+        batch_size=1000,
+    )
+
+
+def _days_refresh(account_id: int, start: datetime, end: datetime) -> None:
+    """The UTC days of [start, end) (midnights): the sums of their counted hours."""
+    MessageDay.objects.filter(official_account_id=account_id, day__gte=start, day__lt=end).delete()
+    sums = (
+        MessageHour.objects.filter(official_account_id=account_id, hour__gte=start, hour__lt=end)
+        .annotate(at=TruncDay("hour", tzinfo=UTC))
+        .values("at", "worker").annotate(n_in=Sum("messages_in"), n_out=Sum("messages_out")).order_by()
+    )
+    MessageDay.objects.bulk_create(
+        [
+            MessageDay(
+                official_account_id=account_id, day=row["at"], worker=row["worker"],
+                messages_in=row["n_in"], messages_out=row["n_out"],
+            )
+            for row in sums
+        ],
+        batch_size=1000,
+    )
+
+
+def _day(at: datetime) -> datetime:
+    return datetime.fromtimestamp(math.floor(at.timestamp() / 86400) * 86400, tz=UTC)
+
+
+def _days_between(start: datetime, end: datetime) -> Iterator[datetime]:
+    """The UTC midnights of the days that [start, end) touches."""
+    day = _day(start)
+    while day < end:
+        yield day
+        day += timedelta(days=1)
+
+
+def _spans(hours: Sequence[datetime], step: timedelta = timedelta(hours=1)) -> Iterator[tuple[datetime, datetime]]:
+    """Contiguous runs of hours (or days, with `step`) as [start, end) spans."""
     start = end = None
     for hour in hours:
         if end is not None and hour == end:
@@ -362,7 +445,7 @@ def rollups_rebuild(*, account_id: int, since: datetime | None = None) -> tuple[
     written = 0
     with transaction.atomic():
         if since is None:
-            for model in (*_FACT_MODELS, MessageHour):
+            for model in (*_FACT_MODELS, MessageHour, MessageDay, TeamHour):
                 model.objects.filter(official_account_id=account_id).delete()
             written = _facts_write_batched(account_id, _all_records(account_id))
         else:
@@ -396,10 +479,9 @@ def _facts_write_batched(account_id: int, records: Iterable[tuple[str, F.Rec]]) 
 
 
 def hours_refresh_span(*, account_id: int, start: datetime, end: datetime) -> None:
-    """Recount every hour of [start, end), a day at a time."""
-    day = timedelta(days=1)
+    """Recount every hour of [start, end), a UTC day at a time."""
     while start < end:
-        stop = min(start + day, end)
+        stop = min(_day(start) + timedelta(days=1), end)
         hours_refresh(account_id=account_id, hours=_hours_between(start, stop))
         start = stop
 

@@ -17,6 +17,7 @@ from functools import lru_cache
 from itertools import count
 
 from django import template
+from django.urls import reverse
 from django.utils.formats import date_format
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
@@ -323,3 +324,36 @@ def stat_cell(stat, before=None) -> SafeString:
         '<span class="fig-value">{}</span> <span class="muted small-text">· p90 {}{}</span>',
         said(stat.median), said(stat.p90), was,
     )
+
+
+@register.simple_tag
+def agent_rows(agents: Sequence, before: dict, query: str) -> SafeString:
+    """The agents' table body: one tag rather than ~15 template nodes per row (the
+    table has a row per agent, 200 and more)."""
+    timeline = _("Timeline")
+    rows = []
+    for a in agents:
+        b = before.get(a.worker)
+        link = (
+            format_html('<a href="{}?{}">{}</a>', reverse("reports:presence", args=[a.agent_id]), query, timeline)
+            if a.agent_id
+            else ""
+        )
+        rows.append(
+            format_html(
+                '<tr>\n  <th scope="row" title="{}">{}</th>\n'
+                '  <td class="num">{} <span class="muted small-text">{}</span></td>\n'
+                '  <td class="num">{}</td>\n  <td class="num">{}</td>\n  <td class="num">{}</td>\n'
+                '  <td class="num">{} <span class="muted small-text">{}</span></td>\n'
+                "  <td>{}</td>\n  <td>{}</td>\n  <td>{}</td>\n"
+                '  <td class="num">{}</td>\n  <td class="no-print">{}</td>\n</tr>\n',
+                a.worker, a.name,
+                a.accepted, change(a.accepted, b.accepted if b else None),
+                a.closed, a.transferred, a.customers,
+                a.sent, change(a.sent, b.sent if b else None),
+                stat_cell(a.first_response, b.first_response if b else None),
+                stat_cell(a.reply), stat_cell(a.duration),
+                a.unanswered, link,
+            )
+        )
+    return mark_safe("".join(rows))  # noqa: S308 - every part escaped by format_html

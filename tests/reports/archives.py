@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from messaging.archive import archive_changed
 from messaging.models import MessageRecord, record_digest
-from reports.models import MessageHour, QueueFact, ResponseFact, SessionFact
+from reports.models import MessageDay, MessageHour, QueueFact, ResponseFact, SessionFact, TeamHour
 from reports.services import rollups_catch_up
 
 DAY = date(2026, 3, 2)  # a Monday; 10:00 UTC is 18:00 in Asia/Shanghai
@@ -91,6 +91,8 @@ def rollups(account) -> dict[str, set[tuple]]:
         "hours": set(
             MessageHour.objects.filter(**of).values_list("hour", "worker", "messages_in", "messages_out")
         ),
+        "days": set(MessageDay.objects.filter(**of).values_list("day", "worker", "messages_in", "messages_out")),
+        "team_hours": set(TeamHour.objects.filter(**of).values_list("hour", "messages_in", "messages_out")),
     }
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import random
+from collections import defaultdict
 from datetime import timedelta
 
 import pytest
 
-from reports.facts import Rec, customer_facts
+from messaging.archive import archive_changed
+from messaging.models import MessageRecord
+from reports.facts import AGENT, CUSTOMER, Rec, customer_facts
+from reports.models import MessageDay
 from reports.selectors import Period, Stat, nearest_rank, report_get
-from reports.services import rollups_rebuild
+from reports.services import rollups_catch_up, rollups_rebuild
 from tests.factories import AgentFactory, OfficialAccountFactory
 from tests.reports.archives import DAY, example, rollups, store, utc
 
@@ -138,3 +142,60 @@ def test_a_close_while_queued_is_a_customer_who_left_and_forgets_the_unanswered_
     assert [(q.outcome, q.ended_at - q.queued_at) for q in facts.queue] == [("left", timedelta(seconds=49))]
     # The session after the close starts with nothing to answer: no first response.
     assert facts.responses == [] and facts.sessions[0].asked_at is None
+
+
+def direct_counts(account, period):
+    """The message figures of the period counted straight from the archive."""
+    sent: dict[str, int] = defaultdict(int)
+    daily = {day: [0, 0] for day in period.dates()}
+    heat = [[0] * 24 for _ in range(7)]
+    for record in MessageRecord.objects.filter(official_account=account, time__gte=period.start, time__lt=period.end):
+        local = record.time.astimezone(account.zone)
+        if record.opercode == AGENT:
+            sent[record.worker] += 1
+            daily[local.date()][1] += 1
+        elif record.opercode in CUSTOMER:
+            daily[local.date()][0] += 1
+            heat[local.weekday()][local.hour] += 1
+    return dict(sent), [(day, i, o) for day, (i, o) in daily.items()], heat
+
+
+def test_message_counts_over_days_and_their_edges_equal_the_archive(account):
+    # Ten days of messages at every UTC hour (in Shanghai, local days begin at 16:00
+    # UTC, so every period is whole UTC days plus 8 and 16 hours at its edges).
+    rng = random.Random(3)
+    rows = []
+    for n in range(10 * 24):
+        at = utc(0, 0) + timedelta(hours=n, minutes=rng.randrange(60))
+        prefix = rng.choice(["xiaomei", "ahua", "ahua"])
+        rows += [(at, 2003, prefix, f"o{n % 7}", "hi"), (at + timedelta(seconds=20), 2002, prefix, f"o{n % 7}", "yes")]
+        if n % 5 == 0:
+            rows.append((at + timedelta(seconds=40), 2001, "", f"o{n % 7}", "waiting"))
+    store(account, rows)
+    zone = account.zone
+    periods = [Period(DAY + timedelta(days=a), DAY + timedelta(days=b), zone) for a, b in ((0, 0), (1, 1), (0, 1), (2, 8), (-1, 11))]
+    assert MessageDay.objects.filter(official_account=account).count() > 10
+
+    def check():
+        for period in periods:
+            report = report_get(account=account, period=period)
+            sent, daily, heat = direct_counts(account, period)
+            assert {a.worker: a.sent for a in report.agents if a.sent} == sent
+            assert report.team.daily == daily and report.team.heat == heat
+            assert (report.team.messages_in, report.team.messages_out) == (
+                sum(i for _, i, _ in daily), sum(o for _, _, o in daily)
+            )
+            brief = report_get(account=account, period=period, detail=False).team
+            assert (brief.messages_in, brief.messages_out) == (report.team.messages_in, report.team.messages_out)
+
+    check()
+    # Deleting records (a customer's, across days) recounts their hours and days.
+    gone = MessageRecord.objects.filter(official_account=account, openid="o3", time__gte=utc(20, 0))
+    changes = list(gone.values_list("openid", "time"))
+    gone.delete()
+    archive_changed(account_id=account.pk, changes=changes)
+    rollups_catch_up(account_id=account.pk)
+    check()
+    followed = rollups(account)
+    rollups_rebuild(account_id=account.pk)
+    assert rollups(account) == followed
