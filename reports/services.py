@@ -444,6 +444,12 @@ def rollups_rebuild(*, account_id: int, since: datetime | None = None) -> tuple[
     openids = list(records.order_by().values_list("openid", flat=True).distinct())
     written = 0
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # The catch-up's lock, waited for: a catch-up deriving the same customers
+            # meanwhile would find the rebuild's deletes uncommitted and write its
+            # facts beside the rebuild's (the fact tables have no unique key).
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, account_id])
         if since is None:
             for model in (*_FACT_MODELS, MessageHour, MessageDay, TeamHour):
                 model.objects.filter(official_account_id=account_id).delete()

@@ -165,3 +165,58 @@ def test_the_catch_up_works_in_batches_and_the_sweep_finds_what_no_task_took():
         followed = rollups(account)
         rollups_rebuild(account_id=account.pk)
         assert rollups(account) == followed
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rebuild_waits_for_a_running_catch_up_of_the_account():
+    """Both derive the same customers; the rebuild takes the catch-up's lock, so the
+    two never write facts side by side."""
+    import threading
+
+    from django.db import connection, connections
+
+    from reports.services import _LOCK_CLASS
+
+    if connection.vendor != "postgresql":
+        pytest.skip("advisory locks are PostgreSQL's")
+    account = OfficialAccountFactory()
+    store(account, example(account.wechat_id), tell=False)
+    rollups_rebuild(account_id=account.pk)
+    whole = rollups(account)
+    holding, release = threading.Event(), threading.Event()
+
+    def catch_up_holding_the_lock():
+        from django.db import transaction
+
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [_LOCK_CLASS, account.pk])
+                holding.set()
+                release.wait(timeout=60)
+        finally:
+            connection.close()
+
+    def rebuild():
+        try:
+            rollups_rebuild(account_id=account.pk)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=catch_up_holding_the_lock)
+    holder.start()
+    assert holding.wait(timeout=60)
+    rebuilder = threading.Thread(target=rebuild)
+    rebuilder.start()
+    try:
+        waiting = 0
+        with connections["default"].cursor() as cursor:
+            while not waiting and rebuilder.is_alive():
+                cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+                waiting = cursor.fetchone()[0]
+        assert waiting == 1 and rebuilder.is_alive()  # the rebuild waits for the lock
+    finally:
+        release.set()
+        holder.join(timeout=60)
+        rebuilder.join(timeout=120)
+    assert not rebuilder.is_alive()
+    assert rollups(account) == whole
