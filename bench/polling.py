@@ -61,6 +61,7 @@ import multiprocessing
 import os
 import random
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -69,6 +70,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -141,6 +143,7 @@ class Region:
         self.queued_since: float | None = None  # a timer fired while the request was out
         self.timer: asyncio.Task | None = None
         self.stopped = False
+        self.session = None  # its own connections (the floor probe), else the browser's
 
 
 class Stats:
@@ -209,6 +212,15 @@ async def _client(spec: dict, conn) -> dict:  # noqa: ANN001
         sessions.append(session)
         async with gate:
             regions = await _browser_load(session, base, browser, stats)
+        for region in regions:
+            if region.id == FLOOR_ID:
+                # The floor is a probe, not a page: it waits for no browser's connection.
+                region.session = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=1, keepalive_timeout=4), timeout=timeout,
+                    cookie_jar=aiohttp.CookieJar(unsafe=True),
+                )
+                region.session.cookie_jar.update_cookies({spec["cookie_name"]: browser["session"]}, URL(base))
+                sessions.append(region.session)
         loaded.append((browser, regions, session))
 
     began = time.perf_counter()
@@ -252,7 +264,7 @@ async def _client(spec: dict, conn) -> dict:  # noqa: ANN001
             problem = f"{type(failure).__name__}: {failure}"
         done = wall()
         region.busy = False
-        if inside(due):
+        if inside(done):  # the answers received while measuring, whenever asked
             if problem is None and status in (200, 204):
                 stats.latency[region.label].append((done - sent) * 1000)
                 stats.status[region.label][status] += 1
@@ -304,7 +316,9 @@ async def _client(spec: dict, conn) -> dict:  # noqa: ANN001
     regions_all = []
     for _browser, regions, session in loaded:
         for region in regions:
-            region.timer = asyncio.ensure_future(timer(session, region, start + rng.uniform(0, region.every)))
+            region.timer = asyncio.ensure_future(
+                timer(region.session or session, region, start + rng.uniform(0, region.every))
+            )
             regions_all.append(region)
     meter = asyncio.ensure_future(lag_meter())
     cpu0 = cpu1 = None
@@ -439,6 +453,62 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | None:
+    """py-spy sampling one gunicorn worker (its busy threads) for `seconds`."""
+    exe = shutil.which("py-spy")
+    if exe is None:
+        print("--profile: py-spy is not installed (scripts/uv run --with py-spy python bench/polling.py ...)")
+        return None
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
+         "--format", "raw", "--output", str(out), "--nonblocking", "--full-filenames"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+PROJECT_FILE = " [project]"
+
+
+def _frame(frame: str) -> str:
+    """`function (path:line)` -> `function (short path)`, marked when it is the project's."""
+    found = re.fullmatch(r"(.*) \((.*?)(?::\d+)?\)", frame)
+    if not found:
+        return frame
+    function, path = found.groups()
+    ours = path.startswith(str(ROOT)) and "site-packages" not in path
+    if ours:
+        return f"{function} ({Path(path).relative_to(ROOT)}){PROJECT_FILE}"
+    return f"{function} ({path.rpartition('site-packages/')[2] if 'site-packages/' in path else Path(path).name})"
+
+
+def print_profile(raw: Path, shown: int = 14) -> None:
+    """Where the sampled worker's busy time went: the innermost functions, and the
+    functions of the project and of Django (time including what they call)."""
+    own: Counter = Counter()
+    inclusive: Counter = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        samples = int(count)
+        total += samples
+        frames = [_frame(f) for f in stack.split(";")]
+        own[frames[-1]] += samples
+        for frame in set(frames):
+            if frame.endswith(PROJECT_FILE):
+                inclusive[frame.removesuffix(PROJECT_FILE)] += samples
+    if not total:
+        print("profile: no samples")
+        return
+    print(f"profile of one gunicorn worker: {total:,} busy samples; innermost functions:")
+    for frame, samples in own.most_common(shown):
+        print(f"  {samples / total:6.1%}  {frame.removesuffix(PROJECT_FILE)[-110:]}")
+    print("the project's functions, with what they call:")
+    for frame, samples in inclusive.most_common(shown * 2):
+        print(f"  {samples / total:6.1%}  {frame[-110:]}")
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -534,18 +604,30 @@ def browsers(account, world: dict, cookies: dict[str, str], rng: random.Random) 
 
 
 def log_in(usernames: list[str]) -> dict[str, str]:
-    """A session for each user, made as the login form makes it (Django's login, the
-    project's backend) but without hashing the password once per user."""
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.test import Client
+    """A session for each user holding what Django's login stores (the user, the
+    project's backend, the password hash's digest), written in one INSERT: a login
+    through the form hashes the password, a quarter of a second each here."""
+    from django.contrib.auth import (
+        BACKEND_SESSION_KEY,
+        HASH_SESSION_KEY,
+        SESSION_KEY,
+        get_user_model,
+    )
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.contrib.sessions.models import Session
+    from django.utils import timezone
+    from django.utils.crypto import get_random_string
 
-    cookies = {}
-    client = Client()
+    store = SessionStore()
+    expires = timezone.now() + timedelta(seconds=store.get_session_cookie_age())
+    cookies, rows = {}, []
     for user in get_user_model().objects.filter(username__in=usernames):
-        client.force_login(user, backend="accounts.backends.KfAdminBackend")
-        cookies[user.username] = client.cookies[settings.SESSION_COOKIE_NAME].value
-        client.cookies.clear()
+        key = get_random_string(32, "abcdefghijklmnopqrstuvwxyz0123456789")
+        data = {SESSION_KEY: str(user.pk), BACKEND_SESSION_KEY: "accounts.backends.KfAdminBackend",
+                HASH_SESSION_KEY: user.get_session_auth_hash()}
+        rows.append(Session(session_key=key, session_data=store.encode(data), expire_date=expires))
+        cookies[user.username] = key
+    Session.objects.bulk_create(rows)
     return cookies
 
 
@@ -633,6 +715,11 @@ def run_size(args, agents: int) -> dict:  # noqa: ANN001
         time.sleep(max(0.0, start + args.warmup - time.time()))
         web = _tree(gunicorn.pid)
         jobs = _tree(worker.pid)
+        profiler = None
+        if args.profile:
+            workers = _children(gunicorn.pid)
+            if workers:
+                profiler = start_profile(workers[0], args.seconds, Path(tmp.name) / "profile.txt")
         log_from = access_log.stat().st_size
         busy0, total0 = _cpu_ticks()
         web0, jobs0 = _process_cpu(web), _process_cpu(jobs)
@@ -658,12 +745,18 @@ def run_size(args, agents: int) -> dict:  # noqa: ANN001
         machine = {
             "cpu": (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0,
             "web_cpu": (web1 - web0) / args.seconds / cores,
+            "web_cpu_seconds": web1 - web0,
             "jobs_cpu": (jobs1 - jobs0) / args.seconds / cores,
             "load": (load_before[0], load_after[0]),
             "cores": cores,
         }
         activity = {k: counts1[k] - counts0[k] for k in ("written", "arrived", "accepted")}
-        return summarize(args, agents, results, lines, machine, activity)
+        summary = summarize(args, agents, results, lines, machine, activity)
+        if profiler is not None:
+            profiler.wait(timeout=60)
+            if (Path(tmp.name) / "profile.txt").exists():
+                print_profile(Path(tmp.name) / "profile.txt")
+        return summary
     finally:
         if customers is not None:
             customers.stop.set()
@@ -705,12 +798,14 @@ def summarize(args, agents: int, results: list[dict], log_lines: list[str], mach
         unswapped += r["swaps_without_region"]
     floor_label = "floor /queue/panel/"
     floor_answers = sum(status[floor_label].values())
-    floor_rate = floor_answers / args.seconds
-    demanded_rate = demanded / args.seconds - floor_rate  # the floor's requests are not the pages' demand
-    delivered_rate = delivered / args.seconds - floor_rate
+    # The floor's requests are not the pages' demand.
+    demanded_rate = demanded / args.seconds - supervisors_for(agents) / FLOOR_SECONDS
+    delivered_rate = (delivered - floor_answers) / args.seconds
     # Server time from gunicorn's access log: path, target, status, microseconds.
     server: dict[str, list[float]] = defaultdict(list)
+    logged = 0
     for line in log_lines:
+        logged += 1
         parts = line.split()
         if len(parts) != 4 or not parts[3].isdigit():
             continue
@@ -733,6 +828,7 @@ def summarize(args, agents: int, results: list[dict], log_lines: list[str], mach
         "errors": sum(c["error"] for c in status.values()),
         "server_poll_ms": mean_poll, "server_floor_ms": mean_floor,
         "floor_ratio": mean_poll / mean_floor if mean_floor else float("nan"),
+        "web_cpu_ms": machine["web_cpu_seconds"] * 1000 / logged if logged else float("nan"),
         "client_cpu_ms": cpu_per_request,
         "client_capacity": args.client_processes * 1000 / cpu_per_request if cpu_per_request else float("nan"),
         "client_cpu_share": cpu / args.seconds / machine["cores"],
@@ -776,6 +872,7 @@ def summarize(args, agents: int, results: list[dict], log_lines: list[str], mach
     print(f"server time (gunicorn's log): {mean_poll:.1f} ms per poll ({len(server['poll']):,}), the floor "
           f"{mean_floor:.1f} ms ({len(server['floor']):,}): x{summary['floor_ratio']:.2f} "
           f"(target <= {FLOOR_RATIO_TARGET:g}) {mark(verdicts['server'])}")
+    print(f"gunicorn's CPU per request answered: {summary['web_cpu_ms']:.1f} ms ({logged:,} requests)")
     print(f"CPU: machine {machine['cpu']:.0%} busy; gunicorn {machine['web_cpu']:.0%}, Celery "
           f"{machine['jobs_cpu']:.0%}, the clients {summary['client_cpu_share']:.0%} of all cores")
     print(f"client: {cpu_per_request:.2f} ms CPU per request -> about {summary['client_capacity']:,.0f} req/s with "
@@ -810,6 +907,8 @@ def main() -> None:
     parser.add_argument("--database", default="kfadmin_bench_polling", help="prefix; _<agents> is added")
     parser.add_argument("--reuse", action="store_true", help="reuse each size's database when it exists")
     parser.add_argument("--drop", action="store_true", help="drop each size's database at the end")
+    parser.add_argument("--profile", action="store_true",
+                        help="sample one gunicorn worker with py-spy while measuring (needs py-spy on PATH)")
     parser.add_argument("--summary-json", help=argparse.SUPPRESS)
     parser.add_argument("--verbose", action="store_true", help="print the tail of gunicorn's and Celery's log")
     args = parser.parse_args()
