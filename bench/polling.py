@@ -460,7 +460,7 @@ def start_profile(pid: int, seconds: float, out: Path) -> subprocess.Popen | Non
         print("--profile: py-spy is not installed (scripts/uv run --with py-spy python bench/polling.py ...)")
         return None
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
+        [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "20",
          "--format", "raw", "--output", str(out), "--nonblocking", "--full-filenames"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
@@ -753,7 +753,15 @@ def run_size(args, agents: int) -> dict:  # noqa: ANN001
         activity = {k: counts1[k] - counts0[k] for k in ("written", "arrived", "accepted")}
         summary = summarize(args, agents, results, lines, machine, activity)
         if profiler is not None:
-            profiler.wait(timeout=60)
+            try:
+                profiler.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # behind in sampling on a busy machine: stop it, it writes
+                profiler.send_signal(signal.SIGINT)
+                try:
+                    profiler.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    profiler.kill()
+                    profiler.wait()
             if (Path(tmp.name) / "profile.txt").exists():
                 print_profile(Path(tmp.name) / "profile.txt")
         return summary
