@@ -87,6 +87,7 @@ PASSWORD = "bench-dashboard-pass-2718"
 APPID = "wxbenchdashboard001"
 WECHAT_ID = "bench_oa"
 SUPERVISOR_USERNAME = "bench_supervisor"
+APP_SECRET = "bench-secret-0123456789abcdef0123"
 RECORDS = "messaging_messagerecord"
 
 P95_TARGET_MS = 30.0
@@ -104,8 +105,16 @@ def _copy(raw, table: str, columns: list[str], types: list[str], rows) -> None:
                 copy.write_row(row)
 
 
-def build(args) -> None:
-    """Everything the dashboard reads, for one busy official account (and a second one)."""
+def supervisor_names(count: int) -> list[str]:
+    return [SUPERVISOR_USERNAME] + [f"{SUPERVISOR_USERNAME}{n}" for n in range(2, count + 1)]
+
+
+def build(args, *, online_share: float = 0.75, supervisors: int = 1) -> None:
+    """Everything the dashboard reads, for one busy official account (and a second one).
+
+    `online_share` of the agents are online; `supervisors` supervisors are named
+    bench_supervisor, bench_supervisor2, ... (bench/polling.py asks for all agents
+    online and one supervisor per 50 agents)."""
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
     from django.db import connection
@@ -117,30 +126,31 @@ def build(args) -> None:
     now = datetime.now(tz=UTC)
     end = int(now.timestamp())
     main = OfficialAccount.objects.create(
-        name="bench", appid=APPID, secret="bench-secret-0123456789abcdef0123", wechat_id=WECHAT_ID,
+        name="bench", appid=APPID, secret=APP_SECRET, wechat_id=WECHAT_ID,
         agent_capacity=args.capacity, waiting_count=args.waiting,
     )
     other = OfficialAccount.objects.create(
-        name="other", appid="wxbenchdashboard002", secret="bench-secret-0123456789abcdef0123", wechat_id="other_oa"
+        name="other", appid="wxbenchdashboard002", secret=APP_SECRET, wechat_id="other_oa"
     )
 
-    # Agents: three in four online; `accepted_case` is set from the open sessions below.
+    # Agents: `online_share` online (three in four here); `accepted_case` is set from the open sessions below.
     agents = Agent.objects.bulk_create(
         Agent(
             official_account=main, kf_account=f"kf{n:03d}@{WECHAT_ID}", kf_id=str(1000 + n), kf_nick=f"客服{n:03d}",
-            kf_wx=f"worker_wx{n:03d}", online_status=1 if rng.random() < 0.75 else 0, last_listed_at=now,
+            kf_wx=f"worker_wx{n:03d}", online_status=1 if rng.random() < online_share else 0, last_listed_at=now,
         )
         for n in range(1, args.agents + 1)
     )
-    # People: one supervisor, one dashboard user per agent, a few auditors; one password hash.
+    # People: the supervisors, one dashboard user per agent, a few auditors; one password hash.
     User = get_user_model()
     hashed = make_password(PASSWORD)
-    names = [SUPERVISOR_USERNAME] + [f"bench_agent{n:03d}" for n in range(1, args.agents + 1)] + [
+    bosses = supervisor_names(supervisors)
+    names = bosses + [f"bench_agent{n:03d}" for n in range(1, args.agents + 1)] + [
         f"bench_auditor{n}" for n in range(1, 4)
     ]
     users = {u.username: u for u in User.objects.bulk_create(User(username=n, password=hashed) for n in names)}
     Membership.objects.bulk_create(
-        [Membership(user=users[SUPERVISOR_USERNAME], official_account=main, role=Membership.Role.SUPERVISOR)]
+        [Membership(user=users[name], official_account=main, role=Membership.Role.SUPERVISOR) for name in bosses]
         + [
             Membership(user=users[f"bench_agent{n:03d}"], official_account=main, role=Membership.Role.AGENT,
                        agent=agents[n - 1])
@@ -484,7 +494,12 @@ def start_gunicorn(args, database_url: str, port: int, log, *, fragment_cache: f
                "-b", f"127.0.0.1:{port}", "--log-level", "warning"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                start_new_session=True)
-    deadline = time.monotonic() + 60
+    return wait_until_up(process, port)
+
+
+def wait_until_up(process: subprocess.Popen, port: int, seconds: float = 60) -> subprocess.Popen:
+    """Wait until the gunicorn `process` answers /healthz on `port` with a 200."""
+    deadline = time.monotonic() + seconds
     probe = request_bytes("127.0.0.1", port, "GET", "/healthz")
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -495,7 +510,7 @@ def start_gunicorn(args, database_url: str, port: int, log, *, fragment_cache: f
         except OSError:
             pass
         time.sleep(0.2)
-    raise RuntimeError("gunicorn did not answer /healthz within 60 s")
+    raise RuntimeError(f"gunicorn did not answer /healthz within {seconds:g} s")
 
 
 def stop_gunicorn(process: subprocess.Popen | None) -> None:
