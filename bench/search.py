@@ -296,13 +296,13 @@ def baseline_sql(account_id: int, q: str | None, after, filters: dict):
 def count_matches(account_id: int, q: str | None, filters: dict) -> int:
     from django.db import connection
 
-    from messaging.selectors import _BIGRAMS, ascii_fold, text_bigrams
+    from messaging.selectors import _TERMS, _index_terms, ascii_fold
 
     sql, params = baseline_sql(account_id, q, None, filters)
     where = sql.split(" WHERE ", 1)[1].split(" ORDER BY ")[0]
     if q and len(q) >= 2:
-        where += f" AND {_BIGRAMS} @> %s::text[]"
-        params.append(text_bigrams(ascii_fold(q)))
+        where += f" AND {_TERMS} @> %s::text[]"
+        params.append(_index_terms(ascii_fold(q), filters.get("agent")))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)
         return cursor.fetchone()[0]
@@ -370,10 +370,10 @@ def run_fixed_cases(args: argparse.Namespace, account, cases, results: list) -> 
 def shape_words(account_id: int, words: list[str]) -> dict[str, list[str]]:
     """Varied words per shape, chosen from the vocabulary and the planner's bigram
     statistics (the selector decides from the same numbers)."""
-    from messaging.selectors import PROBE_ROWS, _bigram_frequencies, search_stats_forget
+    from messaging.selectors import PROBE_ROWS, _term_frequencies, search_stats_forget
 
     search_stats_forget()
-    freqs, _floor = _bigram_frequencies()
+    freqs, _floor = _term_frequencies()
     needed = 51 / PROBE_ROWS
     cjk = [w for w in words if len(w) == 2 and all("\u4e00" <= c <= "\u9fff" for c in w)]
     above = [w for w in cjk if needed <= freqs.get(w, 0) <= 1.6 * needed][:8]
