@@ -230,7 +230,7 @@ def load(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         cursor.execute(f"VACUUM (ANALYZE) {TABLE}")
         print(f"  VACUUM ANALYZE in {time.perf_counter() - started:.0f} s", flush=True)
-    raw.autocommit = False
+    connection.close()  # Django reconnects with its own autocommit setting
 
 
 # ------------------------------------------------------------------ measuring

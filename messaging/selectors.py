@@ -525,8 +525,13 @@ def _probe_first(terms: list[str], worker: str | None, limit: int) -> bool:
     freqs, floor, rows = _term_stats()
     if not freqs:
         return True
-    # The rarest term bounds the query's frequency from above.
-    density = min(freqs.get(t, floor / 2) for t in terms)
+    # The rarest term bounds the query's frequency from above. An unlisted bigram is
+    # taken at half the smallest listed frequency (as the planner does); an unlisted
+    # 6-digit substring (one of a million) as absent, so a long number goes straight
+    # to the index, whatever its digit bigrams' frequencies.
+    density = min(freqs.get(t, 0.0 if len(t) == DIGIT_GRAM and t.isdigit() else floor / 2) for t in terms)
+    if density <= 0:
+        return False
     scanned = (limit + 1) / density
     if scanned > PROBE_ROWS:
         return False

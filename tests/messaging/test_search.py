@@ -507,7 +507,8 @@ def test_an_agent_filtered_search_probes_or_asks_the_index_by_the_agent_s_share(
 def test_a_number_is_never_probed_for_when_the_statistics_list_its_digit_bigrams_as_common(monkeypatch):
     account = _numbers_archive()
     digits = {f"{a}{b}": 0.05 for a in "0123456789" for b in "0123456789"}
-    monkeypatch.setattr(selectors, "_term_stats", lambda: (digits, 0.00001, 10_000_000.0))
+    # A small archive's statistics: even the least common listed term is frequent.
+    monkeypatch.setattr(selectors, "_term_stats", lambda: (digits, 0.04, 1_000_000.0))
     page = records_search(account=account, q="202512070001", limit=3)
     assert page.plan == "index"
     assert _all_pages(account, limit=3, plan="auto", q="202512070001") == _plain_like(account, q="202512070001")
