@@ -230,7 +230,7 @@ def load(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         cursor.execute(f"VACUUM (ANALYZE) {TABLE}")
         print(f"  VACUUM ANALYZE in {time.perf_counter() - started:.0f} s", flush=True)
-    raw.autocommit = False
+    connection.close()  # Django reconnects with its own autocommit setting
 
 
 # ------------------------------------------------------------------ measuring
@@ -296,13 +296,13 @@ def baseline_sql(account_id: int, q: str | None, after, filters: dict):
 def count_matches(account_id: int, q: str | None, filters: dict) -> int:
     from django.db import connection
 
-    from messaging.selectors import _BIGRAMS, ascii_fold, text_bigrams
+    from messaging.selectors import _TERMS, _index_terms, ascii_fold
 
     sql, params = baseline_sql(account_id, q, None, filters)
     where = sql.split(" WHERE ", 1)[1].split(" ORDER BY ")[0]
     if q and len(q) >= 2:
-        where += f" AND {_BIGRAMS} @> %s::text[]"
-        params.append(text_bigrams(ascii_fold(q)))
+        where += f" AND {_TERMS} @> %s::text[]"
+        params.append(_index_terms(ascii_fold(q), filters.get("agent")))
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {TABLE} WHERE {where}", params)
         return cursor.fetchone()[0]
@@ -367,31 +367,32 @@ def run_fixed_cases(args: argparse.Namespace, account, cases, results: list) -> 
                           "   (forced plan)", flush=True)
 
 
-def shape_words(account_id: int, words: list[str]) -> dict[str, list[str]]:
-    """Varied words per shape, chosen from the vocabulary and the planner's bigram
-    statistics (the selector decides from the same numbers)."""
-    from messaging.selectors import PROBE_ROWS, _bigram_frequencies, search_stats_forget
+def shape_words(account_id: int, words: list[str], count: int) -> dict[str, list[str]]:
+    """Up to `count` varied words per shape (so that no word repeats within a shape's
+    runs), chosen from the vocabulary and the planner's term statistics (the selector
+    decides from the same numbers)."""
+    from messaging.selectors import PROBE_ROWS, _term_frequencies, search_stats_forget
 
     search_stats_forget()
-    freqs, _floor = _bigram_frequencies()
+    freqs, _floor = _term_frequencies()
     needed = 51 / PROBE_ROWS
     cjk = [w for w in words if len(w) == 2 and all("\u4e00" <= c <= "\u9fff" for c in w)]
-    above = [w for w in cjk if needed <= freqs.get(w, 0) <= 1.6 * needed][:8]
-    below = [w for w in cjk if 0.5 * needed <= freqs.get(w, 0) < needed][:4]
-    common = [w for w in cjk if freqs.get(w, 0) >= 20 * needed][:6]
+    above = [w for w in cjk if needed <= freqs.get(w, 0) <= 1.6 * needed][:count]
+    below = [w for w in cjk if 0.5 * needed <= freqs.get(w, 0) < needed][:count]
+    common = [w for w in cjk if freqs.get(w, 0) >= 20 * needed][:count]
     numbers = [w.strip() for w in words if w.strip().isdigit() and len(w.strip()) == 12]
     present = []
-    for number in numbers[:40]:
+    for number in numbers[: 5 * count]:
         if count_matches(account_id, number, {}) > 0:
             present.append(number)
-        if len(present) == 8:
+        if len(present) == count:
             break
     rare = []
     cjk_set = set(cjk)
     for word in [w for w in words[30000:] if w in cjk_set]:
         if 20 <= count_matches(account_id, word, {}) <= 2000:
             rare.append(word)
-        if len(rare) == 4:
+        if len(rare) == max(4, count // 4):
             break
     return {"above": above, "below": below, "common": common, "numbers": present, "rare": rare}
 
@@ -411,15 +412,18 @@ def run_shapes(args: argparse.Namespace, account, agent: str, words: list[str], 
             "GROUP BY worker ORDER BY count(*) DESC", [account.pk])
         by_size = [row[0] for row in cursor.fetchall()]
     agents = [by_size[0], by_size[len(by_size) // 2], by_size[-1]]
-    chosen = shape_words(account.pk, words)
+    chosen = shape_words(account.pk, words, args.runs)
     print()
     print("words: " + "; ".join(f"{k} {' '.join(v)}" for k, v in chosen.items()))
-    mixed = chosen["common"][:2] + chosen["above"][:3] + chosen["below"][:2] + chosen["rare"][:2] + ["退款成功"]
+    # Text + agent: common, near-threshold and rare words and a phrase, interleaved, each
+    # with the next of the busiest, the median and the quietest agent.
+    bands = [chosen["common"], chosen["above"], chosen["below"], chosen["rare"], PHRASES]
+    mixed = [band[i] for i in range(args.runs) for band in bands if i < len(band)][: args.runs]
     shapes = [
         ("2-char just above probe", [{"q": w} for w in chosen["above"]], 50),
         ("2-char just below probe", [{"q": w} for w in chosen["below"]], 50),
         ("12-digit order number", [{"q": w} for w in chosen["numbers"]], 50),
-        ("text + agent", [{"q": w, "agent": agents[i % 3]} for i, w in enumerate(mixed * 3)], 50),
+        ("text + agent", [{"q": w, "agent": agents[i % 3]} for i, w in enumerate(mixed)], 50),
         ("common + kind none", [{"q": w, "kinds": ["session"]} for w in chosen["common"]], 50),
         ("common + kind agent", [{"q": w, "kinds": ["agent"]} for w in chosen["common"]], 50),
     ]

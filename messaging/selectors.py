@@ -14,22 +14,30 @@ even when many share one timestamp, and any depth costs the same.
 
 How PostgreSQL answers a text query (see docs/performance.md for measurements):
 
-- 2+ characters, "index" plan: the GIN index on `messaging_text_bigrams(text)`
-  (migration 0002) returns the rows containing every bigram of the query, `LIKE`
-  rechecks them, a top-N sort orders them. Cost grows with the number of matches,
-  so it is the plan for rare words.
+- The GIN index `record_terms` (migration 0009) holds each record's search terms
+  (`messaging_record_terms(text, worker)`): the bigrams of its text (ASCII letters
+  folded to lower case), every 6-digit substring of a run of 6+ digits, and
+  `w:<kf account>` when the record has an agent. It only proposes candidates: `LIKE`
+  and the other filters recheck every one, so results are exact.
+- "index" plan: the rows holding the query's most selective terms (two 6-digit
+  substrings of a long number, else the three rarest bigrams; plus the agent's term
+  when the search is filtered by agent), rechecked, top-N sorted. Cost grows with the
+  number of candidates, so it is the plan for rare words (and any word of a quiet agent).
 - "scan" plan: walk the `(account, time, id)` index (or the openid/agent index)
   newest first from the cursor and filter with `LIKE`; it stops after `limit`
   matches, so it is the plan for common words, whose matches are dense.
-- "auto" (default) picks from a cheap estimate: the bigrams' frequencies in the
-  planner statistics of the GIN index (`pg_stats.most_common_elems`, cached per
-  process); the rarest bigram bounds the query's frequency from above. If the query
-  looks common it first runs the scan capped at `PROBE_ROWS` rows; when that finds a
-  full page (or exhausts the filtered rows) it is the answer, otherwise the index
-  plan runs. The cap sits near the break-even point (a scan reads about 1 µs per
-  row, the index plan costs about 2 µs per match), so neither plan is ever far from
-  the better one, and the index never has to sort a million matches.
-- A 1-character query has no bigram: the capped scan, then the full scan (fast
+- "auto" (default) picks from a cheap estimate: the terms' frequencies in the planner
+  statistics of the GIN index (`pg_stats.most_common_elems`, cached per process);
+  the rarest term bounds the query's frequency from above. If the query looks common
+  it first runs the scan capped at `PROBE_ROWS` rows; when that finds a full page (or
+  exhausts the filtered rows) it is the answer, otherwise the index plan runs. The cap
+  sits near the break-even point (a scan reads about 1 µs per row, the index plan
+  costs about 2 µs per match), so neither plan is ever far from the better one, and
+  the index never has to sort a million matches. Filtered by agent, the probe reads
+  the agent's rows (one heap page each) and the index plan only the candidates of
+  that agent: the probe runs only when it should read fewer rows than the index plan
+  has candidates (the agent's share times the word's matches).
+- A 1-character query has no term: the capped scan, then the full scan (fast
   when the character is common or other filters narrow the rows; a rare single
   character over a whole archive reads the whole account's records).
 """
@@ -38,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time as _time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
@@ -96,6 +105,8 @@ PLANS = ("auto", "index", "scan", "portable")
 PROBE_ROWS = 30000
 # Bigrams the index plan asks the GIN index for (the rarest; LIKE checks the rest).
 INDEX_BIGRAMS = 3
+# Runs of at least this many ASCII digits are indexed by their substrings of this length.
+DIGIT_GRAM = 6
 # How long a process trusts the bigram frequencies it read from pg_stats.
 STATS_TTL_SECONDS = 600
 
@@ -103,7 +114,8 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 _COLUMNS = 'id, official_account_id, "time", worker, openid, opercode, "text", digest, seq, source, created_at'
 _FOLDED_TEXT = 'lower("text" COLLATE "C")'
-_BIGRAMS = 'messaging_text_bigrams("text")'
+_TERMS = 'messaging_record_terms("text", worker)'
+_DIGIT_RUN = re.compile(rf"[0-9]{{{DIGIT_GRAM},}}")
 
 
 @dataclass(frozen=True)
@@ -131,6 +143,26 @@ def text_bigrams(text: str) -> list[str]:
     """The distinct 2-character substrings of the folded text, as the index stores them."""
     folded = ascii_fold(text)
     return sorted({folded[i : i + 2] for i in range(len(folded) - 1)})
+
+
+def digit_grams(text: str) -> list[str]:
+    """The distinct DIGIT_GRAM-digit substrings of the text's runs of ASCII digits."""
+    return sorted(_digit_grams_in_order(text))
+
+
+def _digit_grams_in_order(text: str) -> list[str]:
+    grams = (run[i : i + DIGIT_GRAM] for run in _DIGIT_RUN.findall(text) for i in range(len(run) - DIGIT_GRAM + 1))
+    return list(dict.fromkeys(grams))
+
+
+def worker_term(worker: str) -> str:
+    """The index term of the records of this kf account."""
+    return f"w:{worker}"
+
+
+def record_terms(text: str, worker: str) -> list[str]:
+    """What the `record_terms` index stores for a record (`messaging_record_terms`)."""
+    return sorted({*text_bigrams(text), *digit_grams(text), *([worker_term(worker)] if worker else [])})
 
 
 def like_contains_pattern(text: str) -> str:
@@ -299,7 +331,8 @@ class _Filters:
             if connection.vendor == "postgresql" and len(self.query) >= 2:
                 # Lets the planner use the GIN index when the word is rare.
                 qs = qs.filter(
-                    RawSQL(f"{_BIGRAMS} @> %s::text[]", (text_bigrams(self.query),), output_field=BooleanField())
+                    RawSQL(f"{_TERMS} @> %s::text[]", (_index_terms(self.query, self.worker),),
+                           output_field=BooleanField())
                 )
             qs = qs.alias(folded_text=AsciiLower("text")).filter(folded_text__contains=self.query)
         return qs
@@ -386,7 +419,7 @@ def _search_postgresql(
             [*params, limit + 1],
         ), "filter"
     pattern = like_contains_pattern(query)
-    bigrams = text_bigrams(query)
+    terms = [*text_bigrams(query), *digit_grams(query)]
     if filters.opercodes is not None and all(MessageRecord.OperCode.is_session_event(c) for c in filters.opercodes):
         # Session events carry no text (WeChat gives them none), so a text query over
         # them alone matches nothing; without this the probe reads its 30,000 rows
@@ -395,24 +428,20 @@ def _search_postgresql(
         if not _session_events_have_text(filters.account_id):
             return [], "empty"
     if plan == "auto":
-        if not bigrams or _looks_common(bigrams, limit):
+        if not terms or _probe_first(terms, filters.worker, limit):
             rows = _probe(clauses, params, pattern, limit)
             if rows is not None:
                 return rows, "probe"
-        plan = "index" if bigrams else "scan"
-    if plan == "index" and bigrams:
-        # The rarest few bigrams narrow the candidates as well as all of them (LIKE
-        # rechecks every candidate); each further bigram is one more posting list for
-        # the GIN index to read, and a 12-digit number has eleven, all common.
-        bigrams = _rarest_bigrams(bigrams, INDEX_BIGRAMS)
+        plan = "index" if terms else "scan"
+    if plan == "index" and terms:
         return _run(
             f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM messaging_messagerecord "
-            f"WHERE {' AND '.join(clauses)} AND {_BIGRAMS} @> %s::text[] "
+            f"WHERE {' AND '.join(clauses)} AND {_TERMS} @> %s::text[] "
             f"AND {_FOLDED_TEXT} LIKE %s OFFSET 0) AS matches "
             # OFFSET 0 keeps the ORDER BY/LIMIT outside, so the planner cannot swap
             # the GIN lookup for a walk of the time index.
             'ORDER BY "time" DESC, id DESC LIMIT %s',
-            [*params, bigrams, pattern, limit + 1],
+            [*params, _index_terms(query, filters.worker), pattern, limit + 1],
         ), "index"
     return _run(
         f"SELECT {_COLUMNS} FROM messaging_messagerecord WHERE {' AND '.join(clauses)} "
@@ -448,23 +477,25 @@ def _run(sql: str, params: Sequence) -> list[MessageRecord]:
     return list(MessageRecord.objects.raw(sql, params))
 
 
-# Bigram frequencies from the planner statistics: (read at, {bigram: fraction},
-# the smallest listed fraction). Empty until ANALYZE has run on the archive.
-_stats_cache: dict[str, tuple[float, dict[str, float], float]] = {}
+# Term frequencies from the planner statistics: (read at, {term: fraction}, the
+# smallest listed fraction, the archive's estimated rows). Empty until ANALYZE has run.
+_stats_cache: dict[str, tuple[float, dict[str, float], float, float]] = {}
 
 
-def _bigram_frequencies() -> tuple[dict[str, float], float]:
+def _term_stats() -> tuple[dict[str, float], float, float]:
     key = connection.alias
     cached = _stats_cache.get(key)
     now = _time.monotonic()
     if cached is not None and now - cached[0] < STATS_TTL_SECONDS:
-        return cached[1], cached[2]
+        return cached[1], cached[2], cached[3]
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
-            "WHERE schemaname = current_schema() AND tablename = 'record_text_bigrams'"
+            "WHERE schemaname = current_schema() AND tablename = 'record_terms'"
         )
         row = cursor.fetchone()
+        cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'messaging_messagerecord'::regclass")
+        size = cursor.fetchone()
     freqs: dict[str, float] = {}
     floor = 0.0
     if row is not None and row[0] is not None:
@@ -472,28 +503,66 @@ def _bigram_frequencies() -> tuple[dict[str, float], float]:
         freqs = dict(zip(elems, fractions, strict=False))
         # The array ends with the minimum, maximum and null fractions.
         floor = fractions[len(elems)] if len(fractions) > len(elems) else min(fractions)
-    _stats_cache[key] = (now, freqs, floor)
+    rows = max(float(size[0]), 0.0) if size is not None else 0.0
+    _stats_cache[key] = (now, freqs, floor, rows)
+    return freqs, floor, rows
+
+
+def _term_frequencies() -> tuple[dict[str, float], float]:
+    """{term: fraction of records holding it} for the most common terms, and the
+    smallest listed fraction (every unlisted term is rarer)."""
+    freqs, floor, _rows = _term_stats()
     return freqs, floor
 
 
-def _looks_common(bigrams: list[str], limit: int) -> bool:
-    """Whether the capped scan probably finds a full page: every bigram is frequent
-    enough that PROBE_ROWS rows should hold more than `limit` matches. Without
-    statistics (a new archive, never analysed) the answer is yes: the probe is cheap
-    on small tables and the index still answers when it cannot decide."""
-    freqs, floor = _bigram_frequencies()
+def _probe_first(terms: list[str], worker: str | None, limit: int) -> bool:
+    """Whether the capped scan should run first: PROBE_ROWS rows probably hold more
+    than `limit` matches (every term is frequent enough), and, filtered by agent, the
+    scan of the agent's rows should read fewer rows than the index plan has
+    candidates. Without statistics (a new archive, never analysed) the answer is yes:
+    the probe is cheap on small tables and the index still answers when it cannot
+    decide."""
+    freqs, floor, rows = _term_stats()
     if not freqs:
         return True
-    needed = (limit + 1) / PROBE_ROWS
-    rarest = min(freqs.get(b, floor / 2) for b in bigrams)
-    return rarest >= needed
+    # The rarest term bounds the query's frequency from above. An unlisted bigram is
+    # taken at half the smallest listed frequency (as the planner does); an unlisted
+    # 6-digit substring (one of a million) as absent, so a long number goes straight
+    # to the index, whatever its digit bigrams' frequencies.
+    density = min(freqs.get(t, 0.0 if len(t) == DIGIT_GRAM and t.isdigit() else floor / 2) for t in terms)
+    if density <= 0:
+        return False
+    scanned = (limit + 1) / density
+    if scanned > PROBE_ROWS:
+        return False
+    if worker is None:
+        return True
+    # The agent's rows are scattered over the heap as the index plan's candidates
+    # are: one page each, so compare the counts. (Assumes words and agents independent.)
+    share = freqs.get(worker_term(worker), floor / 2)
+    return scanned <= density * share * rows
+
+
+def _index_terms(query: str, worker: str | None) -> list[str]:
+    """The terms the index plan asks the GIN index for: two 6-digit substrings of the
+    query's longest digit run when it has one (a few records share them), else its
+    INDEX_BIGRAMS rarest bigrams by the statistics (LIKE rechecks every candidate, and
+    each further term is one more posting list to read); plus the agent's term."""
+    grams = _digit_grams_in_order(query)
+    if grams:
+        asked = list(dict.fromkeys([grams[0], grams[-1]]))
+    else:
+        asked = _rarest_bigrams(text_bigrams(query), INDEX_BIGRAMS)
+    if worker:
+        asked.append(worker_term(worker))
+    return asked
 
 
 def _rarest_bigrams(bigrams: list[str], count: int) -> list[str]:
     """The `count` rarest of `bigrams` by the statistics (unlisted ones are rarest)."""
     if len(bigrams) <= count:
         return bigrams
-    freqs, floor = _bigram_frequencies()
+    freqs, floor = _term_frequencies()
     return sorted(bigrams, key=lambda b: (freqs.get(b, floor / 2), b))[:count]
 
 
@@ -513,7 +582,7 @@ def _session_events_have_text(account_id: int) -> bool:
 
 
 def search_stats_forget() -> None:
-    """Drop the cached bigram statistics (after ANALYZE, in benchmarks and tests)."""
+    """Drop the cached term statistics (after ANALYZE, in benchmarks and tests)."""
     _stats_cache.clear()
 
 

@@ -249,7 +249,7 @@ def test_the_plan_choice_reads_planner_statistics_once_they_exist(archive):
         cursor.execute("ANALYZE messaging_messagerecord")
     search_stats_forget()
     try:
-        freqs, _floor = selectors._bigram_frequencies()
+        freqs, _floor = selectors._term_frequencies()
         assert freqs, "ANALYZE should have collected bigram frequencies"
         for q in ("退款", "你好", "不存在的词", "hello"):
             assert _all_pages(account, limit=10, plan="auto", q=q) == _expected(records, q=q)
@@ -269,11 +269,23 @@ def test_the_bigram_condition_the_search_writes_can_use_the_gin_index(archive):
     with connection.cursor() as cursor:
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
-            f"EXPLAIN SELECT id FROM messaging_messagerecord WHERE {selectors._BIGRAMS} @> %s::text[]",
+            f"EXPLAIN SELECT id FROM messaging_messagerecord WHERE {selectors._TERMS} @> %s::text[]",
             [["退款"]],
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
-    assert "record_text_bigrams" in plan
+    assert "record_terms" in plan
+
+
+def test_the_terms_function_agrees_with_its_python_mirror():
+    samples = [
+        ("Hello 世界ab", "kf1@oa"), ("", ""), ("a", "kf2@oa"), ("订单 202512070001 已发货", ""),
+        ("电话 13800138000，订单12345 和 1234567x7654321", "kf3@oa"), ("٠١٢٣٤٥٦ full-width １２３４５６", ""),
+        ("no digits here", "w:odd@oa"),
+    ]
+    with connection.cursor() as cursor:
+        for text, worker in samples:
+            cursor.execute("SELECT messaging_record_terms(%s, %s)", [text, worker])
+            assert sorted(set(cursor.fetchone()[0])) == selectors.record_terms(text, worker), text
 
 
 def test_the_cursor_round_trips_and_is_opaque():
@@ -409,3 +421,94 @@ def test_the_index_plan_asks_for_the_rarest_bigrams_and_still_matches_exactly():
     assert len(text_bigrams("202512070001")) > selectors.INDEX_BIGRAMS
     page = records_search(account=account, q="202512070001", plan="index")
     assert [r.pk for r in page.records] == [wanted.pk]
+
+
+def _plain_like(account, *, q: str, worker: str | None = None) -> list[int]:
+    """The ids a plain `LIKE '%q%'` query returns, newest first: no index term involved."""
+    sql = (
+        "SELECT id FROM messaging_messagerecord WHERE official_account_id = %s "
+        "AND lower(\"text\" COLLATE \"C\") LIKE %s"
+    )
+    params: list = [account.pk, selectors.like_contains_pattern(selectors.ascii_fold(q))]
+    if worker is not None:
+        sql += " AND worker = %s"
+        params.append(worker)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + ' ORDER BY "time" DESC, id DESC', params)
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _numbers_archive():
+    account = OfficialAccountFactory()
+    texts = [
+        "订单 202512070001 已发货", "订单202512070001", "x202512070001999 (a longer run)",
+        "2025120 70001 (split)", "202512070002", "电话 13800138000", "12345", "1234567", "",
+        "退款 202512070001 退款", "full-width ２０２５１２０７０００１",
+    ]
+    objs = []
+    for i in range(66):
+        text = texts[i % len(texts)]
+        worker = "" if i % 3 == 0 else f"kf{i % 2}@oa"
+        objs.append(MessageRecord(
+            official_account=account, time=T0 + timedelta(seconds=i // 2), worker=worker, openid="o_n",
+            opercode=2003, text=text, digest=record_digest(worker, "o_n", 2003, text), seq=i,
+        ))
+    MessageRecord.objects.bulk_create(objs)
+    return account
+
+
+@pytest.mark.parametrize("q", ["202512070001", "2512070001", "12070001 已发", "138001380", "123456", "1234567",
+                               "12345", "0001999", "２０２５１２"])
+def test_a_long_number_is_found_through_its_digit_substrings_exactly_as_like_finds_it(q):
+    account = _numbers_archive()
+    if len(selectors.digit_grams(q)) > 0:
+        assert all(len(t) == selectors.DIGIT_GRAM for t in selectors._index_terms(q, None))
+    expected = _plain_like(account, q=q)
+    for plan in ("auto", "index", "scan", "portable"):
+        assert _all_pages(account, limit=4, plan=plan, q=q) == expected, plan
+    assert records_count(account=account, q=q) == RecordCount(len(expected))
+
+
+def test_the_agent_s_term_narrows_the_index_plan_and_the_results_stay_exact(archive):
+    account, agents, _openids, records = archive
+    for agent in agents:
+        assert selectors._index_terms("退款", agent)[-1] == f"w:{agent}"
+        for q in ("退款", "你好", "hello", "不存在的词", "好"):
+            expected = _plain_like(account, q=q, worker=agent)
+            assert expected == _expected(records, q=q, agent=agent)
+            for plan in ("auto", "index", "scan", "portable"):
+                assert _all_pages(account, limit=5, plan=plan, q=q, agent=agent) == expected, (plan, q)
+            assert records_count(account=account, q=q, agent=agent).count == len(expected)
+
+
+@pytest.mark.parametrize(
+    ("share", "plan"),
+    [
+        # A busy agent: scanning their rows finds a page sooner than the index plan
+        # would read the word's candidates of that agent.
+        (0.5, "probe"),
+        # A quiet agent: few of the word's records are theirs, the index plan reads them.
+        (0.00001, "index"),
+    ],
+)
+def test_an_agent_filtered_search_probes_or_asks_the_index_by_the_agent_s_share(archive, monkeypatch, share, plan):
+    account, agents, _openids, records = archive
+    agent = agents[0]
+    # Statistics as a big archive would have them: the word in 10 % of 10 M records.
+    stats = ({"退款": 0.1, f"w:{agent}": share}, 0.000001, 10_000_000.0)
+    monkeypatch.setattr(selectors, "_term_stats", lambda: stats)
+    page = records_search(account=account, q="退款", agent=agent, limit=5)
+    assert page.plan == plan
+    assert _all_pages(account, limit=5, plan="auto", q="退款", agent=agent) == _plain_like(
+        account, q="退款", worker=agent
+    )
+
+
+def test_a_number_is_never_probed_for_when_the_statistics_list_its_digit_bigrams_as_common(monkeypatch):
+    account = _numbers_archive()
+    digits = {f"{a}{b}": 0.05 for a in "0123456789" for b in "0123456789"}
+    # A small archive's statistics: even the least common listed term is frequent.
+    monkeypatch.setattr(selectors, "_term_stats", lambda: (digits, 0.04, 1_000_000.0))
+    page = records_search(account=account, q="202512070001", limit=3)
+    assert page.plan == "index"
+    assert _all_pages(account, limit=3, plan="auto", q="202512070001") == _plain_like(account, q="202512070001")
