@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone, translation
@@ -43,6 +44,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
+from accounts.live import live_bump, seen_domain
 from accounts.models import Agent, OfficialAccount, SyncState
 from kfadmin.celery import app as celery_app
 from kfadmin.wechat import WeChatError, explain
@@ -634,6 +636,13 @@ def _jsonable(value: Any) -> Any:
 WATCH_FOR = timedelta(seconds=60)
 
 
+def conversation_watch_soon(*, account: OfficialAccount) -> None:
+    """`conversation_watch` for a poll answered from the cache: one cache write, and
+    the database only when this process may be the first to renew in a while."""
+    if cache.add(f"kfadmin:watch:{account.pk}", 1, timeout=int(WATCH_FOR.total_seconds() // 4)):
+        conversation_watch(account=account)
+
+
 def conversation_watch(*, account: OfficialAccount, now: datetime | None = None) -> None:
     """Someone has a conversation of `account` open: keep the live tail reading its
     records for WATCH_FOR. Written at most twice a minute per account, whatever the
@@ -654,6 +663,7 @@ def conversation_watch(*, account: OfficialAccount, now: datetime | None = None)
 def conversation_seen_mark(*, account: OfficialAccount, user, openid: str, now: datetime | None = None) -> None:
     """`user` has looked at the conversation with `openid` now: its messages so far
     are no longer unread for them."""
+    live_bump(account.pk, seen_domain(user.pk))
     ConversationSeen.objects.bulk_create(
         [ConversationSeen(user=user, official_account=account, openid=openid, seen_at=now or timezone.now())],
         update_conflicts=True,
