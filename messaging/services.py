@@ -634,12 +634,15 @@ def _jsonable(value: Any) -> Any:
 # A conversation open in a browser keeps its account's live tail running this long
 # after its last poll.
 WATCH_FOR = timedelta(seconds=60)
+# A poll answered 204 renews the watch through the cache: the database at most this often.
+_WATCH_KEY = "kfadmin:watch:{account_id}"
+_WATCH_CACHED_SECONDS = int(WATCH_FOR.total_seconds() // 4)
 
 
 def conversation_watch_soon(*, account: OfficialAccount) -> None:
     """`conversation_watch` for a poll answered from the cache: one cache write, and
     the database only when this process may be the first to renew in a while."""
-    if cache.add(f"kfadmin:watch:{account.pk}", 1, timeout=int(WATCH_FOR.total_seconds() // 4)):
+    if cache.add(_WATCH_KEY.format(account_id=account.pk), 1, timeout=_WATCH_CACHED_SECONDS):
         conversation_watch(account=account)
 
 
@@ -649,6 +652,7 @@ def conversation_watch(*, account: OfficialAccount, now: datetime | None = None)
     number of viewers (a conditional UPDATE, and an INSERT only the first time)."""
     now = now or timezone.now()
     until = now + WATCH_FOR
+    cache.set(_WATCH_KEY.format(account_id=account.pk), 1, timeout=_WATCH_CACHED_SECONDS)
     updated = (
         SyncState.objects.filter(official_account=account, job=SyncState.Job.TAIL)
         .filter(Q(watched_until__isnull=True) | Q(watched_until__lt=until - WATCH_FOR / 2))
