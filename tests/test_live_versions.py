@@ -22,7 +22,7 @@ from sessions_app.models import KfSession
 from sessions_app.sync import queue_sync
 from sessions_app.transitions import session_close_now
 from tests.factories import agent_user
-from tests.messaging.test_callback import AES_KEY, ORIGINAL_ID, TOKEN, post, text_message
+from tests.messaging.test_callback import AES_KEY, ORIGINAL_ID, TOKEN, event, post, text_message
 from tests.sessions_app.test_views_support import (
     emulated_agent,
     served_customer,
@@ -265,6 +265,20 @@ def test_a_message_stored_by_the_callback_renders_the_conversation_and_the_lists
     assert inbox.poll().status_code == 200
     assert board.poll().status_code == 200
     assert other_timeline.poll().status_code == 204
+
+
+def test_an_unfollow_pushed_to_the_callback_renders_the_session_box(
+    boss_client, account, alice, emulator, monkeypatch, django_capture_on_commit_callbacks
+):
+    now = int(time.time())
+    monkeypatch.setattr(callback, "_now", lambda: now)
+    session = served_customer(account, alice, emulator, openid="o_served")
+    box = Region(boss_client, *regions(boss_client, account, session)["conversation-session"])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post(Client(), account, event("unsubscribe", openid="o_served", ts=now), ts=now).status_code == 200
+
+    assert box.poll().status_code == 200  # the reply window closed: no archived message says so
 
 
 def test_a_send_renders_the_timeline(boss_client, account, alice, emulator, django_capture_on_commit_callbacks):
