@@ -126,7 +126,7 @@ class Region:
         self.name = name
         self.account_id = ctx.account.pk
         self.domains = tuple(dict.fromkeys((ALL, *domains)))
-        self.variant = f"{name}|{variant}|{translation.get_language()}"
+        self.variant = f"{name}|{self.account_id}|{variant}|{translation.get_language()}"
 
     def _keys(self) -> list[str]:
         return [_key(self.account_id, d) for d in self.domains]
