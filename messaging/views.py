@@ -142,13 +142,21 @@ def _session_box_context(openid: str, customer: Customer | None, account: Offici
     }
 
 
+def _conversation_variant(ctx: AccountContext, openid: str) -> str:
+    """An agent's token is theirs: whether the conversation is open to them is part of
+    what it vouches for (any change of the customer's sessions bumps the version, and
+    the next poll checks their right again)."""
+    return f"{ctx.role}.{ctx.agent.pk if ctx.is_agent and ctx.agent else ''}.{openid}"
+
+
 def _timeline_region(ctx: AccountContext, openid: str) -> versions.Region:
-    return versions.Region(ctx, "timeline", (versions.conversation_domain(openid),), variant=f"{ctx.role}.{openid}")
+    return versions.Region(ctx, "timeline", (versions.conversation_domain(openid),), variant=_conversation_variant(ctx, openid))
 
 
 def _session_box_region(ctx: AccountContext, openid: str) -> versions.Region:
     return versions.Region(
-        ctx, "conversation-session", (versions.conversation_domain(openid), versions.AGENTS), variant=f"{ctx.role}.{openid}"
+        ctx, "conversation-session", (versions.conversation_domain(openid), versions.AGENTS),
+        variant=_conversation_variant(ctx, openid),
     )
 
 

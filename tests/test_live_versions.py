@@ -310,3 +310,21 @@ def test_opening_a_conversation_renders_only_that_persons_inbox(
 
     assert mine.poll().status_code == 200
     assert boss_inbox.poll().status_code == 204
+
+
+def test_an_agent_whose_customer_moved_to_another_agent_is_checked_again(
+    account, alice, emulator, django_capture_on_commit_callbacks
+):
+    from sessions_app.transitions import session_open_now
+
+    bob = emulated_agent(account, emulator, "bob", nick="Bob")
+    session = served_customer(account, alice, emulator, openid="o_served")
+    client = Client()
+    client.force_login(agent_user(account, agent=alice, username="alice_user"))
+    timeline = Region(client, reverse("messaging:conversation", args=["o_served"]), "timeline")
+    assert timeline.poll().status_code == 204
+
+    with django_capture_on_commit_callbacks(execute=True):
+        session_open_now(account=account, customer=session.customer, agent=bob)
+
+    assert timeline.poll().status_code == 404  # not hers any more: no 204 vouches for it
