@@ -29,6 +29,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.clients import wechat_client_for
+from accounts.live import AGENTS, SYNC, live_bump
 from accounts.models import Agent, AgentPresence, OfficialAccount, SyncState
 from kfadmin.wechat import WeChatError
 from kfadmin.wechat.types import Account, OnlineAccount
@@ -146,14 +147,20 @@ def sync_state_recording(*, account_id: int, job: str) -> Iterator[None]:
         SyncState.objects.filter(pk=state.pk).update(
             last_error_at=timezone.now(), last_error=exc.explanation
         )
+        live_bump(account_id, SYNC)
         raise
     except Exception as exc:
         SyncState.objects.filter(pk=state.pk).update(
             last_error_at=timezone.now(),
             last_error=f"The {job} sync failed unexpectedly ({type(exc).__name__}); see the worker log.",
         )
+        live_bump(account_id, SYNC)
         raise
     SyncState.objects.filter(pk=state.pk).update(last_success_at=timezone.now(), last_error="")
+    if state.last_error or state.last_success_at is None:
+        # Recovered, or the first success: the overview's warning goes. A run like the
+        # one before bumps nothing (the last-sync time shows within LIVE_RECHECK_SECONDS).
+        live_bump(account_id, SYNC)
 
 
 def from_unix(seconds: int) -> datetime | None:
@@ -192,6 +199,11 @@ _AGENT_FIELDS = [
 ]
 
 
+def _agent_shown(agent: Agent) -> tuple:
+    """What the pages show of an agent that the agents sync writes."""
+    return tuple(getattr(agent, name) for name in _AGENT_FIELDS if name != "last_listed_at")
+
+
 def agents_sync(*, account_id: int) -> AgentsSyncResult:
     """getkflist → upsert every listed agent; agents WeChat no longer lists are
     soft-deleted (`deleted_at`), and undeleted if they come back."""
@@ -212,13 +224,16 @@ def _agents_store(account: OfficialAccount, kf_list: list[Account]) -> AgentsSyn
     to_create: list[Agent] = []
     to_update: list[Agent] = []
     undeleted = 0
+    shown_changed = False  # anything the pages show (not only last_listed_at)
     for kf_account, item in listed.items():
         agent = existing.get(kf_account)
+        before: tuple | None = None
         if agent is None:
             agent = Agent(official_account=account, kf_account=kf_account)
             to_create.append(agent)
         else:
             to_update.append(agent)
+            before = _agent_shown(agent)
             if agent.deleted_at is not None:
                 undeleted += 1
         agent.kf_id = item.kf_id[:32]
@@ -231,6 +246,7 @@ def _agents_store(account: OfficialAccount, kf_list: list[Account]) -> AgentsSyn
         agent.last_listed_at = now
         agent.deleted_at = None
         agent.updated_at = now
+        shown_changed = shown_changed or before != _agent_shown(agent)
     gone = [
         agent
         for kf_account, agent in existing.items()
@@ -251,6 +267,8 @@ def _agents_store(account: OfficialAccount, kf_list: list[Account]) -> AgentsSyn
     )
     Agent.objects.bulk_update(to_update, [*_AGENT_FIELDS, "updated_at"])
     Agent.objects.bulk_update(gone, ["deleted_at", "online_status", "accepted_case", "updated_at"])
+    if shown_changed or gone:
+        live_bump(account.pk, AGENTS)
     return AgentsSyncResult(
         listed=len(listed), created=len(to_create), deleted=len(gone), undeleted=undeleted
     )
@@ -315,6 +333,8 @@ def _online_store(account: OfficialAccount, online_list: list[OnlineAccount]) ->
             )
     Agent.objects.bulk_update(changed, ["online_status", "accepted_case", "updated_at"])
     AgentPresence.objects.bulk_create(presence)
+    if changed:  # a run that changed nobody's presence or load bumps nothing
+        live_bump(account.pk, AGENTS)
     if online_now:
         Agent.objects.filter(pk__in=online_now).update(last_online_at=now)
     unknown = len(set(listed) - known)

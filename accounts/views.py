@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from accounts import selectors, services
+from accounts import live, selectors, services
 from accounts.access import (
     AGENT,
     ALL_ROLES,
@@ -181,10 +181,16 @@ def _agents_context(request: HttpRequest, ctx: AccountContext) -> dict[str, Any]
 @require_GET
 @account_view(SUPERVISOR)
 def agents(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
-    context = _agents_context(request, ctx)
-    if not wants_fragment(request):
-        context["add_form"] = AgentAddForm(account=ctx.account)
-    return respond(request, ctx, context, page="accounts/agents.html", fragment="accounts/_agent_table.html")
+    options = "&".join(f"{k}={v}" for k, v in sorted(request.GET.items()) if k != "v")
+    table = live.Region(ctx, "agent-table", (live.AGENTS, live.SESSIONS), variant=options)
+
+    def build(token: str) -> HttpResponse:
+        context = {**_agents_context(request, ctx), "live_token": token}
+        if not wants_fragment(request):
+            context["add_form"] = AgentAddForm(account=ctx.account)
+        return respond(request, ctx, context, page="accounts/agents.html", fragment="accounts/_agent_table.html")
+
+    return live.live_poll(request, table, build)
 
 
 @require_GET
@@ -254,9 +260,13 @@ def _agent_detail_context(ctx: AccountContext, agent: Agent, **forms: Any) -> di
 @require_GET
 @account_view(SUPERVISOR)
 def agent_detail(request: HttpRequest, ctx: AccountContext, pk: int) -> HttpResponse:
+    card = live.Region(ctx, "agent-card", (live.AGENTS, live.SESSIONS), variant=str(pk))
+    if card.unchanged(request):
+        return live.not_modified()
+    token = live.token(card.digest_for_render())
     agent = _agent_for(ctx, pk)
     # The card's refresh (its poll, or agentChanged after a form) updates the heading too.
-    context = {**_agent_detail_context(ctx, agent), "head_oob": wants_fragment(request)}
+    context = {**_agent_detail_context(ctx, agent), "head_oob": wants_fragment(request), "live_token": token}
     return respond(request, ctx, context, page="accounts/agent_detail.html", fragment="accounts/_agent_card.html")
 
 

@@ -340,6 +340,10 @@ class Endpoint:
     # The poll carries the stamp of the copy on screen: "204 No Content" (nothing new)
     # is a right answer too.
     may_be_unchanged: bool = False
+    # The poll carries the token of the copy on screen (`?v=`, accounts/live.py), read
+    # from the region just before the endpoint is measured, and nothing changes
+    # meanwhile: every answer must be a 204.
+    unchanged: bool = False
 
     @property
     def users(self) -> tuple[str, ...]:
@@ -415,8 +419,10 @@ def run_load(host: str, port: int, endpoint: Endpoint, cookies: list[str | None]
         except OSError as failure:
             problem = f"{type(failure).__name__}: {failure}"
         else:
-            if answer.status == 204 and endpoint.may_be_unchanged:
+            if answer.status == 204 and (endpoint.may_be_unchanged or endpoint.unchanged):
                 pass
+            elif endpoint.unchanged:
+                problem = f"HTTP {answer.status} where nothing changed (expected 204)"
             elif answer.status != 200:
                 problem = f"HTTP {answer.status} {answer.header('location') or ''}".strip()
             elif not answer.body:
@@ -544,6 +550,9 @@ def profile(endpoint: Endpoint, user, runs: int = 15) -> Profile:
     if user is not None:
         client.force_login(user)
     headers = {k: v for k, v in endpoint.headers("testserver", 80, None).items() if k.startswith("HX-")}
+    if endpoint.unchanged:
+        body = client.get(endpoint.path, headers=headers).content.decode()
+        endpoint = dataclasses.replace(endpoint, path=poll_url(body, endpoint.hx_target or ""))
     for _ in range(3):
         client.get(endpoint.path, headers=headers)
     connection.queries_log.clear()
@@ -551,7 +560,9 @@ def profile(endpoint: Endpoint, user, runs: int = 15) -> Profile:
         response = client.get(endpoint.path, headers=headers)
     # Copied now: every request start clears the connection's query log.
     queries = list(captured.captured_queries)
-    if response.status_code != 200 and not (response.status_code == 204 and endpoint.may_be_unchanged):
+    if endpoint.unchanged and response.status_code != 204:
+        raise SystemExit(f"{endpoint.label}: {endpoint.path} answered {response.status_code} in process, not 204")
+    if response.status_code != 200 and not (response.status_code == 204 and (endpoint.may_be_unchanged or endpoint.unchanged)):
         raise SystemExit(f"{endpoint.label}: {endpoint.path} answered {response.status_code} in process")
     times = []
     for _ in range(runs):
@@ -560,6 +571,56 @@ def profile(endpoint: Endpoint, user, runs: int = 15) -> Profile:
         times.append((time.perf_counter() - began) * 1000)
     slowest = sorted(((float(q["time"]) * 1000, q["sql"]) for q in queries), reverse=True)
     return Profile(len(queries), statistics.median(times), slowest)
+
+
+def poll_url(body: str, target: str) -> str:
+    """The URL a region polls, with the token of what it shows, as the page has it."""
+    import html
+
+    match = re.search(rf'id="{target}"[^>]*?hx-get="([^"]*)"', body)
+    if match is None or "v=" not in match.group(1):
+        raise SystemExit(f"#{target}: no poll URL with a token in the answer")
+    return html.unescape(match.group(1))
+
+
+def tokenized(host: str, port: int, endpoint: Endpoint, cookie: str | None) -> Endpoint:
+    """The endpoint polled with the token its region shows right now."""
+    answer = http(host, port, request_bytes(host, port, "GET", endpoint.path, endpoint.headers(host, port, cookie)))
+    if answer.status != 200:
+        raise SystemExit(f"{endpoint.label}: {endpoint.path} answered {answer.status}")
+    return dataclasses.replace(endpoint, path=poll_url(answer.body.decode(), endpoint.hx_target or ""))
+
+
+def unchanged_plan(targets: list[Endpoint], facts: dict) -> list[Endpoint]:
+    """Every polled region, polled with the token of the copy on screen while nothing
+    changes (each answer a 204), beside the floor; then each rendered, which is what
+    an unchanged poll cost before versions."""
+    sup, ag, agents = SUPERVISOR_USERNAME, facts["agent_username"], facts["agent_usernames"]
+    conversation = f"/conversations/{quote(facts['customer'])}/"
+    card = f"/agents/{facts['agent'].pk}/"
+    regions = [
+        Endpoint("overview #overview", "/", b"", "unchanged", sup, "overview"),
+        Endpoint("queue #queue-waiting", "/queue/", b"", "unchanged", sup, "queue-waiting"),
+        Endpoint("queue #open-sessions", "/queue/", b"", "unchanged", sup, "open-sessions"),
+        Endpoint("queue #open-sessions ?agent", f"/queue/?agent={facts['agent'].pk}", b"", "unchanged", sup,
+                 "open-sessions"),
+        Endpoint("agent #open-sessions", "/queue/", b"", "unchanged", ag, "open-sessions"),
+        Endpoint("queue #auto-assign-status", "/queue/", b"", "unchanged", sup, "auto-assign-status"),
+        Endpoint("agents #agent-table", "/agents/", b"", "unchanged", sup, "agent-table"),
+        Endpoint("agent page #agent-card", card, b"", "unchanged", sup, "agent-card"),
+        Endpoint("agent #inbox", "/inbox/", b"", "unchanged", ag, "inbox"),
+        Endpoint("agent #alerts", "/alerts/", b"", "unchanged", ag, "alerts"),
+        Endpoint("agent #timeline", conversation, b"", "unchanged", ag, "timeline"),
+        Endpoint("agent #conversation-session", conversation, b"", "unchanged", ag, "conversation-session"),
+    ]
+    unchanged = [dataclasses.replace(e, label=f"{e.label} (unchanged)", unchanged=True) for e in regions]
+    # Before versions every real poll rendered (a 5 s poll misses a 2 s cache), the
+    # timeline excepted: it was polled with its stamp.
+    rendered = [dataclasses.replace(e, label=f"{e.label} (rendered)", kind="uncached", marker=f'id="{e.hx_target}"'.encode())
+                for e in regions if e.hx_target != "timeline"]
+    stamped = [dataclasses.replace(e, label=f"{e.label} (stamp)", kind="uncached") for e in targets if e.may_be_unchanged]
+    del agents
+    return [targets[0], targets[1], *unchanged, *rendered, *stamped, targets[1], targets[0]]
 
 
 def endpoints(args) -> tuple[list[Endpoint], dict]:
@@ -662,6 +723,8 @@ def run_phase(args, database_url: str, host: str, plan: list[Endpoint], *, fragm
                 baseline = run_load(host, port, TRIVIAL, [None], clients=args.clients, seconds=args.baseline_seconds,
                                     max_requests=args.max_requests, warmup=args.warmup)
                 jar = [cookies[n] for n in endpoint.users] or [None]
+                if endpoint.unchanged:
+                    endpoint = tokenized(host, port, endpoint, jar[0])
                 result = run_load(host, port, endpoint, jar, clients=args.clients, seconds=args.seconds,
                                   max_requests=args.max_requests, warmup=args.warmup)
                 result.baseline_rate = baseline.rate
@@ -689,7 +752,7 @@ def measure(args, database_url: str) -> bool:
           f"{facts['waiting']} waiting; agent {facts['agent'].kf_account} holds {facts['agent_sessions']} sessions")
 
     User = get_user_model()
-    names = {n for e in targets for n in e.users}
+    names = {n for e in targets for n in e.users} | {facts["agent_username"]}
     users = {u.username: u for u in User.objects.filter(username__in=names)}
     refresh_sync_state()
     profiles = {}
@@ -713,8 +776,17 @@ def measure(args, database_url: str) -> bool:
     # The product as configured (polled fragments cached for --fragment-cache seconds),
     # then the polled fragments again with the cache off: what each poll costs when
     # nobody else just asked for the same thing.
-    phases = [(args.fragment_cache, [targets[0], *targets[1:], targets[0]])]
-    if args.fragment_cache > 0 and not args.skip_uncached:
+    phases = [] if args.only_unchanged else [(args.fragment_cache, [targets[0], *targets[1:], targets[0]])]
+    if args.unchanged or args.only_unchanged:
+        # Every region polled with its token while nothing changes, the fragment cache
+        # off: what an unchanged poll costs, against the floor measured beside it.
+        plan = unchanged_plan(targets, facts)
+        for e in plan:
+            if e.label not in profiles:
+                profiles[e.label] = profile(e, users[e.users[0]] if e.users else None)
+        connection.close()
+        phases.append((0, plan))
+    if args.fragment_cache > 0 and not args.skip_uncached and not args.only_unchanged:
         uncached = [dataclasses.replace(e, label=f"{e.label} (no cache)", kind="uncached")
                     for e in targets if e.kind == "polled"]
         for e in uncached:
@@ -783,7 +855,7 @@ def report(args, results: list[Result], profiles: dict[str, Profile], records: i
                 missed.append(r.endpoint.label)
         else:
             verdict = {"trivial": "baseline", "floor": "reference", "reference": "reference",
-                       "uncached": "reference"}.get(
+                       "uncached": "reference", "unchanged": "reference"}.get(
                 r.endpoint.kind, "no target"
             )
         print(f"{r.endpoint.label:<38} {r.requests:>8,} {r.errors:>6} {r.pct(0.50):>7.1f} {r.pct(0.95):>7.1f} "
@@ -791,6 +863,19 @@ def report(args, results: list[Result], profiles: dict[str, Profile], records: i
               f"{r.machine_cpu:>4.0%} {r.client_cpu:>4.0%}  {verdict}")
         for sample in r.error_samples:
             print(f"    error: {sample}")
+    floors = [r for r in results if r.endpoint.kind == "floor"]
+    compared = [r for r in results if r.endpoint.unchanged or r.endpoint.kind == "uncached"]
+    if floors and compared:
+        floor_rate = statistics.mean(r.rate for r in floors)
+        floor_alone = profiles[floors[0].endpoint.label].alone_ms
+        print()
+        print(f"cost of one poll against the floor ({floor_rate:,.0f} req/s under load, {floor_alone:.2f} ms alone): "
+              "floor req/s / its req/s, and its time alone / the floor's")
+        for r in compared:
+            prof = profiles[r.endpoint.label]
+            print(f"  {r.endpoint.label:<48} {floor_rate / r.rate if r.rate else float('nan'):6.2f} x under load  "
+                  f"{prof.alone_ms / floor_alone if floor_alone else float('nan'):6.2f} x alone  "
+                  f"({prof.queries} queries)")
     print()
     print("queries, alone ms: SQL queries per request and the median time of one request with no concurrency")
     print("(Django test client in the benchmark process); cpu: all cores busy during the run; gen: the share")
@@ -836,6 +921,10 @@ def main() -> None:
     parser.add_argument("--baseline-seconds", type=float, default=4.0,
                         help="the trivial view measured before each endpoint, for its ratio (default 4 s)")
     parser.add_argument("--repeat", type=int, default=1, help="measure this many rounds and summarise them")
+    parser.add_argument("--unchanged", action="store_true",
+                        help="also poll every live region with the token it shows while nothing changes (204)")
+    parser.add_argument("--only-unchanged", action="store_true",
+                        help="measure only that phase (every region unchanged, and rendered where not measured otherwise)")
     parser.add_argument("--skip-uncached", action="store_true",
                         help="do not measure the polled fragments again with the cache off")
     parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL")
@@ -861,6 +950,8 @@ def main() -> None:
     os.environ["FIELD_ENCRYPTION_KEY"] = BENCH_FIELD_KEY  # required with DEBUG off; gunicorn inherits it
     os.environ["DEBUG"] = "false"  # the in-process profile runs with production settings too
     os.environ["FRAGMENT_CACHE_SECONDS"] = "0"  # ... and renders every request in full
+    # ... with the versions of the live regions in the shared cache, as gunicorn has them.
+    os.environ["CACHE_URL"] = args.cache_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kfadmin.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     if not args.reuse:

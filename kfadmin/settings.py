@@ -180,6 +180,15 @@ FRAGMENT_CACHE_SECONDS = env_int("FRAGMENT_CACHE_SECONDS", 2, minimum=0)
 # Up to this many agents an agent field is a plain drop-down; with more, a text field
 # that suggests matching agents as one types (and accepts a kf account typed out).
 AGENT_SELECT_MAX = env_int("AGENT_SELECT_MAX", 50, minimum=0)
+# A poll whose region shows data that has not changed since is answered 204 from one
+# cache read (accounts/live.py). Only safe when every process sees the same cache
+# (the Celery worker's version bumps must reach the web processes): on by default
+# exactly when CACHE_URL names Redis; off, every poll renders in full.
+LIVE_VERSIONS = env_bool("LIVE_VERSIONS", SHARED_CACHE)
+# A region's token older than this is answered with a full render even if no data
+# changed: what the passage of time alone changes (a wait turning long, a late sync,
+# a new day's counters) shows within this delay.
+LIVE_RECHECK_SECONDS = env_int("LIVE_RECHECK_SECONDS", 60, minimum=5)
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 

@@ -7,8 +7,8 @@ from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.http import require_GET
 
+from accounts import live
 from accounts.access import AccountContext, account_view
-from accounts.live import fragment_cached
 from accounts.responses import respond
 from kfadmin.overview import overview_get
 
@@ -20,11 +20,13 @@ logger = logging.getLogger(__name__)
 def home(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     """The live numbers of the current official account; the page polls its fragment."""
 
-    def build() -> HttpResponse:
-        context = {"overview": overview_get(account=ctx.account), "nav": "home"}
+    region = live.Region(ctx, "overview", (live.AGENTS, live.SESSIONS, live.MESSAGES, live.SYNC), variant=ctx.role)
+
+    def build(token: str) -> HttpResponse:
+        context = {"overview": overview_get(account=ctx.account), "nav": "home", "live_token": token}
         return respond(request, ctx, context, page="core/home.html", fragment="core/_overview.html")
 
-    return fragment_cached(request, ctx, "overview", build)
+    return live.live_poll(request, region, build)
 
 
 @login_not_required

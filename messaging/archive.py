@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 
+from accounts.live import MESSAGES, conversation_domain, live_bump
+
 # (account id, [(openid, time), …]) of the records stored or deleted.
 ArchiveListener = Callable[[int, list[tuple[str, datetime]]], None]
 
@@ -30,5 +32,7 @@ def archive_changed(*, account_id: int, changes: Iterable[tuple[str, datetime]])
     touched = list(changes)
     if not touched:
         return
+    # The live regions showing these conversations render on their next poll.
+    live_bump(account_id, MESSAGES, *{conversation_domain(openid) for openid, _ in touched})
     for listener in _listeners:
         listener(account_id, touched)

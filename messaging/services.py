@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import DatabaseError, transaction
 from django.db.models import F, Q
 from django.utils import timezone, translation
@@ -43,6 +44,7 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
+from accounts.live import live_bump, seen_domain
 from accounts.models import Agent, OfficialAccount, SyncState
 from kfadmin.celery import app as celery_app
 from kfadmin.wechat import WeChatError, explain
@@ -632,6 +634,16 @@ def _jsonable(value: Any) -> Any:
 # A conversation open in a browser keeps its account's live tail running this long
 # after its last poll.
 WATCH_FOR = timedelta(seconds=60)
+# A poll answered 204 renews the watch through the cache: the database at most this often.
+_WATCH_KEY = "kfadmin:watch:{account_id}"
+_WATCH_CACHED_SECONDS = int(WATCH_FOR.total_seconds() // 4)
+
+
+def conversation_watch_soon(*, account: OfficialAccount) -> None:
+    """`conversation_watch` for a poll answered from the cache: one cache write, and
+    the database only when this process may be the first to renew in a while."""
+    if cache.add(_WATCH_KEY.format(account_id=account.pk), 1, timeout=_WATCH_CACHED_SECONDS):
+        conversation_watch(account=account)
 
 
 def conversation_watch(*, account: OfficialAccount, now: datetime | None = None) -> None:
@@ -640,6 +652,7 @@ def conversation_watch(*, account: OfficialAccount, now: datetime | None = None)
     number of viewers (a conditional UPDATE, and an INSERT only the first time)."""
     now = now or timezone.now()
     until = now + WATCH_FOR
+    cache.set(_WATCH_KEY.format(account_id=account.pk), 1, timeout=_WATCH_CACHED_SECONDS)
     updated = (
         SyncState.objects.filter(official_account=account, job=SyncState.Job.TAIL)
         .filter(Q(watched_until__isnull=True) | Q(watched_until__lt=until - WATCH_FOR / 2))
@@ -654,6 +667,7 @@ def conversation_watch(*, account: OfficialAccount, now: datetime | None = None)
 def conversation_seen_mark(*, account: OfficialAccount, user, openid: str, now: datetime | None = None) -> None:
     """`user` has looked at the conversation with `openid` now: its messages so far
     are no longer unread for them."""
+    live_bump(account.pk, seen_domain(user.pk))
     ConversationSeen.objects.bulk_create(
         [ConversationSeen(user=user, official_account=account, openid=openid, seen_at=now or timezone.now())],
         update_conflicts=True,

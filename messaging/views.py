@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import live as versions
 from accounts import selectors as account_selectors
 from accounts.access import AGENT, AUDITOR, SUPERVISOR, AccountContext, account_view
 from accounts.models import Agent, OfficialAccount
@@ -49,6 +50,7 @@ from messaging.services import (
     SendRefused,
     conversation_seen_mark,
     conversation_watch,
+    conversation_watch_soon,
     export_job_create,
     export_job_download_record,
     export_job_path,
@@ -140,9 +142,32 @@ def _session_box_context(openid: str, customer: Customer | None, account: Offici
     }
 
 
+def _conversation_variant(ctx: AccountContext, openid: str) -> str:
+    """An agent's token is theirs: whether the conversation is open to them is part of
+    what it vouches for (any change of the customer's sessions bumps the version, and
+    the next poll checks their right again)."""
+    return f"{ctx.role}.{ctx.agent.pk if ctx.is_agent and ctx.agent else ''}.{openid}"
+
+
+def _timeline_region(ctx: AccountContext, openid: str) -> versions.Region:
+    return versions.Region(ctx, "timeline", (versions.conversation_domain(openid),), variant=_conversation_variant(ctx, openid))
+
+
+def _session_box_region(ctx: AccountContext, openid: str) -> versions.Region:
+    return versions.Region(
+        ctx, "conversation-session", (versions.conversation_domain(openid), versions.AGENTS),
+        variant=_conversation_variant(ctx, openid),
+    )
+
+
 def _conversation_context(
     request: HttpRequest, ctx: AccountContext, openid: str, customer: Customer | None, *, form: PayloadForm | None = None
 ) -> dict:
+    # The regions' tokens are read before their data (accounts/live.py).
+    tokens = {
+        "timeline_token": versions.token(_timeline_region(ctx, openid).digest_for_render()),
+        "box_token": versions.token(_session_box_region(ctx, openid).digest_for_render()),
+    }
     # Taken before the timeline is read: a record arriving in between changes the
     # stamp, so the next poll fetches it rather than being told nothing is new.
     stamp = selectors.timeline_stamp(account=ctx.account, openid=openid, customer=customer)
@@ -164,6 +189,7 @@ def _conversation_context(
         timeline = selectors.conversation_timeline(account=ctx.account, openid=openid, customer=customer)
     return {
         **box,
+        **tokens,
         # Only read when there is no composer: what the note under the timeline says.
         "archived_customer_wrote_at": (
             selectors.customer_last_archived_message_at(account=ctx.account, openid=openid)
@@ -186,10 +212,17 @@ def _conversation_context(
 @require_GET
 @account_view(SUPERVISOR, AGENT, AUDITOR)
 def conversation(request: HttpRequest, ctx: AccountContext, openid: str) -> HttpResponse:
+    target = region(request)
+    if target in ("timeline", "conversation-session"):
+        polled = _timeline_region(ctx, openid) if target == "timeline" else _session_box_region(ctx, openid)
+        if polled.unchanged(request):
+            # Nothing it shows changed: one cache read, and the tail's watch renewed
+            # through the cache (the database is written at most twice a minute).
+            conversation_watch_soon(account=ctx.account)
+            return versions.not_modified()
     customer = _conversation_customer(ctx, openid)
     # An open conversation keeps the account's live tail running (its poll renews it).
     conversation_watch(account=ctx.account)
-    target = region(request)
     if target == "timeline" and "stamp" in request.GET:
         # The timeline's poll: with nothing new since the copy on screen, answer 204
         # (htmx leaves the page alone) instead of rendering a hundred messages again.
@@ -625,8 +658,22 @@ def _inbox_context(request: HttpRequest, ctx: AccountContext) -> dict:
 def inbox(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     """The open conversations (an agent's own; a supervisor's pick of agent, or all),
     who waited longest for an answer first, with their unread messages. Polled."""
-    return respond(
-        request, ctx, _inbox_context(request, ctx), page="messaging/inbox.html", fragment="messaging/_inbox.html"
+    region_ = _inbox_region(request, ctx)
+    return versions.live_poll(
+        request, region_,
+        lambda token: respond(
+            request, ctx, {**_inbox_context(request, ctx), "inbox_token": token},
+            page="messaging/inbox.html", fragment="messaging/_inbox.html",
+        ),
+    )
+
+
+def _inbox_region(request: HttpRequest, ctx: AccountContext) -> versions.Region:
+    """Per person: the unread counts are theirs; a supervisor's pick of agent too."""
+    choice = "" if ctx.is_agent else request.GET.get("agent") or request.session.get(INBOX_AGENT_SESSION_KEY, "all")
+    return versions.Region(
+        ctx, "inbox", (versions.SESSIONS, versions.MESSAGES, versions.AGENTS, versions.seen_domain(request.user.pk or 0)),
+        variant=f"{ctx.role}.{request.user.pk}.{choice}",
     )
 
 
@@ -640,16 +687,24 @@ def alerts(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
     polled from every page of people who serve customers."""
     if not wants_fragment(request):
         return redirect("accounts:alert_settings")
-    state = selectors.alerts_state(
-        account=ctx.account, user=request.user, agent=ctx.agent if ctx.is_agent else None,
-        supervisor=ctx.is_supervisor,
+    polled = versions.Region(
+        ctx, "alerts", (versions.SESSIONS, versions.MESSAGES, versions.seen_domain(request.user.pk or 0)),
+        variant=f"{ctx.role}.{request.user.pk}.{ctx.agent.pk if ctx.is_agent and ctx.agent else ''}",
     )
-    return respond(
-        request, ctx,
-        {"alerts": state, "preference": account_selectors.alert_preference(user=request.user),
-         "poll_seconds": POLL_SECONDS},
-        fragment="messaging/_alerts.html",
-    )
+
+    def build(token: str) -> HttpResponse:
+        state = selectors.alerts_state(
+            account=ctx.account, user=request.user, agent=ctx.agent if ctx.is_agent else None,
+            supervisor=ctx.is_supervisor,
+        )
+        return respond(
+            request, ctx,
+            {"alerts": state, "preference": account_selectors.alert_preference(user=request.user),
+             "poll_seconds": POLL_SECONDS, "live_token": token},
+            fragment="messaging/_alerts.html",
+        )
+
+    return versions.live_poll(request, polled, build)
 
 
 # ------------------------------------------------------------------ media

@@ -42,6 +42,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accounts.audit import audit_event_record
+from accounts.live import AUTO_ASSIGN, live_bump
 from accounts.models import Agent, OfficialAccount
 from kfadmin.wechat import WeChatError
 from sessions_app.models import AutoAssign, AutoAssignClaim, KfSession
@@ -123,9 +124,12 @@ def auto_assign_run(*, account: OfficialAccount) -> AutoAssignResult | None:
             break  # WeChat could not be reached: the next sync tries again
         if error.errcode in AGENT_REFUSALS or error.outcome_unknown:
             refused_by.add(pick.agent.pk)
-    AutoAssign.objects.filter(official_account=account).update(
-        last_run_at=timezone.now(), last_assigned=assigned, last_failed=failed
-    )
+    setting = AutoAssign.objects.filter(official_account=account)
+    # A run like the one before (nothing to hand over) bumps nothing; its time shows
+    # within LIVE_RECHECK_SECONDS.
+    if assigned or failed or setting.exclude(last_assigned=0, last_failed=0).exists():
+        live_bump(account.pk, AUTO_ASSIGN)
+    setting.update(last_run_at=timezone.now(), last_assigned=assigned, last_failed=failed)
     return AutoAssignResult(assigned=assigned, failed=failed)
 
 

@@ -30,6 +30,7 @@ from django.utils.translation import gettext as _
 
 from accounts.audit import audit_event_record
 from accounts.clients import wechat_client_for
+from accounts.live import conversation_domain, live_bump
 from accounts.models import Agent, OfficialAccount
 from accounts.sentences import wechat_error_message
 from kfadmin.wechat import WeChatError, WeChatNotFound
@@ -91,6 +92,7 @@ def customer_touch(account: OfficialAccount, openid: str, at: datetime, kind: To
     customer = Customer.objects.select_for_update().get(official_account=account, openid=openid)
     _apply_touch(customer, at=at, kind=kind)
     customer.save(update_fields=_TOUCH_FIELDS)
+    _window_changed(customer)
     return customer
 
 
@@ -312,6 +314,7 @@ def customer_window_consume(customer: Customer, *, now: datetime | None = None) 
         ),
     )
     customer.refresh_from_db(fields=["window_expires_at", "window_remaining", "event_expires_at", "event_remaining"])
+    _window_changed(customer)
     return customer.sends_left(now)
 
 
@@ -325,6 +328,7 @@ def customer_window_close(customer: Customer, *, now: datetime | None = None) ->
     rows.filter(event_expires_at__gt=now).update(event_expires_at=now)
     rows.update(window_remaining=0, event_remaining=0)
     customer.refresh_from_db(fields=["window_expires_at", "window_remaining", "event_expires_at", "event_remaining"])
+    _window_changed(customer)
 
 
 def customer_budget_used_up(customer: Customer) -> None:
@@ -332,6 +336,12 @@ def customer_budget_used_up(customer: Customer) -> None:
     until the customer interacts again."""
     Customer.objects.filter(pk=customer.pk).update(window_remaining=0, event_remaining=0)
     customer.window_remaining = customer.event_remaining = 0
+    _window_changed(customer)
+
+
+def _window_changed(customer: Customer) -> None:
+    """The customer's session box (their reply window) renders on its next poll."""
+    live_bump(customer.official_account_id, conversation_domain(customer.openid))
 
 
 # ------------------------------------------------------------------ session control

@@ -19,6 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.clients import wechat_client_for
+from accounts.live import SESSIONS, conversation_domain, live_bump
 from accounts.models import Agent, OfficialAccount, SyncState
 from accounts.sync import agent_get_or_stub, agents_bootstrap, from_unix, sync_state_recording
 from kfadmin.wechat import WeChatConflict, WeChatError, WeChatNotFound, WeChatRetryableError
@@ -61,6 +62,12 @@ def _customers_locked(account: OfficialAccount, first_seen: dict[str, datetime])
 def _live_sessions_locked(**filters) -> dict[int, KfSession]:
     sessions = KfSession.objects.select_for_update().exclude(state=KfSession.State.CLOSED).filter(**filters)
     return {session.customer_id: session for session in sessions.order_by("pk")}
+
+
+def _sessions_bump(account_id: int, customer_ids: set[int]) -> None:
+    """The pages showing these customers' sessions render on their next poll."""
+    openids = Customer.objects.filter(pk__in=customer_ids).values_list("openid", flat=True) if customer_ids else []
+    live_bump(account_id, SESSIONS, *(conversation_domain(openid) for openid in sorted(openids)))
 
 
 # --------------------------------------------------------------------------- queue
@@ -140,8 +147,9 @@ def _queue_store(
     customer_ids = dict(
         Customer.objects.filter(official_account=account, openid__in=list(listed)).values_list("openid", "pk")
     )
+    shown: set[int] = set()  # customers whose session the pages show differently now
     to_update, to_create = _queue_listed_sessions(
-        account, listed=listed, customer_ids=customer_ids, started=started, now=now
+        account, listed=listed, customer_ids=customer_ids, started=started, now=now, shown=shown
     )
     accepted = closed = 0
     if complete:
@@ -149,6 +157,11 @@ def _queue_store(
             account, listed_ids=list(customer_ids.values()), outcomes=outcomes, started=started, now=now
         )
         to_update += left
+        shown.update(session.customer_id for session in left)
+    shown.update(session.customer_id for session in to_create)
+    # A run that only confirms the queue bumps nothing: its polls stay 204.
+    if shown or account.waiting_count != max(count, 0):
+        _sessions_bump(account.pk, shown)
 
     KfSession.objects.bulk_update(
         to_update, ["state", "agent", "accepted_at", "closed_at", "latest_time", "last_synced_at", "updated_at"]
@@ -166,6 +179,7 @@ def _queue_listed_sessions(
     customer_ids: dict[str, int],
     started: datetime,
     now: datetime,
+    shown: set[int],
 ) -> tuple[list[KfSession], list[KfSession]]:
     """A waiting session for every customer in the queue: (sessions to update,
     sessions to create)."""
@@ -182,10 +196,13 @@ def _queue_listed_sessions(
             session_mark_closed(session, at=now)
             session.updated_at = now
             to_update.append(session)
+            shown.add(customer_id)
             session = None
         if session is None:
             to_create.append(session_new_waiting(account=account, customer_id=customer_id, at=latest, now=now))
         else:
+            if session.latest_time != latest:
+                shown.add(customer_id)
             session.latest_time = latest
             session.last_synced_at = now
             session.updated_at = now
@@ -279,7 +296,7 @@ def _sessions_store(
     )
     # What is left in `live` is listed by no agent.
     closed = _sessions_close_unlisted(live.values(), started=started, now=now, writes=writes)
-    writes.save(["state", "agent", "accepted_at", "closed_at", "last_synced_at", "updated_at"])
+    writes.save(["state", "agent", "accepted_at", "closed_at", "last_synced_at", "updated_at"], account_id=account.pk)
     return SessionsSyncResult(
         agents=len(lists),
         open=len(serving),
@@ -309,6 +326,8 @@ class _SessionWrites:
 
     to_update: list[KfSession] = field(default_factory=list)
     to_create: list[KfSession] = field(default_factory=list)
+    # Customers whose session changed in a way the pages show (not only re-stamped).
+    shown: set[int] = field(default_factory=set)
 
     def changed(self, session: KfSession, *, now: datetime) -> None:
         # bulk_update skips auto_now: the sync stamps updated_at itself.
@@ -316,9 +335,12 @@ class _SessionWrites:
         session.updated_at = now
         self.to_update.append(session)
 
-    def save(self, fields: list[str]) -> None:
+    def save(self, fields: list[str], *, account_id: int) -> None:
         KfSession.objects.bulk_update(self.to_update, fields)
         KfSession.objects.bulk_create(self.to_create)
+        shown = self.shown | {session.customer_id for session in self.to_create}
+        if shown:
+            _sessions_bump(account_id, shown)
 
 
 def _sessions_serve(
@@ -343,14 +365,17 @@ def _sessions_serve(
             continue
         if session.state == KfSession.State.WAITING:
             session_mark_open(session, agent=agent, at=at)
+            writes.shown.add(session.customer_id)
             opened += 1
         elif session.agent_id != agent.pk:
             if session.updated_at >= started:
                 continue  # a callback moved it after we read the lists
             session_mark_moved(session, agent=agent)
+            writes.shown.add(session.customer_id)
             transferred += 1
         if session.accepted_at is None:
             session.accepted_at = at
+            writes.shown.add(session.customer_id)
         writes.changed(session, now=now)
     return opened, transferred
 
@@ -365,5 +390,6 @@ def _sessions_close_unlisted(
         if session.state == KfSession.State.OPEN and session.updated_at < started:
             session_mark_closed(session, at=now)
             writes.changed(session, now=now)
+            writes.shown.add(session.customer_id)
             closed += 1
     return closed

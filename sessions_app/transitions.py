@@ -25,6 +25,7 @@ from enum import StrEnum
 from django.db import transaction
 from django.utils import timezone
 
+from accounts.live import SESSIONS, conversation_domain, live_bump
 from accounts.models import Agent, OfficialAccount
 from accounts.sync import agent_get_or_stub
 from sessions_app.models import Customer, KfSession
@@ -103,6 +104,7 @@ def session_open_now(*, account: OfficialAccount, customer: Customer, agent: Age
         session_mark_open(session, agent=agent, at=now)
         session.last_synced_at = now
     session.save()
+    live_bump(account.pk, SESSIONS, conversation_domain(customer.openid))
     return session
 
 
@@ -115,13 +117,15 @@ def session_close_now(session: KfSession) -> None:
         state=KfSession.State.CLOSED, closed_at=now, last_synced_at=now, updated_at=now
     )
     session_mark_closed(session, at=now)
+    live_bump(session.official_account_id, SESSIONS, conversation_domain(session.customer.openid))
 
 
 def session_waiting_wrote(*, customer: Customer, at: datetime) -> None:
     """A waiting customer wrote at `at`: the queue shows it as their latest message."""
-    KfSession.objects.filter(customer=customer, state=KfSession.State.WAITING).update(
+    if KfSession.objects.filter(customer=customer, state=KfSession.State.WAITING).update(
         latest_time=at, updated_at=timezone.now()
-    )
+    ):
+        live_bump(customer.official_account_id, SESSIONS, conversation_domain(customer.openid))
 
 
 class SessionEvent(StrEnum):
@@ -152,6 +156,7 @@ def session_event_apply(
         if live is not None:
             session_mark_closed(live, at=at)
             live.save(update_fields=["state", "closed_at", "updated_at"])
+            live_bump(account.pk, SESSIONS, conversation_domain(customer.openid))
         return
 
     if live is None:
@@ -159,6 +164,7 @@ def session_event_apply(
         if ended_later:
             return  # a session that this event belongs to has closed since
     agent = agent_get_or_stub(account=account, kf_account=kf_account) if kf_account else None
+    live_bump(account.pk, SESSIONS, conversation_domain(customer.openid))
     if live is None:
         session_new_open(account=account, customer=customer, agent=agent, at=at, now=now).save()
         return

@@ -22,8 +22,8 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop as _noop
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts import live
 from accounts.access import AGENT, SUPERVISOR, AccountContext, account_view
-from accounts.live import fragment_cached
 from accounts.models import Agent
 from accounts.responses import region, respond, wants_fragment
 from accounts.sentences import wechat_error_message
@@ -111,22 +111,33 @@ def queue(request: HttpRequest, ctx: AccountContext) -> HttpResponse:
         )
 
     # Each region reads only its own part: the board is by far the costlier one.
+    # A region's token covers what it shows and what it varies by: the waiting list
+    # only by role (Take or Assign…); an agent's board is their own.
     target = region(request)
+    status = live.Region(ctx, "auto-assign-status", (live.AUTO_ASSIGN,))
+    board = live.Region(
+        ctx, "open-sessions", (live.SESSIONS, live.MESSAGES, live.AGENTS),
+        variant=f"{ctx.role}.{ctx.agent.pk if ctx.is_agent and ctx.agent else ''}.{selected_id or ''}",
+    )
+    waiting = live.Region(ctx, "queue-waiting", (live.SESSIONS, live.MESSAGES), variant=ctx.role)
     if target == "auto-assign-status":
-        return answer(_auto_context(ctx))
+        return live.live_poll(request, status, lambda token: answer({**_auto_context(ctx), "live_token": token}))
     if target == "open-sessions":
-
-        def build() -> HttpResponse:
-            return answer(_board_context(ctx, waiting=False, selected_id=selected_id))
-
-        return fragment_cached(request, ctx, "open-sessions", build, options=str(selected_id or ""))
+        return live.live_poll(
+            request, board,
+            lambda token: answer({**_board_context(ctx, waiting=False, selected_id=selected_id), "live_token": token}),
+        )
     if target is not None:
-
-        def build() -> HttpResponse:
-            return answer(_board_context(ctx, board=False))
-
-        return fragment_cached(request, ctx, "queue-waiting", build)
-    return answer({**_board_context(ctx, selected_id=selected_id), **_auto_context(ctx)})
+        return live.live_poll(
+            request, waiting, lambda token: answer({**_board_context(ctx, board=False), "live_token": token})
+        )
+    # The whole page: each region's token is read before the data it shows.
+    tokens = {
+        "waiting_token": live.token(waiting.digest_for_render()),
+        "board_token": live.token(board.digest_for_render()),
+        "auto_token": live.token(status.digest_for_render()),
+    }
+    return answer({**tokens, **_board_context(ctx, selected_id=selected_id), **_auto_context(ctx)})
 
 
 _AUTO_ASSIGN_DONE = {

@@ -12,7 +12,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django import template
-from django.utils.html import avoid_wrapping
+from django.utils import timezone
+from django.utils.html import avoid_wrapping, format_html
 from django.utils.timesince import timesince
 from django.utils.translation import ngettext
 
@@ -38,3 +39,22 @@ def duration_since(start: datetime | None, now: datetime) -> str:
     if start is None:
         return ""
     return duration(now - start)
+
+
+@register.simple_tag
+def elapsed(value: datetime | timedelta | None, now: datetime | None = None) -> str:
+    """`duration_since` (from a start and `now`) or `duration` (of a timedelta) as a
+    `<time>` that static/js/live-times.js advances in the browser, so a region left
+    alone by an unchanged poll still counts the minutes:
+
+        {% elapsed s.created_at now as waited %}{% blocktranslate with duration=waited %}waiting {{ duration }}{% endblocktranslate %}
+    """
+    if value is None or value == "":
+        return ""
+    if isinstance(value, timedelta):
+        seconds = max(0, int(value.total_seconds()))
+        stamp = f"PT{seconds}S"  # an HTML duration
+    else:
+        seconds = max(0, int(((now or timezone.now()) - value).total_seconds()))
+        stamp = value.isoformat()
+    return format_html('<time datetime="{}" data-elapsed data-seconds="{}">{}</time>', stamp, seconds, duration(seconds))

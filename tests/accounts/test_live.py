@@ -1,4 +1,4 @@
-"""The short shared cache of polled fragments (accounts/live.py)."""
+"""The short shared cache of polled fragments, keyed by the versions of what they show (accounts/live.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django_htmx.middleware import HtmxDetails
 
 from accounts.access import AGENT, SUPERVISOR, AccountContext
 from accounts.audit import audit_event_record
-from accounts.live import fragment_cached, live_version
+from accounts.live import ALL, Region, live_poll
 from tests.factories import AgentFactory, OfficialAccountFactory, agent_user
 from tests.sessions_app.test_views_support import served_customer, waiting_customer
 
@@ -58,6 +58,10 @@ def test_a_poll_reuses_the_copy_rendered_for_the_one_before(boss_client, account
     assert "o_second" not in waiting_body(boss_client)
 
 
+def live_version(*, account_id: int):
+    return cache.get(f"kfadmin:live:v:{account_id}:{ALL}")
+
+
 def test_an_audited_write_to_the_account_shows_on_the_next_poll(boss_client, account, django_capture_on_commit_callbacks):
     waiting_customer(account, openid="o_first")
     waiting_body(boss_client)
@@ -67,6 +71,12 @@ def test_an_audited_write_to_the_account_shows_on_the_next_poll(boss_client, acc
         audit_event_record(actor=None, action="session_close", official_account=account)
     assert live_version(account_id=account.pk) == before + 1
     assert "o_second" in waiting_body(boss_client)
+
+
+def fragment_cached(request, ctx, name, build, *, options=""):
+    """The fragment cache alone, as the views use it: a region varying by `options`."""
+    variant = f"{ctx.role}.{ctx.agent.pk if ctx.agent else ''}.{options}"
+    return live_poll(request, Region(ctx, name, (), variant=variant), lambda token: build())
 
 
 def test_a_write_to_another_account_leaves_this_copy_alone(boss_client, account, django_capture_on_commit_callbacks):

@@ -36,6 +36,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.fixture(autouse=True)
+def live_versions(settings):
+    """The live server is a thread of this process and shares its cache with the
+    test's own writes and the Celery worker threads: the versions of the live regions
+    are trustworthy, as with a shared cache in production (accounts/live.py)."""
+    settings.LIVE_VERSIONS = True
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}

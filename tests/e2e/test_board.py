@@ -7,6 +7,8 @@ docs/screenshots/queue-folded.png.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -53,7 +55,7 @@ def test_a_supervisor_picks_an_agent_on_a_folded_board_and_back(page, live_serve
     screenshot("queue-folded")
 
     # The poll keeps the choice (its URL carries it) ...
-    expect(board).to_have_attribute("hx-get", f"/queue/?agent={mei.pk}")
+    expect(board).to_have_attribute("hx-get", re.compile(rf"^/queue/\?agent={mei.pk}&v=[0-9a-f]+\.[0-9]+$"))
     # ... a session's actions open in the panel without touching the address bar ...
     first = mei_sessions.first()
     page.click(f"#session-close-{first.pk}")

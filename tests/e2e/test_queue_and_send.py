@@ -77,7 +77,9 @@ def test_a_customer_writes_is_assigned_gets_a_text_and_an_image_and_the_session_
             if (event.detail.target.id === "queue-waiting") window.refreshed = true;
         });
     }""")
-    page.wait_for_function("() => window.refreshed")  # the next poll replaced the list
+    # Another customer writes: the next poll replaces the list (an unchanged one is a 204).
+    customer_writes(emulator, shop, "还有人在吗？")
+    page.wait_for_function("() => window.refreshed")
     assert page.evaluate("document.activeElement.id") == link_id
 
     # Assign to an offline agent: kfadmin warns before WeChat would refuse.
@@ -224,21 +226,25 @@ def test_a_late_answer_never_rolls_the_reply_window_back(page, live_server, logi
         def fulfil(route):
             if route.request.headers.get("hx-target") != "conversation-session":
                 return route.continue_()
-            html = route.fetch().text()
+            # Without the poll's token: rendered, as if something had changed.
+            html = route.fetch(url=conversation).text()
             html = re.sub(r'data-as-of="[0-9.]+"', f'data-as-of="{stamp:.6f}"', html, count=1)
             route.fulfill(body=html.replace("5 of 5 sends left", text), content_type="text/html; charset=utf-8")
         return fulfil
 
+    # The box polls its URL with the token of what it shows (?v=).
+    polled = re.compile(re.escape(conversation) + r"(\?.*)?$")
+
     # An answer computed before the one on screen arrives late: it is dropped.
-    page.route(conversation, answer(shown_at - 1, "STALE"))
-    with page.expect_response(conversation):
+    page.route(polled, answer(shown_at - 1, "STALE"))
+    with page.expect_response(polled):
         page.evaluate("htmx.trigger(document.body, 'sessionsChanged')")
     expect(box).to_contain_text("5 of 5 sends left")
     expect(box).not_to_contain_text("STALE")
-    page.unroute(conversation)
+    page.unroute(polled)
 
     # A fresher one replaces it.
-    page.route(conversation, answer(shown_at + 1, "FRESH"))
-    with page.expect_response(conversation):
+    page.route(polled, answer(shown_at + 1, "FRESH"))
+    with page.expect_response(polled):
         page.evaluate("htmx.trigger(document.body, 'sessionsChanged')")
     expect(box).to_contain_text("FRESH")

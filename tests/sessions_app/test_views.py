@@ -110,7 +110,7 @@ def test_picking_an_agent_lists_their_sessions_and_the_poll_keeps_the_choice(bos
 
     assert all(s.customer.openid in body for s in alices)
     assert not any(s.customer.openid in body for s in bobs)
-    assert f'hx-get="{QUEUE}?agent={alice.pk}" hx-trigger="every 5s' in body
+    assert f'hx-get="{QUEUE}?agent={alice.pk}&amp;v=' in body  # with the token of what it shows
     assert 'aria-expanded="true"' in body
     # The whole page at that URL (a reload, a shared link) shows the same choice.
     page = boss_client.get(f"{QUEUE}?agent={alice.pk}").content.decode()

@@ -34,9 +34,9 @@ def triggered(response) -> set[str]:
 def enqueued(callbacks: list) -> list:
     """The on-commit callbacks that enqueue a task, leaving out the live-cache version
     bumps every audited write schedules (accounts/live.py)."""
-    from accounts.live import live_version_bump
+    from accounts.live import live_bump_now
 
-    return [c for c in callbacks if getattr(c, "func", None) is not live_version_bump]
+    return [c for c in callbacks if getattr(c, "func", None) is not live_bump_now]
 
 
 def wired_account(emulator, **kwargs) -> OfficialAccount:
