@@ -77,7 +77,7 @@ def test_page_two_is_the_next_fifty_and_its_poll_stays_there(boss_client, team):
 
     assert "Showing 51–100 of 1000" in html
     assert "agent0050@" in html and "agent0099@" in html and "agent0049@" not in html
-    assert f'hx-get="{AGENTS}?page=2"' in html  # the 15-second poll refreshes this page
+    assert f'hx-get="{AGENTS}?page=2&amp;v=' in html  # the 15-second poll refreshes this page (with its token)
 
 
 def test_a_page_past_the_end_shows_the_last_and_a_bad_page_the_first(boss_client, team):
@@ -92,7 +92,7 @@ def test_searching_matches_kf_account_or_nickname_in_any_case(boss_client, team)
     assert len(rows(by_account)) == 10 and "10 matching agents" in by_account
     assert "Showing" not in by_account  # one page: no range to show
     assert len(rows(by_nick)) == 1 and "agent0999@" in by_nick
-    assert f'hx-get="{AGENTS}?q=AGENT012"' in by_account
+    assert f'hx-get="{AGENTS}?q=AGENT012&amp;v=' in by_account
 
 
 def test_the_status_filter_keeps_the_online_offline_or_unbound(boss_client, team):
