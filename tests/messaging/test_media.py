@@ -28,8 +28,9 @@ from messaging.media import (
     media_file_store,
     media_inbound_fetch,
 )
-from messaging.models import LibraryItem, MediaFile, OutboundMessage
+from messaging.models import LibraryItem, MediaFile, MessageRecord, OutboundMessage
 from messaging.services import outbound_queue, outbound_resend
+from messaging.sync import records_sync_window
 from tests.factories import agent_user, auditor, outsider, sent_to_login
 from tests.sessions_app.test_views_support import (
     emulated_agent,
@@ -485,3 +486,25 @@ def test_an_image_from_the_library_is_sent_without_an_upload(
 def test_the_library_page_has_an_empty_state_and_needs_a_login(boss_client, account):
     assert "The library is empty" in boss_client.get(reverse("messaging:library")).content.decode()
     assert sent_to_login(Client().get(reverse("messaging:library")))
+
+
+def test_a_customers_picture_still_shows_after_the_history_sync_replaces_its_callback_record(
+    boss_client, account, emulator
+):
+    message, _, openid = customer_push(emulator)
+    callback_message_record(account=account, message=message)
+    kept = media_inbound_fetch(media_file_id=MediaFile.objects.get().pk)
+    # The push was built a second before WeChat's record: the sync replaces the callback's copy.
+    callback_record = MessageRecord.objects.get(openid=openid, text="[image]")
+    MessageRecord.objects.filter(pk=callback_record.pk).update(time=callback_record.time - timedelta(seconds=1))
+
+    records_sync_window(
+        account_id=account.pk, start=callback_record.time - timedelta(minutes=5),
+        end=callback_record.time + timedelta(minutes=5),
+    )
+
+    synced = MessageRecord.objects.get(openid=openid, text="[image]")
+    assert synced.pk != callback_record.pk and synced.source == "sync"
+    assert MediaFile.objects.get(pk=kept.pk).record_id == synced.pk
+    timeline = boss_client.get(reverse("messaging:conversation", args=[openid]), **htmx("timeline")).content.decode()
+    assert f"/media/{kept.pk}/" in timeline
