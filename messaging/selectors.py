@@ -73,6 +73,7 @@ from messaging.models import (
     SEND_STALE_AFTER,
     ConversationSeen,
     ExportJob,
+    MediaFile,
     MessageRecord,
     OutboundMessage,
     QuickReply,
@@ -817,8 +818,10 @@ TIMELINE_STAMP_LOOKBACK = timedelta(days=3)
 
 def timeline_stamp(*, account: OfficialAccount, openid: str, customer: Customer | None) -> str:
     """What the newest view of a conversation was built from: the newest archived record
-    of the last days (ids only grow) and the newest message sent from kfadmin. Equal
-    stamps, same timeline: a poll that brings its stamp is answered "nothing new"."""
+    of the last days (ids only grow), the newest message sent from kfadmin and how many
+    of the customer's media have finished fetching (kept or given up: "Fetching…"
+    changes then, although no message arrived). Equal stamps, same timeline: a poll
+    that brings its stamp is answered "nothing new"."""
     since = timezone.now() - TIMELINE_STAMP_LOOKBACK
     newest_record = MessageRecord.objects.filter(official_account=account, openid=openid, time__gte=since).order_by(
         "-id"
@@ -826,13 +829,24 @@ def timeline_stamp(*, account: OfficialAccount, openid: str, customer: Customer 
     if customer is None:
         record, sent = newest_record.values_list("id", flat=True).first(), None
     else:
-        # Both in one query: this runs on every poll of every open conversation.
+        # All in one query: this runs on every poll of every open conversation.
         newest_sent = OutboundMessage.objects.filter(customer=OuterRef("pk")).order_by("-id")
-        record, sent = (
+        fetched = (
+            MediaFile.objects.filter(customer=OuterRef("pk"), direction=MediaFile.Direction.RECEIVED)
+            .exclude(state=MediaFile.State.FETCHING)
+            .order_by()
+            .values("customer")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        record, sent, media = (
             Customer.objects.filter(pk=customer.pk)
-            .values_list(Subquery(newest_record.values("id")[:1]), Subquery(newest_sent.values("id")[:1]))
+            .values_list(
+                Subquery(newest_record.values("id")[:1]), Subquery(newest_sent.values("id")[:1]), Subquery(fetched)
+            )
             .first()
-        ) or (None, None)
+        ) or (None, None, None)
+        return f"{record or 0}.{sent or 0}.{media or 0}"
     return f"{record or 0}.{sent or 0}"
 
 

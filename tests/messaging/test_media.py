@@ -508,3 +508,32 @@ def test_a_customers_picture_still_shows_after_the_history_sync_replaces_its_cal
     assert MediaFile.objects.get(pk=kept.pk).record_id == synced.pk
     timeline = boss_client.get(reverse("messaging:conversation", args=[openid]), **htmx("timeline")).content.decode()
     assert f"/media/{kept.pk}/" in timeline
+
+
+def timeline_poll(client, openid) -> str:
+    """The URL the conversation's timeline polls, with the stamp of the copy on screen."""
+    import html
+    import re
+
+    body = client.get(reverse("messaging:conversation", args=[openid]), **htmx("timeline")).content.decode()
+    return html.unescape(re.search(r'<section id="timeline"[^>]*hx-get="([^"]+)"', body).group(1))
+
+
+@pytest.mark.parametrize("fault", [None, 40007])
+def test_the_timeline_poll_renders_a_customers_media_once_its_fetch_ends(boss_client, account, emulator, fault):
+    message, _, openid = customer_push(emulator)
+    callback_message_record(account=account, message=message)
+    poll = timeline_poll(boss_client, openid)
+    assert boss_client.get(poll, **htmx("timeline")).status_code == 204
+    if fault:
+        emulator.control("add_fault", kind="errcode", errcode=fault, path_prefix="/cgi-bin/media/get", next=1)
+
+    fetched = media_inbound_fetch(media_file_id=MediaFile.objects.get().pk)
+
+    response = boss_client.get(poll, **htmx("timeline"))
+    assert response.status_code == 200
+    if fault:
+        assert fetched.state == "failed"
+    else:
+        assert f"/media/{fetched.pk}/" in response.content.decode()
+    assert boss_client.get(timeline_poll(boss_client, openid), **htmx("timeline")).status_code == 204
