@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.clients import wechat_client_for
 from accounts.models import AuditEvent, SyncState
 from kfadmin.emulator.media import Media
-from kfadmin.wechat import WeChatSystemBusy, parse_message
+from kfadmin.wechat import WeChatRetryableError, WeChatSystemBusy, parse_message
 from messaging.callback import callback_message_record
 from messaging.delivery import outbound_deliver
 from messaging.media import (
@@ -171,6 +171,31 @@ def test_wechats_40007_for_an_upload_kfadmin_thought_alive_uploads_again_and_sen
     assert len(sends) == 3  # the first message, the refused try (40007), the one that went
     assert sends[1].json["image"] != sends[2].json["image"]
     assert MediaFile.objects.get().uploads == 2
+
+
+def test_a_re_upload_after_40007_that_times_out_puts_the_message_back_in_the_queue_for_the_retry(
+    session, boss, emulator, django_capture_on_commit_callbacks
+):
+    first = picture_message(session, boss, django_capture_on_commit_callbacks)
+    outbound_deliver(outbound_id=first.pk)
+    later(emulator, session)  # WeChat's clock only: kfadmin still believes the id
+    second = queue(
+        django_capture_on_commit_callbacks, account=session.official_account, customer=session.customer,
+        agent=session.agent, msgtype="image", payload={"media_id": ""}, actor=boss, media=first.media,
+    )
+    emulator.control("add_fault", kind="drop", path_prefix=UPLOAD, next=1)
+
+    # The upload's outcome is unknown, the message's is not (WeChat refused it): the
+    # task is told to retry, and nothing is marked unknown.
+    with pytest.raises(WeChatRetryableError):
+        outbound_deliver(outbound_id=second.pk)
+    second.refresh_from_db()
+    assert second.status == "queued"
+    assert len(calls(emulator, SEND)) == 2  # the first message, the refused try (40007)
+
+    # The retry meets 40007 again (kfadmin still holds the dead id), uploads and sends.
+    assert outbound_deliver(outbound_id=second.pk).status == "sent"
+    assert len(calls(emulator, SEND)) == 4 and len(calls(emulator, UPLOAD)) == 3
 
 
 def test_an_upload_wechat_is_too_busy_for_puts_the_message_back_in_the_queue(
