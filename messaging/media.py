@@ -292,14 +292,6 @@ def media_file_for_viewer(*, ctx: AccountContext, user, media_file_id: int) -> M
     return None
 
 
-def media_for_records(*, records: list[MessageRecord]) -> dict[int, MediaFile]:
-    """The customer media that arrived with these records, by record id (one query)."""
-    ids = [r.pk for r in records if r.text in ("[image]", "[voice]")]
-    if not ids:
-        return {}
-    return {m.record_id: m for m in MediaFile.objects.filter(record_id__in=ids) if m.record_id is not None}
-
-
 def library_item_get(*, account_id: int, kinds: tuple[str, ...], ident: str) -> LibraryItem | None:
     if not ident:
         return None

@@ -562,3 +562,45 @@ def test_the_timeline_poll_renders_a_customers_media_once_its_fetch_ends(boss_cl
     else:
         assert f"/media/{fetched.pk}/" in response.content.decode()
     assert boss_client.get(timeline_poll(boss_client, openid), **htmx("timeline")).status_code == 204
+
+
+def media_conversation(session, boss, count: int) -> None:
+    """`count` customer pictures kept, `count` pictures sent and `count` library articles sent."""
+    account, customer = session.official_account, session.customer
+    for i in range(count):
+        record = MessageRecord.objects.create(
+            official_account=account, time=timezone.now(), openid=customer.openid, opercode=2003,
+            worker=session.agent.kf_account, text="[image]", source="callback",
+        )
+        received = media_file_store(account=account, kind="image", content=samples.png(), actor=None, customer=customer)
+        MediaFile.objects.filter(pk=received.pk).update(direction="received", record=record)
+        sent = media_file_store(account=account, kind="image", content=samples.png(), actor=boss, customer=customer)
+        for msgtype, payload, media in (("image", {"media_id": ""}, sent), ("mpnewsarticle", {"article_id": f"art_{i}"}, None)):
+            OutboundMessage.objects.create(
+                official_account=account, customer=customer, agent=session.agent, msgtype=msgtype,
+                payload=payload, status="sent", sent_at=timezone.now(), media=media,
+            )
+        LibraryItem.objects.create(official_account=account, kind="article", ident=f"art_{i}", title=f"文章 {i}")
+
+
+def test_the_conversation_page_reads_media_in_a_bounded_number_of_queries(boss_client, session, boss):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("messaging:conversation", args=[session.customer.openid])
+
+    def queries_for(count: int) -> int:
+        media_conversation(session, boss, count)
+        with CaptureQueriesContext(connection) as captured:
+            body = boss_client.get(url, **htmx("timeline")).content.decode()
+        assert body.count("/media/") >= 2 * count and body.count("文章") == count
+        return len(captured)
+
+    boss_client.get(url, **htmx("timeline"))  # what the first view reads once (session, watch)
+    few = queries_for(2)
+    OutboundMessage.objects.all().delete()
+    MessageRecord.objects.filter(text="[image]").delete()
+    LibraryItem.objects.all().delete()
+    many = queries_for(8)
+
+    assert many == few
