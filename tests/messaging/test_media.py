@@ -604,3 +604,21 @@ def test_the_conversation_page_reads_media_in_a_bounded_number_of_queries(boss_c
     many = queries_for(8)
 
     assert many == few
+
+
+def test_a_library_item_older_than_those_listed_opens_selected_in_the_composer_and_is_sent(
+    boss_client, session, alice, emulator, library, django_capture_on_commit_callbacks
+):
+    from tests.messaging.test_quick_replies_media import many_articles
+
+    many_articles(session.official_account, 250)  # art_member sorts after all of them
+    conversation = reverse("messaging:conversation", args=[session.customer.openid])
+    composer = boss_client.get(f"{conversation}?type=mpnewsarticle&library=art_member").content.decode()
+    assert '<option value="art_member" selected>会员日活动规则</option>' in composer
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = boss_client.post(
+            send_url(session), {"msgtype": "mpnewsarticle", "as_agent": alice.pk, "article_id": "art_member"}
+        )
+    assert response.status_code < 400
+    assert OutboundMessage.objects.get().payload == {"article_id": "art_member"}
