@@ -622,3 +622,64 @@ def test_a_library_item_older_than_those_listed_opens_selected_in_the_composer_a
         )
     assert response.status_code < 400
     assert OutboundMessage.objects.get().payload == {"article_id": "art_member"}
+
+
+# ------------------------------------------------------------------ fetching: claims, sweep, giving up
+
+MEDIA_GET = "/cgi-bin/media/get"
+
+
+def waiting_media(account, emulator) -> MediaFile:
+    message, _, _ = customer_push(emulator)
+    callback_message_record(account=account, message=message)
+    return MediaFile.objects.get()
+
+
+def test_a_fetch_another_run_holds_is_not_downloaded_twice(account, emulator):
+    waiting = waiting_media(account, emulator)
+    MediaFile.objects.filter(pk=waiting.pk).update(fetch_started_at=timezone.now())
+
+    assert media_inbound_fetch(media_file_id=waiting.pk) is None
+    assert calls(emulator, MEDIA_GET) == []
+    # A claim left by a worker that died is taken again.
+    MediaFile.objects.filter(pk=waiting.pk).update(fetch_started_at=timezone.now() - timedelta(minutes=6))
+    assert media_inbound_fetch(media_file_id=waiting.pk).state == "ready"
+    assert len(calls(emulator, MEDIA_GET)) == 1
+
+
+def test_the_sweep_leaves_alone_a_fetch_waiting_between_its_retries(account, emulator):
+    from messaging.media import media_fetch_overdue
+
+    waiting = waiting_media(account, emulator)
+    emulator.control("add_fault", kind="errcode", errcode=-1, path_prefix=MEDIA_GET, next=1)
+    with pytest.raises(WeChatSystemBusy):
+        media_inbound_fetch(media_file_id=waiting.pk)
+    waiting.refresh_from_db()
+    assert (waiting.state, waiting.fetch_started_at) == ("fetching", None)  # released for the retry
+    in_a_while = timezone.now() + timedelta(minutes=6)
+
+    assert media_fetch_overdue(now=in_a_while) == []
+    assert media_fetch_overdue(now=in_a_while + timedelta(minutes=6)) == [waiting.pk]
+
+
+def test_a_fetch_whose_retries_are_used_up_is_marked_failed_with_a_sentence(account, emulator):
+    from messaging.tasks import fetch_media_task
+
+    waiting = waiting_media(account, emulator)
+    emulator.control("add_fault", kind="errcode", errcode=-1, path_prefix=MEDIA_GET, next=1)
+
+    assert fetch_media_task.apply(args=(waiting.pk,), retries=fetch_media_task.max_retries).get() == "failed"
+    waiting.refresh_from_db()
+    assert waiting.state == "failed" and "after several attempts" in waiting.error
+
+
+def test_a_fetch_wechat_refuses_is_failed_and_one_over_quota_waits_for_the_sweep(account, emulator):
+    waiting = waiting_media(account, emulator)
+    emulator.control("add_fault", kind="errcode", errcode=45009, path_prefix=MEDIA_GET, next=1)
+    assert media_inbound_fetch(media_file_id=waiting.pk).state == "fetching"
+    waiting.refresh_from_db()
+    assert waiting.fetch_started_at is None and "quota" in waiting.error
+
+    emulator.control("add_fault", kind="errcode", errcode=48001, path_prefix=MEDIA_GET, next=1)
+    refused = media_inbound_fetch(media_file_id=waiting.pk)
+    assert refused.state == "failed" and "not authorised" in refused.error
