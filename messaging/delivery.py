@@ -156,42 +156,26 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
     except WeChatError as error:
         return _media_not_ready(outbound, error)
     try:
+        wechat_client_for(outbound.official_account).send_message(
+            customer.openid, outbound.msgtype, payload, kf_account=kf_account
+        )
+    except WeChatError as refused:
+        if not outbound_uploads_stale(refused, outbound):
+            return _send_failed(outbound, refused)
+        # 40007 although the upload should still live: WeChat's answer proves the
+        # message was not sent, so upload again and send once more, once. The upload
+        # is outside the send's handler: its failure (even a timeout) proves nothing
+        # was sent, so the message goes back in the queue for the retry.
+        try:
+            payload = outbound_payload_ready(outbound, force=True)
+        except WeChatError as error:
+            return _media_not_ready(outbound, error)
         try:
             wechat_client_for(outbound.official_account).send_message(
                 customer.openid, outbound.msgtype, payload, kf_account=kf_account
             )
-        except WeChatError as refused:
-            if not outbound_uploads_stale(refused, outbound):
-                raise
-            # 40007 although the upload should still live: WeChat's answer proves the
-            # message was not sent, so upload again and send once more, once.
-            try:
-                payload = outbound_payload_ready(outbound, force=True)
-            except WeChatError as error:
-                return _media_not_ready(outbound, error)
-            wechat_client_for(outbound.official_account).send_message(
-                customer.openid, outbound.msgtype, payload, kf_account=kf_account
-            )
-    except WeChatError as error:
-        if error.outcome_unknown:
-            _mark_unknown(outbound, reason=OUTCOME_UNKNOWN, detail=str(error))
-            return outbound
-        if isinstance(error, WeChatRetryableError):
-            # Proven untouched: back in the queue so the retry can claim it; the page
-            # shows why it waits.
-            OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.SENDING).update(
-                status=OutboundMessage.Status.QUEUED, errcode=error.errcode, error=error.explanation,
-                due_at=timezone.now() + SEND_RETRY_DUE_AFTER,
-            )
-            raise
-        # WeChat knows better than kfadmin's copy: no more sends until they write.
-        if isinstance(error, WeChatReplyWindowClosed):
-            customer_window_close(customer)
-        elif isinstance(error, WeChatSendBudgetExhausted):
-            customer_budget_used_up(customer)
-        _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=error.explanation)
-        _audit_delivery(outbound, ok=False, errcode=error.errcode, message=error.explanation)
-        return outbound
+        except WeChatError as error:
+            return _send_failed(outbound, error)
 
     with transaction.atomic():
         _finish(outbound, status=OutboundMessage.Status.SENT)
@@ -199,6 +183,32 @@ def outbound_deliver(*, outbound_id: int) -> OutboundMessage | None:
         outbound.record = _archive_sent(outbound, kf_account or "")
         outbound.save(update_fields=["record"])
         _audit_delivery(outbound, ok=True)
+    return outbound
+
+
+def _send_failed(outbound: OutboundMessage, error: WeChatError) -> OutboundMessage:
+    """WeChat did not confirm the send. In doubt, "unknown" (never sent twice); proven
+    untouched and transient, back in the queue and raised again for the task's retry;
+    refused, failed with WeChat's reason."""
+    customer = outbound.customer
+    if error.outcome_unknown:
+        _mark_unknown(outbound, reason=OUTCOME_UNKNOWN, detail=str(error))
+        return outbound
+    if isinstance(error, WeChatRetryableError):
+        # Proven untouched: back in the queue so the retry can claim it; the page
+        # shows why it waits.
+        OutboundMessage.objects.filter(pk=outbound.pk, status=OutboundMessage.Status.SENDING).update(
+            status=OutboundMessage.Status.QUEUED, errcode=error.errcode, error=error.explanation,
+            due_at=timezone.now() + SEND_RETRY_DUE_AFTER,
+        )
+        raise error
+    # WeChat knows better than kfadmin's copy: no more sends until they write.
+    if isinstance(error, WeChatReplyWindowClosed):
+        customer_window_close(customer)
+    elif isinstance(error, WeChatSendBudgetExhausted):
+        customer_budget_used_up(customer)
+    _finish(outbound, status=OutboundMessage.Status.FAILED, errcode=error.errcode, error=error.explanation)
+    _audit_delivery(outbound, ok=False, errcode=error.errcode, message=error.explanation)
     return outbound
 
 

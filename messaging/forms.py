@@ -8,6 +8,7 @@ again before any HTTP call, so a bad payload never reaches WeChat.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
@@ -199,6 +200,36 @@ class TextForm(PayloadForm):
         )
 
 
+class LibraryChoiceField(forms.ChoiceField):
+    """A library item by its id. The select offers the newest items (`library_choices`),
+    but the library keeps many more: a value it does not list is accepted when
+    `lookup` finds it in the account's library (the library page links any item)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lookup: Callable[[str], LibraryItem | None] = lambda value: None
+
+    def valid_value(self, value: Any) -> bool:
+        return super().valid_value(value) or (bool(value) and self.lookup(str(value)) is not None)
+
+
+def _library_offer(form: forms.Form, name: str, label: Callable[[LibraryItem], tuple[str, Any]]) -> None:
+    """Offer the item the form was given (posted, or initial) in its select although it
+    is older than those listed, so it shows selected."""
+    field = cast(LibraryChoiceField, form.fields[name])
+    wanted = form.data.get(form.add_prefix(name)) if form.is_bound else form.initial.get(name, field.initial)
+    if not wanted or not isinstance(wanted, str) or forms.ChoiceField.valid_value(field, wanted):
+        return
+    item = field.lookup(wanted)
+    if item is not None:
+        choices = list(cast(list, field.choices))
+        field.choices = [*choices[:1], label(item), *choices[1:]]
+
+
+def _library_field_lookup(field: forms.Field, account: OfficialAccount, kinds: tuple[str, ...]) -> None:
+    cast(LibraryChoiceField, field).lookup = lambda ident: library_item_get(account_id=account.pk, kinds=kinds, ident=ident)
+
+
 class MediaForm(PayloadForm):
     """A message whose `media_id` is a file the person gives (uploaded to WeChat when
     it is sent) or a permanent material picked from the library."""
@@ -210,7 +241,10 @@ class MediaForm(PayloadForm):
         super().__init__(*args, account=account, **kwargs)
         choices = library_choices(account=account, kinds=self.library_kinds) if self.library_kinds else []
         if choices:
-            cast(forms.ChoiceField, self.fields["library"]).choices = [("", _("— none: send the file above —")), *choices]
+            field = self.fields["library"]
+            cast(forms.ChoiceField, field).choices = [("", _("— none: send the file above —")), *choices]
+            _library_field_lookup(field, account, self.library_kinds)
+            _library_offer(self, "library", lambda item: (item.ident, item.title or item.ident))
         else:
             del self.fields["library"]
 
@@ -228,7 +262,7 @@ class MediaForm(PayloadForm):
 
 
 def _library_field() -> forms.ChoiceField:
-    return forms.ChoiceField(label=_("Or from the library"), required=False, choices=())
+    return LibraryChoiceField(label=_("Or from the library"), required=False, choices=())
 
 
 class ImageForm(MediaForm):
@@ -304,6 +338,8 @@ class LibraryPickForm(PayloadForm):
         super().__init__(*args, account=account, **kwargs)
         field = cast(forms.ChoiceField, self.fields[self.id_field])
         field.choices = [("", _("Choose one")), *library_choices(account=account, kinds=self.library_kinds)]
+        _library_field_lookup(field, account, self.library_kinds)
+        _library_offer(self, self.id_field, lambda item: (item.ident, item.title or item.ident))
         if len(field.choices) == 1:
             field.help_text = _("The library is empty. It is copied from WeChat every few minutes; a supervisor can sync it now on the Sync page.")
 
@@ -312,7 +348,7 @@ class MpnewsForm(LibraryPickForm):
     msgtype = MsgType.MPNEWS
     label = _("Article (media id)")
     library_kinds = (LibraryItem.Kind.NEWS,)
-    media_id = forms.ChoiceField(label=_("News material"), help_text=_("For published articles use “Published article”."))
+    media_id = LibraryChoiceField(label=_("News material"), help_text=_("For published articles use “Published article”."))
     payload_fields = ("media_id",)
 
 
@@ -321,7 +357,7 @@ class MpnewsArticleForm(LibraryPickForm):
     label = _("Published article")
     library_kinds = (LibraryItem.Kind.ARTICLE,)
     id_field = "article_id"
-    article_id = forms.ChoiceField(label=_("Article"), help_text=_("An article the account has published."))
+    article_id = LibraryChoiceField(label=_("Article"), help_text=_("An article the account has published."))
     payload_fields = ("article_id",)
 
 
@@ -555,7 +591,7 @@ class QuickReplyForm(UncutInputsMixin, forms.Form):
         label=_("Text"), strip=False, widget=forms.Textarea(attrs={"rows": 5}), required=False,
         help_text=_("For a text reply. As long as a text message WeChat sends: up to 2048 bytes (about 680 Chinese characters)."),
     )
-    library = forms.ChoiceField(
+    library = LibraryChoiceField(
         label=_("From the library"), required=False, choices=(),
         help_text=_("For an image, voice, video or published article reply: an item of this account's library."),
     )
@@ -575,14 +611,30 @@ class QuickReplyForm(UncutInputsMixin, forms.Form):
             if choices:
                 # The value says the kind too: an image and a voice may share a media_id.
                 groups.append((str(LibraryItem.Kind(kind).label), [(f"{msgtype}:{ident}", title) for ident, title in choices]))
-        field = cast(forms.ChoiceField, self.fields["library"])
+        field = cast(LibraryChoiceField, self.fields["library"])
         field.choices = [("", _("Choose one")), *groups]
+        field.lookup = self._library_lookup
+        # An item older than those listed (named by the reply being edited, or posted).
+        _library_offer(self, "library", lambda item: (
+            str(LibraryItem.Kind(item.kind).label), [(self._library_value(item), item.title or item.ident)]
+        ))
         field.error_messages["invalid_choice"] = _(
             "That item is not in this account's library (any more). Choose one of the listed items; "
             "the library is copied from WeChat every few minutes."
         )
         if not groups:
             field.help_text = _("The library is empty. It is copied from WeChat every few minutes; a supervisor can sync it now on the Sync page.")
+
+    def _library_lookup(self, value: str) -> LibraryItem | None:
+        """The library item a "msgtype:ident" value names (of the kind that message type sends)."""
+        msgtype, _sep, ident = value.partition(":")
+        kind = QUICK_REPLY_LIBRARY_KINDS.get(msgtype)
+        return library_item_get(account_id=self.account.pk, kinds=(kind,), ident=ident) if kind else None
+
+    @staticmethod
+    def _library_value(item: LibraryItem) -> str:
+        msgtype = next(m for m, k in QUICK_REPLY_LIBRARY_KINDS.items() if k == item.kind)
+        return f"{msgtype}:{item.ident}"
 
     def clean_title(self) -> str:
         return " ".join(self.cleaned_data["title"].split())

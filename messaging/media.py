@@ -44,6 +44,8 @@ from kfadmin.wechat import (
     MEDIA_LIFETIME_SECONDS,
     WeChatError,
     WeChatInvalidArgument,
+    WeChatRateLimited,
+    WeChatTokenError,
     media_problem,
     sniff_format,
 )
@@ -203,23 +205,49 @@ def media_inbound_register(
     return media
 
 
+# A fetch claimed longer ago than this was left by a worker that died: taken again.
+FETCH_CLAIM_STALE = timedelta(minutes=5)
+# The longest a fetch waits between its retries (tasks.FETCH_RETRY's backoff cap) and
+# a margin: the sweep leaves alone a fetch attempted more recently than this.
+FETCH_RETRY_WAIT = timedelta(seconds=600 + 60)
+
+FETCH_GAVE_UP = _noop("WeChat could not be reached after several attempts, so kfadmin could not keep a copy.")
+
+
 def media_inbound_fetch(*, media_file_id: int, now: datetime | None = None) -> MediaFile | None:
     """Download a customer's media from WeChat and keep it, once its bytes pass the
-    checks for its kind (format sniffed, size within WeChat's limits). Raises
-    WeChatError for failures worth retrying; a file WeChat no longer holds, or one
-    that fails the checks, is marked failed with the reason."""
+    checks for its kind (format sniffed, size within WeChat's limits).
+
+    The row is claimed first (a conditional UPDATE), so two runs never both download
+    it; None when another run holds it or it is no longer waiting. Raises
+    WeChatRetryableError for failures worth retrying (the claim is released). A quota
+    used up (45009) or a token problem leaves it waiting for the sweep. A file WeChat
+    no longer holds, one that fails the checks, or a refusal (e.g. 48001) is marked
+    failed with the reason."""
     now = now or timezone.now()
-    media = MediaFile.objects.select_related("official_account", "customer").filter(
-        pk=media_file_id, state=MediaFile.State.FETCHING
-    ).first()
-    if media is None:
+    claimed = (
+        MediaFile.objects.filter(pk=media_file_id, state=MediaFile.State.FETCHING)
+        .filter(Q(fetch_started_at__isnull=True) | Q(fetch_started_at__lt=now - FETCH_CLAIM_STALE))
+        .update(fetch_started_at=now, fetch_attempted_at=now)
+    )
+    if not claimed:
         return None
+    media = MediaFile.objects.select_related("official_account", "customer").get(pk=media_file_id)
     if media.expires_at is not None and media.expires_at <= now:
         return _fetch_failed(media, FETCH_EXPIRED)
     try:
         fetched = wechat_client_for(media.official_account).get_media(media.media_id)
     except WeChatInvalidArgument as error:
         return _fetch_failed(media, error.explanation if error.errcode != 40007 else FETCH_EXPIRED)
+    except (WeChatRateLimited, WeChatTokenError) as error:
+        # Not the file's fault and not worth retrying at once: the sweep tries later.
+        _fetch_release(media, error.explanation)
+        return media
+    except WeChatError as error:
+        if error.retryable:
+            _fetch_release(media, error.explanation)
+            raise
+        return _fetch_failed(media, error.explanation)
     problem = media_check(kind=media.kind, content=fetched.content) if fetched.content else _noop(
         "WeChat answered without the file."
     )
@@ -235,6 +263,7 @@ def media_inbound_fetch(*, media_file_id: int, now: datetime | None = None) -> M
         media.name = fetched.filename[:255]
         media.state = MediaFile.State.READY
         media.error = ""
+        media.fetch_started_at = None
         media.save()
         audit_event_record(
             actor=None, action="media_fetch", official_account=media.official_account,
@@ -244,8 +273,26 @@ def media_inbound_fetch(*, media_file_id: int, now: datetime | None = None) -> M
     return media
 
 
+def _fetch_release(media: MediaFile, reason: str) -> None:
+    """The attempt ended without an answer about the file: still waiting, with why."""
+    MediaFile.objects.filter(pk=media.pk, state=MediaFile.State.FETCHING).update(fetch_started_at=None, error=reason)
+    media.fetch_started_at, media.error = None, reason
+
+
+def media_fetch_give_up(*, media_file_id: int, error: WeChatError) -> MediaFile | None:
+    """The fetch task's retries are used up: the media is marked failed with a
+    sentence for the person (it stays so: the sweep fetches only waiting media)."""
+    media = MediaFile.objects.select_related("official_account", "customer").filter(
+        pk=media_file_id, state=MediaFile.State.FETCHING
+    ).first()
+    if media is None:
+        return None
+    logger.warning("Gave up fetching media file %s: %s", media.pk, error.explanation)
+    return _fetch_failed(media, FETCH_GAVE_UP)
+
+
 def _fetch_failed(media: MediaFile, reason: str) -> MediaFile:
-    MediaFile.objects.filter(pk=media.pk).update(state=MediaFile.State.FAILED, error=reason)
+    MediaFile.objects.filter(pk=media.pk).update(state=MediaFile.State.FAILED, error=reason, fetch_started_at=None)
     media.state, media.error = MediaFile.State.FAILED, reason
     audit_event_record(
         actor=None, action="media_fetch", official_account=media.official_account,
@@ -257,10 +304,13 @@ def _fetch_failed(media: MediaFile, reason: str) -> MediaFile:
 
 def media_fetch_overdue(*, now: datetime | None = None, older_than: timedelta = timedelta(minutes=5)) -> list[int]:
     """Customer media still waiting to be fetched a while after they arrived (the
-    task was lost): their ids, for the sweep to enqueue again."""
+    task was lost, or WeChat's quota was used up): their ids, for the sweep to
+    enqueue again. One attempted within FETCH_RETRY_WAIT is left alone: its task may
+    be waiting between retries."""
     now = now or timezone.now()
     return list(
         MediaFile.objects.filter(state=MediaFile.State.FETCHING, created_at__lt=now - older_than)
+        .filter(Q(fetch_attempted_at__isnull=True) | Q(fetch_attempted_at__lt=now - FETCH_RETRY_WAIT))
         .order_by("created_at").values_list("pk", flat=True)[:200]
     )
 
@@ -290,14 +340,6 @@ def media_file_for_viewer(*, ctx: AccountContext, user, media_file_id: int) -> M
     ):
         return media
     return None
-
-
-def media_for_records(*, records: list[MessageRecord]) -> dict[int, MediaFile]:
-    """The customer media that arrived with these records, by record id (one query)."""
-    ids = [r.pk for r in records if r.text in ("[image]", "[voice]")]
-    if not ids:
-        return {}
-    return {m.record_id: m for m in MediaFile.objects.filter(record_id__in=ids) if m.record_id is not None}
 
 
 def library_item_get(*, account_id: int, kinds: tuple[str, ...], ident: str) -> LibraryItem | None:

@@ -445,6 +445,11 @@ class MediaFile(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     uploads = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # A customer's media being fetched: set while a worker downloads it (the claim, so
+    # two runs never both download), and when the last attempt began (the sweep leaves
+    # alone a fetch waiting between its retries).
+    fetch_started_at = models.DateTimeField(null=True, blank=True)
+    fetch_attempted_at = models.DateTimeField(null=True, blank=True)
     # A customer's media: the record it arrived with.
     record = models.OneToOneField(
         MessageRecord, on_delete=models.SET_NULL, null=True, blank=True, related_name="media_file"

@@ -82,6 +82,8 @@ from messaging.models import (
     SEND_STALE_AFTER,
     ConversationSeen,
     ExportJob,
+    LibraryItem,
+    MediaFile,
     MessageRecord,
     OutboundMessage,
     QuickReply,
@@ -871,12 +873,62 @@ def conversation_timeline(
             outbound_qs = outbound_qs.filter(created_at__gte=records[0].time)
         if not is_latest and records:
             outbound_qs = outbound_qs.filter(created_at__lte=records[-1].time)
-        outbound = list(outbound_qs.select_related("agent").order_by("-created_at", "-id")[:limit])
+        outbound = list(
+            outbound_qs.select_related("agent", "media", "thumb").order_by("-created_at", "-id")[:limit]
+        )
         hidden = _archived_copies(records, outbound, keep=focus_id)
         items = [item for item in items if item.record is None or item.record.pk not in hidden]
         items += [TimelineItem(time=o.created_at, outbound=o) for o in outbound]
+        _library_items_attach(account, outbound)
+    _record_media_attach(records)
     items.sort(key=lambda item: item.sort_key)
     return Timeline(items=items, earlier_cursor=earlier_cursor, is_latest=is_latest, focus_id=focus_id)
+
+
+# The library kinds an id sent in each message type can be (a send by id, not a kept file).
+LIBRARY_KINDS_BY_MSGTYPE: dict[str, tuple[str, ...]] = {
+    "image": (LibraryItem.Kind.IMAGE,),
+    "voice": (LibraryItem.Kind.VOICE,),
+    "video": (LibraryItem.Kind.VIDEO,),
+    "mpnews": (LibraryItem.Kind.NEWS,),
+    "mpnewsarticle": (LibraryItem.Kind.ARTICLE,),
+}
+
+
+def outbound_library_ident(outbound: OutboundMessage) -> str:
+    """The library id a message was sent by ("" when it sends a kept file or no id)."""
+    if outbound.msgtype not in LIBRARY_KINDS_BY_MSGTYPE or outbound.media_id is not None:
+        return ""
+    payload = outbound.payload or {}
+    ident = payload.get("article_id") if outbound.msgtype == "mpnewsarticle" else payload.get("media_id")
+    return str(ident or "")
+
+
+def _record_media_attach(records: list[MessageRecord]) -> None:
+    """Set `timeline_media` on each record: the file a customer's image or voice
+    arrived with (None if kfadmin keeps none), for all records in one query (the
+    `record_media` tag reads it)."""
+    wanted = [r.pk for r in records if r.text in ("[image]", "[voice]") and r.is_customer_message]
+    found = {m.record_id: m for m in MediaFile.objects.filter(record_id__in=wanted)} if wanted else {}
+    for record in records:
+        record.timeline_media = found.get(record.pk)  # type: ignore[attr-defined]
+
+
+def _library_items_attach(account: OfficialAccount, outbound: list[OutboundMessage]) -> None:
+    """Set `timeline_library_item` on each send: the library item it was sent by, for
+    all sends in one query (the `library_item` tag reads it)."""
+    wanted = {o.pk: outbound_library_ident(o) for o in outbound}
+    idents = {ident for ident in wanted.values() if ident}
+    found: dict[tuple[str, str], LibraryItem] = {}
+    if idents:
+        rows = LibraryItem.objects.filter(official_account=account, ident__in=idents)
+        found = {(item.kind, item.ident): item for item in rows}
+    for o in outbound:
+        ident = wanted[o.pk]
+        kinds = LIBRARY_KINDS_BY_MSGTYPE.get(o.msgtype, ()) if ident else ()
+        o.timeline_library_item = next(  # type: ignore[attr-defined]
+            (found[(kind, ident)] for kind in kinds if (kind, ident) in found), None
+        )
 
 
 # History sync brings a record at most about a day after it was written (24-hour
@@ -886,8 +938,10 @@ TIMELINE_STAMP_LOOKBACK = timedelta(days=3)
 
 def timeline_stamp(*, account: OfficialAccount, openid: str, customer: Customer | None) -> str:
     """What the newest view of a conversation was built from: the newest archived record
-    of the last days (ids only grow) and the newest message sent from kfadmin. Equal
-    stamps, same timeline: a poll that brings its stamp is answered "nothing new"."""
+    of the last days (ids only grow), the newest message sent from kfadmin and how many
+    of the customer's media have finished fetching (kept or given up: "Fetching…"
+    changes then, although no message arrived). Equal stamps, same timeline: a poll
+    that brings its stamp is answered "nothing new"."""
     since = timezone.now() - TIMELINE_STAMP_LOOKBACK
     newest_record = MessageRecord.objects.filter(official_account=account, openid=openid, time__gte=since).order_by(
         "-id"
@@ -895,13 +949,24 @@ def timeline_stamp(*, account: OfficialAccount, openid: str, customer: Customer 
     if customer is None:
         record, sent = newest_record.values_list("id", flat=True).first(), None
     else:
-        # Both in one query: this runs on every poll of every open conversation.
+        # All in one query: this runs on every poll of every open conversation.
         newest_sent = OutboundMessage.objects.filter(customer=OuterRef("pk")).order_by("-id")
-        record, sent = (
+        fetched = (
+            MediaFile.objects.filter(customer=OuterRef("pk"), direction=MediaFile.Direction.RECEIVED)
+            .exclude(state=MediaFile.State.FETCHING)
+            .order_by()
+            .values("customer")
+            .annotate(n=Count("pk"))
+            .values("n")
+        )
+        record, sent, media = (
             Customer.objects.filter(pk=customer.pk)
-            .values_list(Subquery(newest_record.values("id")[:1]), Subquery(newest_sent.values("id")[:1]))
+            .values_list(
+                Subquery(newest_record.values("id")[:1]), Subquery(newest_sent.values("id")[:1]), Subquery(fetched)
+            )
             .first()
-        ) or (None, None)
+        ) or (None, None, None)
+        return f"{record or 0}.{sent or 0}.{media or 0}"
     return f"{record or 0}.{sent or 0}"
 
 

@@ -49,7 +49,7 @@ from accounts.sync import SyncLeaseLost, sync_state_renew
 from kfadmin.wechat import WeChatClient, WeChatError, WeChatRateLimited
 from messaging.archive import archive_changed
 from messaging.delivery import outbound_unknown_settle
-from messaging.models import MessageRecord, OutboundMessage, record_digest
+from messaging.models import MediaFile, MessageRecord, OutboundMessage, record_digest
 from sessions_app.models import Customer
 from sessions_app.services import (
     EVENT_WINDOW,
@@ -543,7 +543,8 @@ def _reconcile(
     provisional one exactly once: re-syncing a window never deletes anything, and
     two genuinely repeated messages (the same "ok" twice a minute apart) keep two
     rows. A message sent from kfadmin that stood for the cancelled row now stands
-    for the synced one (`OutboundMessage.record`). Returns (rows merged, indexes into
+    for the synced one (`OutboundMessage.record`), and a customer's kept media moves
+    to it too (`MediaFile.record`). Returns (rows merged, indexes into
     `new_rows` of the messages that were already known — their customer window was
     counted when they first arrived).
     """
@@ -604,20 +605,26 @@ def _reconcile_nearest(
 
 
 def _relink_sends(account_id: int, replaced_by: dict[int, tuple[int, bytes, int]]) -> None:
-    """Point kfadmin's sends at the synced records that replace their provisional
-    copies, so each synced copy is known to stand for that send (and is never taken
-    for WeChat's copy of another send whose outcome is unknown)."""
-    for outbound in OutboundMessage.objects.filter(record_id__in=list(replaced_by)).only("pk", "record_id"):
-        assert outbound.record_id is not None  # selected by record_id
-        t, digest, seq = replaced_by[outbound.record_id]
-        synced_id = (
+    """Point what hangs on the provisional copies at the synced records that replace
+    them: kfadmin's sends, so each synced copy is known to stand for that send (and is
+    never taken for WeChat's copy of another send whose outcome is unknown), and a
+    customer's kept picture or recording, so the conversation still shows it."""
+    sends = list(OutboundMessage.objects.filter(record_id__in=list(replaced_by)).values_list("pk", "record_id"))
+    media = list(MediaFile.objects.filter(record_id__in=list(replaced_by)).values_list("pk", "record_id"))
+    synced_ids: dict[int, int | None] = {}
+    for provisional_id in {record_id for _, record_id in sends + media}:
+        t, digest, seq = replaced_by[provisional_id]
+        synced_ids[provisional_id] = (
             MessageRecord.objects.filter(
                 official_account_id=account_id, time=datetime.fromtimestamp(t, tz=UTC), digest=digest, seq=seq
             )
             .values_list("pk", flat=True)
             .first()
         )
-        OutboundMessage.objects.filter(pk=outbound.pk).update(record_id=synced_id)
+    for outbound_id, record_id in sends:
+        OutboundMessage.objects.filter(pk=outbound_id).update(record_id=synced_ids[record_id])
+    for media_id, record_id in media:
+        MediaFile.objects.filter(pk=media_id).update(record_id=synced_ids[record_id])
 
 
 def _touch_customers(account: OfficialAccount, new_rows: Sequence[Row], skip: set[int]) -> None:

@@ -28,7 +28,12 @@ from kfadmin.wechat import WeChatRetryableError
 # services that enqueue it import; it is imported here so the worker registers it
 # with the app's other tasks.
 from messaging.delivery import send_message_task as send_message_task
-from messaging.media import library_sync, media_fetch_overdue, media_inbound_fetch
+from messaging.media import (
+    library_sync,
+    media_fetch_give_up,
+    media_fetch_overdue,
+    media_inbound_fetch,
+)
 from messaging.selectors import tail_accounts_due
 from messaging.services import export_job_run, export_jobs_clean, outbound_sweep
 from messaging.sync import history_sync, live_tail
@@ -181,11 +186,18 @@ FETCH_RETRY: dict[str, Any] = {
 }
 
 
-# Fetching is idempotent (the row is claimed by its state), so acks_late is safe.
-@shared_task(queue="sync", acks_late=True, ignore_result=True, **FETCH_RETRY)
-def fetch_media_task(media_file_id: int) -> str | None:
-    """Download one customer media from WeChat and keep it."""
-    media = media_inbound_fetch(media_file_id=media_file_id)
+# Fetching is idempotent (the row is claimed by a conditional update), so acks_late is safe.
+@shared_task(bind=True, queue="sync", acks_late=True, ignore_result=True, **FETCH_RETRY)
+def fetch_media_task(self, media_file_id: int) -> str | None:
+    """Download one customer media from WeChat and keep it; once the retries are used
+    up, mark it failed with the reason (as a send is given up)."""
+    try:
+        media = media_inbound_fetch(media_file_id=media_file_id)
+    except WeChatRetryableError as error:
+        if self.request.retries >= self.max_retries:
+            media = media_fetch_give_up(media_file_id=media_file_id, error=error)
+            return media.state if media is not None else None
+        raise
     return media.state if media is not None else None
 
 

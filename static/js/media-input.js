@@ -104,10 +104,13 @@
     tab.click();
   });
 
+  // Another region's swap (the timeline's poll, the session box) may come before the
+  // Image composer's: the picture waits for the swap that brings its input.
   document.body.addEventListener("htmx:afterSwap", function () {
     if (!pending) return;
     var input = inputFor(pending);
-    if (input) put(input, pending);
+    if (!input) return;
+    put(input, pending);
     pending = null;
   });
 })();

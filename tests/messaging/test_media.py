@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.clients import wechat_client_for
 from accounts.models import AuditEvent, SyncState
 from kfadmin.emulator.media import Media
-from kfadmin.wechat import WeChatSystemBusy, parse_message
+from kfadmin.wechat import WeChatRetryableError, WeChatSystemBusy, parse_message
 from messaging.callback import callback_message_record
 from messaging.delivery import outbound_deliver
 from messaging.media import (
@@ -28,8 +28,9 @@ from messaging.media import (
     media_file_store,
     media_inbound_fetch,
 )
-from messaging.models import LibraryItem, MediaFile, OutboundMessage
+from messaging.models import LibraryItem, MediaFile, MessageRecord, OutboundMessage
 from messaging.services import outbound_queue, outbound_resend
+from messaging.sync import records_sync_window
 from tests.factories import agent_user, auditor, outsider, sent_to_login
 from tests.sessions_app.test_views_support import (
     emulated_agent,
@@ -170,6 +171,31 @@ def test_wechats_40007_for_an_upload_kfadmin_thought_alive_uploads_again_and_sen
     assert len(sends) == 3  # the first message, the refused try (40007), the one that went
     assert sends[1].json["image"] != sends[2].json["image"]
     assert MediaFile.objects.get().uploads == 2
+
+
+def test_a_re_upload_after_40007_that_times_out_puts_the_message_back_in_the_queue_for_the_retry(
+    session, boss, emulator, django_capture_on_commit_callbacks
+):
+    first = picture_message(session, boss, django_capture_on_commit_callbacks)
+    outbound_deliver(outbound_id=first.pk)
+    later(emulator, session)  # WeChat's clock only: kfadmin still believes the id
+    second = queue(
+        django_capture_on_commit_callbacks, account=session.official_account, customer=session.customer,
+        agent=session.agent, msgtype="image", payload={"media_id": ""}, actor=boss, media=first.media,
+    )
+    emulator.control("add_fault", kind="drop", path_prefix=UPLOAD, next=1)
+
+    # The upload's outcome is unknown, the message's is not (WeChat refused it): the
+    # task is told to retry, and nothing is marked unknown.
+    with pytest.raises(WeChatRetryableError):
+        outbound_deliver(outbound_id=second.pk)
+    second.refresh_from_db()
+    assert second.status == "queued"
+    assert len(calls(emulator, SEND)) == 2  # the first message, the refused try (40007)
+
+    # The retry meets 40007 again (kfadmin still holds the dead id), uploads and sends.
+    assert outbound_deliver(outbound_id=second.pk).status == "sent"
+    assert len(calls(emulator, SEND)) == 4 and len(calls(emulator, UPLOAD)) == 3
 
 
 def test_an_upload_wechat_is_too_busy_for_puts_the_message_back_in_the_queue(
@@ -485,3 +511,175 @@ def test_an_image_from_the_library_is_sent_without_an_upload(
 def test_the_library_page_has_an_empty_state_and_needs_a_login(boss_client, account):
     assert "The library is empty" in boss_client.get(reverse("messaging:library")).content.decode()
     assert sent_to_login(Client().get(reverse("messaging:library")))
+
+
+def test_a_customers_picture_still_shows_after_the_history_sync_replaces_its_callback_record(
+    boss_client, account, emulator
+):
+    message, _, openid = customer_push(emulator)
+    callback_message_record(account=account, message=message)
+    kept = media_inbound_fetch(media_file_id=MediaFile.objects.get().pk)
+    # The push was built a second before WeChat's record: the sync replaces the callback's copy.
+    callback_record = MessageRecord.objects.get(openid=openid, text="[image]")
+    MessageRecord.objects.filter(pk=callback_record.pk).update(time=callback_record.time - timedelta(seconds=1))
+
+    records_sync_window(
+        account_id=account.pk, start=callback_record.time - timedelta(minutes=5),
+        end=callback_record.time + timedelta(minutes=5),
+    )
+
+    synced = MessageRecord.objects.get(openid=openid, text="[image]")
+    assert synced.pk != callback_record.pk and synced.source == "sync"
+    assert MediaFile.objects.get(pk=kept.pk).record_id == synced.pk
+    timeline = boss_client.get(reverse("messaging:conversation", args=[openid]), **htmx("timeline")).content.decode()
+    assert f"/media/{kept.pk}/" in timeline
+
+
+def timeline_poll(client, openid) -> str:
+    """The URL the conversation's timeline polls, with the stamp of the copy on screen."""
+    import html
+    import re
+
+    body = client.get(reverse("messaging:conversation", args=[openid]), **htmx("timeline")).content.decode()
+    return html.unescape(re.search(r'<section id="timeline"[^>]*hx-get="([^"]+)"', body).group(1))
+
+
+@pytest.mark.parametrize("fault", [None, 40007])
+def test_the_timeline_poll_renders_a_customers_media_once_its_fetch_ends(boss_client, account, emulator, fault):
+    message, _, openid = customer_push(emulator)
+    callback_message_record(account=account, message=message)
+    poll = timeline_poll(boss_client, openid)
+    assert boss_client.get(poll, **htmx("timeline")).status_code == 204
+    if fault:
+        emulator.control("add_fault", kind="errcode", errcode=fault, path_prefix="/cgi-bin/media/get", next=1)
+
+    fetched = media_inbound_fetch(media_file_id=MediaFile.objects.get().pk)
+
+    response = boss_client.get(poll, **htmx("timeline"))
+    assert response.status_code == 200
+    if fault:
+        assert fetched.state == "failed"
+    else:
+        assert f"/media/{fetched.pk}/" in response.content.decode()
+    assert boss_client.get(timeline_poll(boss_client, openid), **htmx("timeline")).status_code == 204
+
+
+def media_conversation(session, boss, count: int) -> None:
+    """`count` customer pictures kept, `count` pictures sent and `count` library articles sent."""
+    account, customer = session.official_account, session.customer
+    for i in range(count):
+        record = MessageRecord.objects.create(
+            official_account=account, time=timezone.now(), openid=customer.openid, opercode=2003,
+            worker=session.agent.kf_account, text="[image]", source="callback",
+        )
+        received = media_file_store(account=account, kind="image", content=samples.png(), actor=None, customer=customer)
+        MediaFile.objects.filter(pk=received.pk).update(direction="received", record=record)
+        sent = media_file_store(account=account, kind="image", content=samples.png(), actor=boss, customer=customer)
+        for msgtype, payload, media in (("image", {"media_id": ""}, sent), ("mpnewsarticle", {"article_id": f"art_{i}"}, None)):
+            OutboundMessage.objects.create(
+                official_account=account, customer=customer, agent=session.agent, msgtype=msgtype,
+                payload=payload, status="sent", sent_at=timezone.now(), media=media,
+            )
+        LibraryItem.objects.create(official_account=account, kind="article", ident=f"art_{i}", title=f"文章 {i}")
+
+
+def test_the_conversation_page_reads_media_in_a_bounded_number_of_queries(boss_client, session, boss):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("messaging:conversation", args=[session.customer.openid])
+
+    def queries_for(count: int) -> int:
+        media_conversation(session, boss, count)
+        with CaptureQueriesContext(connection) as captured:
+            body = boss_client.get(url, **htmx("timeline")).content.decode()
+        assert body.count("/media/") >= 2 * count and body.count("文章") == count
+        return len(captured)
+
+    boss_client.get(url, **htmx("timeline"))  # what the first view reads once (session, watch)
+    few = queries_for(2)
+    OutboundMessage.objects.all().delete()
+    MessageRecord.objects.filter(text="[image]").delete()
+    LibraryItem.objects.all().delete()
+    many = queries_for(8)
+
+    assert many == few
+
+
+def test_a_library_item_older_than_those_listed_opens_selected_in_the_composer_and_is_sent(
+    boss_client, session, alice, emulator, library, django_capture_on_commit_callbacks
+):
+    from tests.messaging.test_quick_replies_media import many_articles
+
+    many_articles(session.official_account, 250)  # art_member sorts after all of them
+    conversation = reverse("messaging:conversation", args=[session.customer.openid])
+    composer = boss_client.get(f"{conversation}?type=mpnewsarticle&library=art_member").content.decode()
+    assert '<option value="art_member" selected>会员日活动规则</option>' in composer
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = boss_client.post(
+            send_url(session), {"msgtype": "mpnewsarticle", "as_agent": alice.pk, "article_id": "art_member"}
+        )
+    assert response.status_code < 400
+    assert OutboundMessage.objects.get().payload == {"article_id": "art_member"}
+
+
+# ------------------------------------------------------------------ fetching: claims, sweep, giving up
+
+MEDIA_GET = "/cgi-bin/media/get"
+
+
+def waiting_media(account, emulator) -> MediaFile:
+    message, _, _ = customer_push(emulator)
+    callback_message_record(account=account, message=message)
+    return MediaFile.objects.get()
+
+
+def test_a_fetch_another_run_holds_is_not_downloaded_twice(account, emulator):
+    waiting = waiting_media(account, emulator)
+    MediaFile.objects.filter(pk=waiting.pk).update(fetch_started_at=timezone.now())
+
+    assert media_inbound_fetch(media_file_id=waiting.pk) is None
+    assert calls(emulator, MEDIA_GET) == []
+    # A claim left by a worker that died is taken again.
+    MediaFile.objects.filter(pk=waiting.pk).update(fetch_started_at=timezone.now() - timedelta(minutes=6))
+    assert media_inbound_fetch(media_file_id=waiting.pk).state == "ready"
+    assert len(calls(emulator, MEDIA_GET)) == 1
+
+
+def test_the_sweep_leaves_alone_a_fetch_waiting_between_its_retries(account, emulator):
+    from messaging.media import media_fetch_overdue
+
+    waiting = waiting_media(account, emulator)
+    emulator.control("add_fault", kind="errcode", errcode=-1, path_prefix=MEDIA_GET, next=1)
+    with pytest.raises(WeChatSystemBusy):
+        media_inbound_fetch(media_file_id=waiting.pk)
+    waiting.refresh_from_db()
+    assert (waiting.state, waiting.fetch_started_at) == ("fetching", None)  # released for the retry
+    in_a_while = timezone.now() + timedelta(minutes=6)
+
+    assert media_fetch_overdue(now=in_a_while) == []
+    assert media_fetch_overdue(now=in_a_while + timedelta(minutes=6)) == [waiting.pk]
+
+
+def test_a_fetch_whose_retries_are_used_up_is_marked_failed_with_a_sentence(account, emulator):
+    from messaging.tasks import fetch_media_task
+
+    waiting = waiting_media(account, emulator)
+    emulator.control("add_fault", kind="errcode", errcode=-1, path_prefix=MEDIA_GET, next=1)
+
+    assert fetch_media_task.apply(args=(waiting.pk,), retries=fetch_media_task.max_retries).get() == "failed"
+    waiting.refresh_from_db()
+    assert waiting.state == "failed" and "after several attempts" in waiting.error
+
+
+def test_a_fetch_wechat_refuses_is_failed_and_one_over_quota_waits_for_the_sweep(account, emulator):
+    waiting = waiting_media(account, emulator)
+    emulator.control("add_fault", kind="errcode", errcode=45009, path_prefix=MEDIA_GET, next=1)
+    assert media_inbound_fetch(media_file_id=waiting.pk).state == "fetching"
+    waiting.refresh_from_db()
+    assert waiting.fetch_started_at is None and "quota" in waiting.error
+
+    emulator.control("add_fault", kind="errcode", errcode=48001, path_prefix=MEDIA_GET, next=1)
+    refused = media_inbound_fetch(media_file_id=waiting.pk)
+    assert refused.state == "failed" and "not authorised" in refused.error

@@ -162,3 +162,30 @@ def test_a_reply_whose_item_left_the_library_says_so(client, account, agent, bos
     client.force_login(agent)
     assert "No longer in the library" in client.get(PICK, **htmx()).content.decode()
     assert "No longer in the library" in client.get(LIST).content.decode()
+
+
+def many_articles(account, count: int) -> None:
+    """`count` published articles, newer than any other item, so the oldest ones named
+    in a test are past what a select lists at once."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    now = timezone.now()
+    LibraryItem.objects.bulk_create(
+        LibraryItem(official_account=account, kind="article", ident=f"art_{i}", title=f"文章 {i}", updated_at=now + timedelta(minutes=i))
+        for i in range(count)
+    )
+
+
+def test_a_reply_may_name_a_library_item_older_than_those_listed_and_the_form_offers_it(account, library):
+    many_articles(account, 250)
+    LibraryItem.objects.filter(ident="art_refund").update(updated_at="2020-01-01T00:00:00Z")  # the oldest
+    form = QuickReplyForm(
+        {"title": "退货", "msgtype": "mpnewsarticle", "library": "mpnewsarticle:art_refund"}, can_share=False, account=account
+    )
+    assert form.is_valid(), form.errors
+    assert form.cleaned_data["library_ident"] == "art_refund"
+    assert 'value="mpnewsarticle:art_refund" selected' in str(form["library"])
+    editing = QuickReplyForm(initial={"msgtype": "mpnewsarticle", "library": "mpnewsarticle:art_refund"}, can_share=False, account=account)
+    assert 'value="mpnewsarticle:art_refund" selected' in str(editing["library"])
