@@ -183,6 +183,24 @@ def test_an_agent_names_the_customer_and_sees_the_name_in_the_queue(
     page.evaluate("window.scrollTo(0, 0)")
     screenshot("customer-panel")
 
+    # A note written by mistake: removed after a confirmation dialog; Cancel keeps it.
+    panel.get_by_label("Note").fill("电话 13800000000（写错了）")
+    panel.get_by_role("button", name="Add note").click()
+    mistake = panel.locator(".note-item", has_text="写错了")
+    mistake.get_by_role("link", name="Remove…").click()
+    dialog = page.locator("dialog[open]")
+    expect(dialog).to_contain_text("Remove this note?")
+    expect(dialog).to_contain_text("13800000000")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    expect(mistake).to_be_visible()
+    mistake.get_by_role("link", name="Remove…").click()
+    page.locator("dialog[open]").get_by_role("button", name="Remove the note").click()
+    expect(page.locator("#messages")).to_contain_text("The note is removed.")
+    expect(page.locator("dialog[open]")).to_have_count(0)
+    expect(panel.locator(".notes")).not_to_contain_text("写错了")
+    expect(panel.locator(".notes")).to_contain_text("已补发新杯子")
+
     assert Customer.objects.get(pk=session.customer_id).remark_name == "王女士（杯子）"
 
     page.get_by_role("link", name="Queue & sessions").click()
