@@ -152,16 +152,22 @@ def test_a_send_after_the_three_days_uploads_again_without_asking_exactly_once(
     assert [c.json["image"]["media_id"] for c in calls(emulator, SEND)] == [old_id, kept.media_id]
 
 
+def picture_again_after_wechat_dropped_it(session, boss, emulator, capture):
+    """A picture sent, then queued again once WeChat's 3 days are up on WeChat's clock
+    only: kfadmin still believes the upload's id."""
+    first = picture_message(session, boss, capture)
+    outbound_deliver(outbound_id=first.pk)
+    later(emulator, session)
+    return queue(
+        capture, account=session.official_account, customer=session.customer,
+        agent=session.agent, msgtype="image", payload={"media_id": ""}, actor=boss, media=first.media,
+    )
+
+
 def test_wechats_40007_for_an_upload_kfadmin_thought_alive_uploads_again_and_sends_once_more(
     session, boss, emulator, django_capture_on_commit_callbacks
 ):
-    first = picture_message(session, boss, django_capture_on_commit_callbacks)
-    outbound_deliver(outbound_id=first.pk)
-    later(emulator, session)  # WeChat's clock only: kfadmin still believes the id
-    second = queue(
-        django_capture_on_commit_callbacks, account=session.official_account, customer=session.customer,
-        agent=session.agent, msgtype="image", payload={"media_id": ""}, actor=boss, media=first.media,
-    )
+    second = picture_again_after_wechat_dropped_it(session, boss, emulator, django_capture_on_commit_callbacks)
 
     delivered = outbound_deliver(outbound_id=second.pk)
 
@@ -176,13 +182,7 @@ def test_wechats_40007_for_an_upload_kfadmin_thought_alive_uploads_again_and_sen
 def test_a_re_upload_after_40007_that_times_out_puts_the_message_back_in_the_queue_for_the_retry(
     session, boss, emulator, django_capture_on_commit_callbacks
 ):
-    first = picture_message(session, boss, django_capture_on_commit_callbacks)
-    outbound_deliver(outbound_id=first.pk)
-    later(emulator, session)  # WeChat's clock only: kfadmin still believes the id
-    second = queue(
-        django_capture_on_commit_callbacks, account=session.official_account, customer=session.customer,
-        agent=session.agent, msgtype="image", payload={"media_id": ""}, actor=boss, media=first.media,
-    )
+    second = picture_again_after_wechat_dropped_it(session, boss, emulator, django_capture_on_commit_callbacks)
     emulator.control("add_fault", kind="drop", path_prefix=UPLOAD, next=1)
 
     # The upload's outcome is unknown, the message's is not (WeChat refused it): the
